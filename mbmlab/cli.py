@@ -1,0 +1,72 @@
+"""``mbmlab``: run the notebook series headless and inspect its parameters."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import params as P
+
+EPILOG = """\
+examples:
+  mbmlab run                                  # the default CPU series into reports/<run-id>/
+  mbmlab run --preset tiny                    # the small series the tests use (about a minute)
+  mbmlab run --set fuse_epochs=6 --set projector=linear
+  mbmlab params --preset tiny                 # every parameter, its value and what it does
+
+Each run writes reports/<run-id>/ (never reusing a folder): the executed notebooks and their
+HTML, index.html (headline metrics, parameters, environment, time per notebook), metrics.json
+(flat name -> number) and figures/. Exit codes: 0 ok, 1 a notebook failed (the message names
+the notebook and cell; the partial notebook is kept), 2 a bad parameter (nothing was run).
+"""
+
+
+def _overrides(pairs: list[str]) -> dict:
+    return dict(P.parse_override(p) for p in pairs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mbmlab", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute 01_collect … 05_bias with papermill and write the report",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    params = sub.add_parser("params", help="list parameters with their values under a preset")
+    for p in (run, params):
+        p.add_argument("--preset", default="default", help=f"one of {', '.join(P.PRESETS)} (default: default)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one parameter (repeatable); see `mbmlab params`")
+    run.add_argument("--reports", type=Path, default=None, help="folder for run directories (default: reports/)")
+    run.add_argument("--notebooks", type=Path, default=None, help="folder holding the series (default: notebooks/)")
+    run.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    args = parser.parse_args(argv)
+
+    try:
+        values = P.resolve(args.preset, _overrides(args.overrides))
+    except P.ParameterError as err:
+        print(f"mbmlab: error: {err}", file=sys.stderr)
+        return 2
+
+    if args.command == "params":
+        for name, value in values.items():
+            spec = P.SCHEMA[name]
+            allowed = f" (one of {', '.join(map(str, spec.choices))})" if spec.choices else ""
+            print(f"{name:20} = {value!r:12} {spec.help}{allowed}")
+        return 0
+
+    from .runner import NotebookFailed, run_series
+
+    try:
+        run_series(args.preset, _overrides(args.overrides), reports=args.reports, notebooks_dir=args.notebooks,
+                   progress=not args.no_progress)
+    except NotebookFailed as err:
+        print(f"mbmlab: error: {err}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as err:
+        print(f"mbmlab: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Caption metrics through the COCO caption evaluation code (pycocoevalcap).
+
+Both sides go through the PTB tokenizer (Stanford CoreNLP jar, needs Java), as in the COCO
+evaluation server; BLEU-1..4 and CIDEr-D use the package's scorers unchanged.
+"""
+from __future__ import annotations
+
+import shutil
+
+
+class JavaMissingError(RuntimeError):
+    """The PTB tokenizer needs a Java runtime."""
+
+
+def caption_scores(references: dict[str, list[str]], predictions: dict[str, str]) -> dict[str, float]:
+    """BLEU-1..4 and CIDEr for ``predictions[id]`` against ``references[id]`` (a list per id)."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    if set(references) != set(predictions):
+        raise ValueError("references and predictions must cover the same ids")
+    if not references:
+        raise ValueError("no captions to score")
+    if shutil.which("java") is None:
+        raise JavaMissingError("the COCO PTB tokenizer needs Java: apt-get install default-jre-headless")
+    tokenizer = PTBTokenizer()
+    gts = tokenizer.tokenize({k: [{"caption": c} for c in v] for k, v in references.items()})
+    res = tokenizer.tokenize({k: [{"caption": v}] for k, v in predictions.items()})
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, _ = Cider().compute_score(gts, res)
+    scores = {f"BLEU-{n}": float(b) for n, b in enumerate(bleu, start=1)}
+    scores["CIDEr"] = float(cider)
+    return scores

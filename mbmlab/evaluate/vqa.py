@@ -1,0 +1,32 @@
+"""VQA accuracy: exact match of the normalised answer, overall and per question type."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pandas as pd
+
+
+def normalise_answer(text: str) -> str:
+    """Lower case, punctuation dropped, whitespace collapsed."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def vqa_accuracy(frame: pd.DataFrame, prediction: str = "prediction") -> dict[str, float]:
+    """``frame`` has ``answer``, ``question_type`` and a prediction column."""
+    correct = frame[prediction].map(normalise_answer) == frame["answer"].map(normalise_answer)
+    scores = {"accuracy": float(correct.mean())}
+    for kind, hits in correct.groupby(frame["question_type"]):
+        scores[f"accuracy/{kind}"] = float(hits.mean())
+    return scores
+
+
+def majority_answer(train_answers: list[str]) -> str:
+    """The most frequent training answer (ties broken alphabetically, so it is deterministic)."""
+    counts = Counter(train_answers)
+    return min(counts, key=lambda a: (-counts[a], a))
+
+
+def majority_by_type(train: pd.DataFrame) -> dict[str, str]:
+    """Most frequent training answer within each question type: a stronger 'blind' baseline."""
+    return {kind: majority_answer(list(group["answer"])) for kind, group in train.groupby("question_type")}

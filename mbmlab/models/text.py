@@ -1,0 +1,66 @@
+"""The GPT side: a byte-level BPE tokenizer and a small GPT-2 language model."""
+from __future__ import annotations
+
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+EOS = "<|endoftext|>"
+PAD = "<pad>"
+IMAGE = "<image>"
+SPECIAL_TOKENS = (EOS, PAD, IMAGE)
+
+
+def vqa_prompt(question: str) -> str:
+    return f"question: {question} answer:"
+
+
+CAPTION_PROMPT = "caption:"
+
+
+def corpus_lines(dataset) -> list[str]:
+    """The text the LM learns from: every QA pair and caption of a split, prompt + target."""
+    lines = []
+    for r in dataset.select_columns(["questions", "answers", "caption"]):
+        for q, a in zip(r["questions"], r["answers"], strict=True):
+            lines.append(f"{vqa_prompt(q)} {a}")
+        if r["caption"]:
+            lines.append(f"{CAPTION_PROMPT} {r['caption']}")
+    return lines
+
+
+def train_tokenizer(lines: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (GPT-2's scheme) trained with ``tokenizers`` on ``lines``."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=2,
+                            special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, pad_token=PAD,
+        extra_special_tokens={"image_token": IMAGE},
+    )
+    tokenizer.padding_side = "left"  # generation pads on the left; training collators pad themselves
+    return tokenizer
+
+
+def image_token_id(tokenizer) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(IMAGE)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise ValueError(f"tokenizer has no {IMAGE!r} token; train it with mbmlab.models.text.train_tokenizer "
+                         f"or add it with tokenizer.add_special_tokens")
+    return token_id
+
+
+def gpt2_config(tokenizer, dim: int, layers: int, heads: int, max_positions: int = 128) -> GPT2Config:
+    """A small GPT-2 config. bos/eos/pad ids are set explicitly (transformers 5 needs them)."""
+    return GPT2Config(
+        vocab_size=len(tokenizer), n_positions=max_positions, n_embd=dim, n_layer=layers, n_head=heads,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def new_language_model(tokenizer, dim: int, layers: int, heads: int, seed: int) -> GPT2LMHeadModel:
+    import torch
+
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(gpt2_config(tokenizer, dim, layers, heads))

@@ -1,0 +1,24 @@
+"""Image preprocessing for the ViT: transformers' ``ViTImageProcessor`` (PIL backend)."""
+from __future__ import annotations
+
+import torch
+from transformers import ViTConfig, ViTImageProcessor
+
+
+def image_processor(image_size: int) -> ViTImageProcessor:
+    return ViTImageProcessor(size={"height": image_size, "width": image_size},
+                             image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+
+
+def vit_config(image_size: int, patch_size: int, dim: int, layers: int, heads: int) -> ViTConfig:
+    return ViTConfig(image_size=image_size, patch_size=patch_size, hidden_size=dim, num_hidden_layers=layers,
+                     num_attention_heads=heads, intermediate_size=4 * dim)
+
+
+def pixel_values(dataset, processor, batch_size: int = 512) -> torch.Tensor:
+    """(N, 3, H, W) float tensor for every image of a ``datasets`` split, in row order."""
+    chunks = []
+    for start in range(0, len(dataset), batch_size):
+        images = dataset[start:start + batch_size]["image"]
+        chunks.append(processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"])
+    return torch.cat(chunks) if chunks else torch.empty(0)

@@ -1,0 +1,194 @@
+"""One schema for every parameter of the notebook series.
+
+The notebooks' ``parameters`` cells, the presets and the runner all agree with the
+``SCHEMA`` below (a test checks the notebooks against it). Values are validated here,
+before any notebook runs, so a typo never costs a half-finished run.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ParameterError(ValueError):
+    """A parameter name or value the schema does not allow."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    default: Any
+    help: str
+    notebooks: tuple[str, ...]
+    choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def validate(self, value: Any) -> Any:
+        value = self._coerce(value)
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(map(str, self.choices))
+            raise ParameterError(f"{self.name}={value!r} is not allowed; allowed values: {allowed}")
+        if self.minimum is not None and value < self.minimum:
+            raise ParameterError(f"{self.name}={value!r} is below the minimum {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise ParameterError(f"{self.name}={value!r} is above the maximum {self.maximum}")
+        return value
+
+    def _coerce(self, value: Any) -> Any:
+        kind = self.type.__name__
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise ParameterError(f"{self.name}={value!r} is not a boolean (use true or false)")
+        if self.type is int:
+            if isinstance(value, bool):
+                raise ParameterError(f"{self.name}={value!r} is not an integer")
+            if isinstance(value, int):
+                return value
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            try:
+                return int(str(value))
+            except ValueError:
+                raise ParameterError(f"{self.name}={value!r} is not an integer") from None
+        if self.type is float:
+            if isinstance(value, bool):
+                raise ParameterError(f"{self.name}={value!r} is not a number")
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise ParameterError(f"{self.name}={value!r} is not a number") from None
+        if self.type is str:
+            if not isinstance(value, str):
+                raise ParameterError(f"{self.name}={value!r} is not a string")
+            return value
+        raise TypeError(f"unsupported parameter type {kind}")  # schema bug, not user error
+
+
+NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS = (
+    "01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias",
+)
+NOTEBOOKS = (NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS)
+ALL = NOTEBOOKS
+
+FUSIONS = ("prefix",)
+PROJECTORS = ("linear", "mlp2x_gelu")
+SOURCES = ("easyvqa",)
+
+SCHEMA: dict[str, Param] = {p.name: p for p in [
+    Param("seed", int, 0, "seed for data splits, initialisation and training", ALL, minimum=0),
+    # 01_collect
+    Param("source", str, "easyvqa", "data source", (NB_COLLECT,), choices=SOURCES),
+    Param("max_train_images", int, 0, "cap on training+validation images; 0 means all", (NB_COLLECT,), minimum=0),
+    Param("max_test_images", int, 0, "cap on test images; 0 means all", (NB_COLLECT,), minimum=0),
+    Param("val_fraction", float, 0.1, "fraction of training images held out for validation",
+          (NB_COLLECT,), minimum=0.01, maximum=0.5),
+    # 02_train
+    Param("vocab_size", int, 400, "byte-level BPE vocabulary size", (NB_TRAIN,), minimum=300, maximum=50257),
+    Param("lm_dim", int, 128, "GPT-2 hidden size", (NB_TRAIN,), minimum=16),
+    Param("lm_layers", int, 4, "GPT-2 layers", (NB_TRAIN,), minimum=1),
+    Param("lm_heads", int, 4, "GPT-2 attention heads", (NB_TRAIN,), minimum=1),
+    Param("lm_epochs", float, 2.0, "language-model pretraining epochs", (NB_TRAIN,), minimum=0.01),
+    Param("lm_batch_size", int, 64, "language-model batch size (sequences)", (NB_TRAIN,), minimum=1),
+    Param("lm_learning_rate", float, 2e-3, "language-model peak learning rate", (NB_TRAIN,), minimum=0.0),
+    # 03_fuse
+    Param("fusion", str, "prefix", "how the image enters the GPT", (NB_FUSE,), choices=FUSIONS),
+    Param("projector", str, "mlp2x_gelu", "vision-to-text connector", (NB_FUSE,), choices=PROJECTORS),
+    Param("image_size", int, 64, "image side in pixels fed to the ViT", (NB_FUSE,), minimum=8),
+    Param("patch_size", int, 16, "ViT patch side in pixels (must divide image_size)", (NB_FUSE,), minimum=2),
+    Param("pixel_shuffle", int, 1, "merge f×f patches into one image token; f must divide the patch grid",
+          (NB_FUSE,), minimum=1),
+    Param("vit_dim", int, 128, "ViT hidden size", (NB_FUSE,), minimum=16),
+    Param("vit_layers", int, 3, "ViT layers", (NB_FUSE,), minimum=1),
+    Param("vit_heads", int, 4, "ViT attention heads", (NB_FUSE,), minimum=1),
+    Param("fuse_epochs", float, 4.0, "fusion training epochs (over images; every question of an image is used)",
+          (NB_FUSE,), minimum=0.01),
+    Param("fuse_batch_images", int, 16, "images per fusion training batch", (NB_FUSE,), minimum=1),
+    Param("fuse_learning_rate", float, 1e-3, "fusion peak learning rate", (NB_FUSE,), minimum=0.0),
+    # 04_evaluate
+    Param("eval_batch_size", int, 256, "sequences per generation batch", (NB_EVALUATE,), minimum=1),
+    Param("num_beams", int, 1, "beam width for generation; 1 means greedy", (NB_EVALUATE,), minimum=1),
+    Param("gallery_size", int, 8, "test examples shown with their predictions", (NB_EVALUATE,), minimum=0),
+]}
+
+# Presets only override schema defaults; ``default`` is the schema itself.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "max_train_images": 300, "max_test_images": 100,
+        "vocab_size": 300, "lm_dim": 32, "lm_layers": 1, "lm_heads": 2, "lm_epochs": 1.0,
+        "vit_dim": 32, "vit_layers": 1, "vit_heads": 2, "fuse_epochs": 1.0, "gallery_size": 4,
+    },
+    "default": {},
+    "full": {
+        "vocab_size": 1000, "lm_dim": 256, "lm_layers": 6, "lm_heads": 8, "lm_epochs": 5.0,
+        "vit_dim": 256, "vit_layers": 6, "vit_heads": 8, "patch_size": 8, "fuse_epochs": 20.0,
+        "num_beams": 3,
+    },
+}
+
+
+def defaults() -> dict[str, Any]:
+    return {name: p.default for name, p in SCHEMA.items()}
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` from the command line; the value is JSON if it parses, else a string."""
+    if "=" not in text:
+        raise ParameterError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def resolve(preset: str = "default", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Schema defaults, then the preset, then the overrides; every value validated."""
+    if preset not in PRESETS:
+        raise ParameterError(f"unknown preset {preset!r}; allowed values: {', '.join(PRESETS)}")
+    values = defaults()
+    values.update(PRESETS[preset])
+    for key, value in (overrides or {}).items():
+        if key not in SCHEMA:
+            raise ParameterError(f"unknown parameter {key!r}; known parameters: {', '.join(SCHEMA)}")
+        values[key] = value
+    resolved = {key: SCHEMA[key].validate(value) for key, value in values.items()}
+    check_consistency(resolved)
+    return resolved
+
+
+def check_consistency(values: dict[str, Any]) -> None:
+    """Rules that involve more than one parameter."""
+    if {"image_size", "patch_size"} <= values.keys():
+        if values["image_size"] % values["patch_size"]:
+            raise ParameterError(
+                f"patch_size={values['patch_size']} must divide image_size={values['image_size']}")
+        grid = values["image_size"] // values["patch_size"]
+        if "pixel_shuffle" in values and grid % values["pixel_shuffle"]:
+            raise ParameterError(f"pixel_shuffle={values['pixel_shuffle']} must divide the {grid}×{grid} patch grid")
+    for dim, heads in (("lm_dim", "lm_heads"), ("vit_dim", "vit_heads")):
+        if {dim, heads} <= values.keys() and values[dim] % values[heads]:
+            raise ParameterError(f"{heads}={values[heads]} must divide {dim}={values[dim]}")
+
+
+def for_notebook(notebook: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``values`` that ``notebook`` declares in its parameters cell."""
+    return {k: v for k, v in values.items() if notebook in SCHEMA[k].notebooks}
+
+
+def check(notebook: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Validate a notebook's own parameters (used by each notebook when run by hand)."""
+    declared = {k for k, p in SCHEMA.items() if notebook in p.notebooks}
+    unknown = set(values) - declared
+    if unknown:
+        raise ParameterError(f"{notebook} does not take {sorted(unknown)}; it takes {sorted(declared)}")
+    checked = {k: SCHEMA[k].validate(v) for k, v in values.items()}
+    check_consistency(checked)
+    return checked

@@ -1,0 +1,130 @@
+"""Run the notebook series headless with papermill into a fresh ``reports/<run-id>/``."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import params as P
+from .paths import new_run_dir, project_root, reports_dir
+from .report import save_json, write_index
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook of the series raised; the partial executed notebook is kept."""
+
+    def __init__(self, notebook: str, cell: int | None, error: str, partial: Path, source: str = ""):
+        self.notebook, self.cell, self.error, self.partial = notebook, cell, error, partial
+        where = f"cell {cell} of the executed notebook" if cell is not None else "an unknown cell"
+        first_line = source.strip().splitlines()[0] if source.strip() else ""
+        shown = f" ({first_line[:80]})" if first_line else ""
+        super().__init__(f"{notebook} failed in {where}{shown}: {error}\npartial notebook kept at {partial}")
+
+
+@dataclass
+class Series:
+    notebooks_dir: Path
+    names: tuple[str, ...] = P.NOTEBOOKS
+
+    def path(self, name: str) -> Path:
+        path = self.notebooks_dir / f"{name}.ipynb"
+        if not path.exists():
+            raise FileNotFoundError(f"notebook {path} is missing")
+        return path
+
+
+def environment() -> dict[str, str]:
+    import torch
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=project_root(), timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "python": sys.version.split()[0], "platform": platform.platform(), "cpus": str(os.cpu_count()),
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "torch threads": str(torch.get_num_threads()), "git commit": commit or "unknown",
+    }
+
+
+def html_for(notebook: Path) -> Path:
+    """Render an executed notebook to HTML next to it."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(notebook, as_version=4))
+    out = notebook.with_suffix(".html")
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def run_series(preset: str = "default", overrides: dict | None = None, *, reports: Path | None = None,
+               notebooks_dir: Path | None = None, kernel_name: str = "python3", progress: bool = True,
+               log=print) -> Path:
+    """Validate parameters, then execute every notebook in order; returns the run directory.
+
+    Raises ``ParameterError`` before anything is created, and ``NotebookFailed`` (after writing
+    the partial notebook and index.html) when a notebook fails.
+    """
+    import papermill as pm
+
+    values = P.resolve(preset, overrides)  # refuse bad input before any work starts
+    series = Series(Path(notebooks_dir or project_root() / "notebooks"))
+    sources = {name: series.path(name) for name in series.names}
+    os.environ.update(OFFLINE_ENV)
+    os.environ.setdefault("MBMLAB_ROOT", str(project_root()))
+    run_dir = new_run_dir(reports or reports_dir(), label=preset).resolve()
+    run = {"run_id": run_dir.name, "preset": preset, "params": values, "overrides": overrides or {},
+           "started": time.strftime("%Y-%m-%d %H:%M:%S"), "status": "running", "error": None,
+           "total_seconds": None, "environment": environment(),
+           "notebooks": [{"name": n, "status": "pending", "seconds": None, "html": None, "notebook": None}
+                         for n in series.names]}
+    save_json(run_dir, "params.json", values)
+    start = time.perf_counter()
+    log(f"run {run_dir}")
+    try:
+        for i, (name, entry) in enumerate(zip(series.names, run["notebooks"]), start=1):
+            log(f"[{i}/{len(series.names)}] {name}")
+            out = run_dir / f"{name}.ipynb"
+            entry["notebook"] = out.name
+            t0 = time.perf_counter()
+            try:
+                pm.execute_notebook(
+                    str(sources[name]), str(out),
+                    parameters={"run_dir": str(run_dir), **P.for_notebook(name, values)},
+                    kernel_name=kernel_name, progress_bar=progress, cwd=str(run_dir),
+                )
+            except pm.PapermillExecutionError as err:
+                entry.update(status="failed", seconds=time.perf_counter() - t0)
+                cell = err.cell_index + 1 if err.cell_index is not None else None  # 1-based, as a reader counts
+                failure = NotebookFailed(name, cell, f"{err.ename}: {err.evalue}", out, err.source or "")
+                run.update(status="failed", error=str(failure))
+                raise failure from None
+            finally:
+                if out.exists():
+                    entry["html"] = html_for(out).name
+            entry.update(status="ok", seconds=time.perf_counter() - t0)
+            log(f"      {name} done in {entry['seconds']:.1f} s")
+        run["status"] = "ok"
+    finally:
+        if run["status"] == "running":  # interrupted or an unexpected error
+            run["status"] = "failed"
+            run["error"] = run["error"] or "the run stopped before the series finished"
+        run["total_seconds"] = time.perf_counter() - start
+        save_json(run_dir, "run.json", run)
+        write_index(run_dir, run)
+    log(f"report: {run_dir / 'index.html'}")
+    return run_dir
+
+
+def read_metrics(run_dir: Path) -> dict[str, float]:
+    return json.loads((Path(run_dir) / "metrics.json").read_text())

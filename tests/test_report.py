@@ -1,0 +1,48 @@
+import json
+import math
+
+import pytest
+
+from mbmlab import report
+from mbmlab.paths import RunDirError, new_run_dir, resolve_run_dir
+
+
+def test_log_metrics_merges_and_refuses_non_finite(tmp_path):
+    report.log_metrics(tmp_path, {"b/x": 1})
+    merged = report.log_metrics(tmp_path, {"a/y": 0.5})
+    assert merged == {"a/y": 0.5, "b/x": 1.0}
+    assert list(json.loads((tmp_path / "metrics.json").read_text())) == ["a/y", "b/x"]
+    with pytest.raises(ValueError, match="non-finite"):
+        report.log_metrics(tmp_path, {"c": math.nan})
+
+
+def test_index_escapes_user_text(tmp_path):
+    report.log_metrics(tmp_path, {"vqa/accuracy": 0.9})
+    run = {"run_id": "r", "preset": "tiny", "started": "now", "status": "ok", "error": None, "total_seconds": 1.0,
+           "params": {"projector": "<script>alert(1)</script>"}, "environment": {},
+           "notebooks": [{"name": "01_collect", "status": "ok", "seconds": 1.0, "html": "01_collect.html",
+                          "notebook": "01_collect.ipynb"}]}
+    html = report.write_index(tmp_path, run).read_text()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;" in html
+    assert "vqa/accuracy" in html and "0.9000" in html
+
+
+def test_run_dirs_are_never_reused(tmp_path):
+    a, b = new_run_dir(tmp_path, "tiny"), new_run_dir(tmp_path, "tiny")
+    assert a != b and a.is_dir() and b.is_dir()
+
+
+def test_resolve_run_dir_errors_name_the_missing_piece(tmp_path, monkeypatch):
+    with pytest.raises(RunDirError, match="does not exist"):
+        resolve_run_dir(tmp_path / "nope")
+    with pytest.raises(RunDirError, match="has no 'lm'"):
+        resolve_run_dir(tmp_path, needs="lm")
+    monkeypatch.setenv("MBMLAB_REPORTS", str(tmp_path))
+    older, newer = new_run_dir(tmp_path, "a"), new_run_dir(tmp_path, "b")
+    (older / "lm").mkdir()
+    assert resolve_run_dir("", needs="lm") == older.resolve()
+    with pytest.raises(RunDirError, match="no run under"):
+        resolve_run_dir("", needs="fused")
+    assert resolve_run_dir("", needs=None).parent == tmp_path  # first notebook: a fresh run
+    assert newer.exists()

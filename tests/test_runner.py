@@ -1,0 +1,87 @@
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from mbmlab import cli, params as P
+from mbmlab.runner import NotebookFailed, run_series
+
+
+def test_cli_refuses_a_bad_value_before_running(tmp_path, capsys):
+    reports = tmp_path / "reports"
+    code = cli.main(["run", "--preset", "tiny", "--set", "fusion=nonsense", "--reports", str(reports)])
+    assert code == 2
+    assert "allowed values: prefix" in capsys.readouterr().err
+    assert not reports.exists()
+
+
+def test_cli_refuses_an_unknown_key(tmp_path, capsys):
+    assert cli.main(["run", "--set", "epochs=3", "--reports", str(tmp_path / "r")]) == 2
+    assert "unknown parameter 'epochs'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_installed_command_exits_2_on_bad_parameter(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mbmlab.cli", "run", "--preset", "tiny", "--set",
+                             "fusion=nonsense", "--reports", str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "allowed values" in result.stderr
+
+
+def test_help_documents_run():
+    out = subprocess.run([sys.executable, "-m", "mbmlab.cli", "run", "--help"], capture_output=True, text=True).stdout
+    for word in ("--preset", "--set", "index.html", "metrics.json", "Exit codes"):
+        assert word in out
+
+
+def test_params_lists_every_parameter(capsys):
+    assert cli.main(["params", "--preset", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in P.SCHEMA)
+
+
+def _series(folder, failing=None):
+    """A fake five-notebook series; ``failing`` raises in its second code cell."""
+    folder.mkdir()
+    for name in P.NOTEBOOKS:
+        names = ["run_dir"] + [k for k, p in P.SCHEMA.items() if name in p.notebooks]
+        params = nbformat.v4.new_code_cell("\n".join(f"{k} = None" for k in names))
+        params.metadata["tags"] = ["parameters"]
+        body = ("raise ValueError('boom')" if name == failing else
+                "from mbmlab import report\nreport.log_metrics(run_dir, {'" + name + "/ran': 1})")
+        nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(body)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder
+
+
+def test_series_runs_in_order_and_writes_report(tmp_path):
+    run_dir = run_series("tiny", notebooks_dir=_series(tmp_path / "nb"), reports=tmp_path / "r", progress=False,
+                         log=lambda *_: None)
+    metrics = (run_dir / "metrics.json").read_text()
+    assert all(f"{name}/ran" in metrics for name in P.NOTEBOOKS)
+    index = (run_dir / "index.html").read_text()
+    assert all(f"{name}.html" in index for name in P.NOTEBOOKS)
+    assert (run_dir / "params.json").exists()
+
+
+def test_failing_notebook_stops_the_run_and_keeps_the_partial(tmp_path):
+    with pytest.raises(NotebookFailed) as info:
+        run_series("tiny", notebooks_dir=_series(tmp_path / "nb", failing="02_train"), reports=tmp_path / "r",
+                   progress=False, log=lambda *_: None)
+    err = info.value
+    assert err.notebook == "02_train" and "ValueError: boom" in str(err) and "cell" in str(err)
+    assert err.partial.exists()
+    run_dir = err.partial.parent
+    assert not (run_dir / "03_fuse.ipynb").exists()  # stopped there
+    index = (run_dir / "index.html").read_text()
+    assert "failed" in index and "02_train" in index
+
+
+def test_cli_exit_code_for_a_failing_notebook(tmp_path, capsys):
+    code = cli.main(["run", "--preset", "tiny", "--notebooks", str(_series(tmp_path / "nb", failing="03_fuse")),
+                     "--reports", str(tmp_path / "r"), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "03_fuse failed in cell 3 of the executed notebook (raise ValueError('boom'))" in err
