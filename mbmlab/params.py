@@ -93,20 +93,20 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("lm_dim", int, 128, "GPT-2 hidden size", (NB_TRAIN,), minimum=16),
     Param("lm_layers", int, 4, "GPT-2 layers", (NB_TRAIN,), minimum=1),
     Param("lm_heads", int, 4, "GPT-2 attention heads", (NB_TRAIN,), minimum=1),
-    Param("lm_epochs", float, 2.0, "language-model pretraining epochs", (NB_TRAIN,), minimum=0.01),
+    Param("lm_epochs", float, 1.0, "language-model pretraining epochs", (NB_TRAIN,), minimum=0.01),
     Param("lm_batch_size", int, 64, "language-model batch size (sequences)", (NB_TRAIN,), minimum=1),
     Param("lm_learning_rate", float, 2e-3, "language-model peak learning rate", (NB_TRAIN,), minimum=0.0),
     # 03_fuse
     Param("fusion", str, "prefix", "how the image enters the GPT", (NB_FUSE,), choices=FUSIONS),
     Param("projector", str, "mlp2x_gelu", "vision-to-text connector", (NB_FUSE,), choices=PROJECTORS),
     Param("image_size", int, 64, "image side in pixels fed to the ViT", (NB_FUSE,), minimum=8),
-    Param("patch_size", int, 16, "ViT patch side in pixels (must divide image_size)", (NB_FUSE,), minimum=2),
-    Param("pixel_shuffle", int, 1, "merge f×f patches into one image token; f must divide the patch grid",
+    Param("patch_size", int, 8, "ViT patch side in pixels (must divide image_size)", (NB_FUSE,), minimum=2),
+    Param("pixel_shuffle", int, 2, "merge f×f patches into one image token; f must divide the patch grid",
           (NB_FUSE,), minimum=1),
     Param("vit_dim", int, 128, "ViT hidden size", (NB_FUSE,), minimum=16),
     Param("vit_layers", int, 3, "ViT layers", (NB_FUSE,), minimum=1),
     Param("vit_heads", int, 4, "ViT attention heads", (NB_FUSE,), minimum=1),
-    Param("fuse_epochs", float, 4.0, "fusion training epochs (over images; every question of an image is used)",
+    Param("fuse_epochs", float, 3.0, "fusion training epochs (over images; every question of an image is used)",
           (NB_FUSE,), minimum=0.01),
     Param("fuse_batch_images", int, 16, "images per fusion training batch", (NB_FUSE,), minimum=1),
     Param("fuse_learning_rate", float, 1e-3, "fusion peak learning rate", (NB_FUSE,), minimum=0.0),
@@ -119,15 +119,15 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
 # Presets only override schema defaults; ``default`` is the schema itself.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "max_train_images": 300, "max_test_images": 100,
-        "vocab_size": 300, "lm_dim": 32, "lm_layers": 1, "lm_heads": 2, "lm_epochs": 1.0,
-        "vit_dim": 32, "vit_layers": 1, "vit_heads": 2, "fuse_epochs": 1.0, "gallery_size": 4,
+        "max_train_images": 300, "max_test_images": 100, "vocab_size": 300,
+        "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
+        "vit_dim": 64, "vit_layers": 1, "vit_heads": 2, "patch_size": 16, "pixel_shuffle": 1,
+        "fuse_epochs": 6.0, "fuse_batch_images": 8, "fuse_learning_rate": 2e-3, "gallery_size": 4,
     },
     "default": {},
     "full": {
-        "vocab_size": 1000, "lm_dim": 256, "lm_layers": 6, "lm_heads": 8, "lm_epochs": 5.0,
-        "vit_dim": 256, "vit_layers": 6, "vit_heads": 8, "patch_size": 8, "fuse_epochs": 20.0,
-        "num_beams": 3,
+        "vocab_size": 1000, "lm_dim": 256, "lm_layers": 6, "lm_heads": 8, "lm_epochs": 3.0,
+        "vit_dim": 256, "vit_layers": 6, "vit_heads": 8, "fuse_epochs": 20.0, "num_beams": 3,
     },
 }
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -107,12 +108,14 @@ class FusionCollator:
 
 
 def training_arguments(output_dir: Path, *, epochs: float, batch_size: int, learning_rate: float, seed: int,
-                       **extra) -> TrainingArguments:
-    """CPU-friendly defaults: no checkpoints mid-run, cosine schedule, logs every few steps."""
+                       n_examples: int | None = None, **extra) -> TrainingArguments:
+    """CPU-friendly defaults: no checkpoints mid-run, cosine schedule, about 25 log lines a run."""
+    steps = math.ceil((n_examples or 0) / batch_size * epochs)
     settings = dict(
         output_dir=str(output_dir), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size, learning_rate=learning_rate, lr_scheduler_type="cosine",
-        warmup_steps=0.05, weight_decay=0.01, seed=seed, data_seed=seed, logging_steps=10,
+        warmup_steps=0.05, weight_decay=0.01, seed=seed, data_seed=seed,
+        logging_steps=max(1, steps // 25) if steps else 10,
         save_strategy="no", report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
     )

@@ -127,3 +127,4 @@ def test_pixel_shuffle_model_reads_fewer_tokens(tokenizer, pixels):
     assert generate(model, tokenizer, pixels, [0], ["caption:"], max_new_tokens=3, progress=False)
     with pytest.raises(ValueError, match="must divide"):
         MbmConfig(vision_config=vision.vit_config(32, 8, 32, 1, 2), text_config=lm.config, pixel_shuffle=3)
+

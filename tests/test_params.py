@@ -29,6 +29,8 @@ def test_bad_choice_lists_allowed_values():
     ({"val_fraction": 0.9}, "above the maximum"),
     ({"patch_size": 5}, "must divide image_size"),
     ({"lm_heads": 3}, "must divide lm_dim"),
+    ({"patch_size": 4, "pixel_shuffle": 3}, "must divide the 16×16 patch grid"),
+    ({"projector": "mlp9x"}, "allowed values: linear, mlp2x_gelu"),
 ])
 def test_bad_values_are_refused(override, message):
     with pytest.raises(P.ParameterError, match=message):
