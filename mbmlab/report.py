@@ -8,7 +8,8 @@ from pathlib import Path
 import jinja2
 
 HEADLINE = ("vqa/accuracy", "baseline/majority/vqa/accuracy", "baseline/majority_by_type/vqa/accuracy",
-            "caption/BLEU-4", "caption/CIDEr", "lm/perplexity")
+            "caption/exact_match", "baseline/majority/caption/exact_match", "caption/BLEU-3", "caption/BLEU-4",
+            "caption/CIDEr", "lm/perplexity")
 
 
 def save_json(run_dir: Path, name: str, obj) -> Path:

@@ -51,3 +51,10 @@ def test_perfect_captions_score_bleu_one():
 def test_caption_scores_refuse_mismatched_ids():
     with pytest.raises(ValueError, match="same ids"):
         caption_scores({"1": ["a"]}, {"2": "a"})
+
+
+def test_caption_exact_match_hand_worked():
+    from mbmlab.evaluate import exact_match
+    refs = {"1": ["a blue rectangle"], "2": ["a red circle"], "3": ["a green triangle"], "4": ["a gray circle"]}
+    preds = {"1": "A blue rectangle.", "2": "a red triangle", "3": "a green", "4": "a gray circle"}
+    assert exact_match(refs, preds) == 0.5

@@ -32,3 +32,17 @@ def caption_scores(references: dict[str, list[str]], predictions: dict[str, str]
     scores = {f"BLEU-{n}": float(b) for n, b in enumerate(bleu, start=1)}
     scores["CIDEr"] = float(cider)
     return scores
+
+
+def exact_match(references: dict[str, list[str]], predictions: dict[str, str]) -> float:
+    """Share of predictions equal (after normalisation) to one of their references.
+
+    With three-word captions ("a blue rectangle") BLEU-4 has no 4-gram to count and is ~0 for
+    any model; exact match says directly how many captions are right.
+    """
+    from .vqa import normalise_answer
+
+    if not predictions:
+        raise ValueError("no captions to score")
+    hits = [normalise_answer(predictions[k]) in {normalise_answer(r) for r in references[k]} for k in predictions]
+    return sum(hits) / len(hits)
