@@ -55,7 +55,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 td, th { border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: left; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { color: #176f2c; } .failed { color: #b00020; font-weight: bold; } .pending { color: #888; }
-.figs img { max-width: 32em; margin: 0.3em; border: 1px solid #ddd; }
+.figs img { display: block; max-width: 100%; margin: 0.8em 0; border: 1px solid #ddd; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 </style></head><body>
 <h1>mbmlab run <code>{{ run.run_id }}</code></h1>
