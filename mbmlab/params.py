@@ -7,7 +7,7 @@ before any notebook runs, so a typo never costs a half-finished run.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 

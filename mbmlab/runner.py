@@ -1,7 +1,6 @@
 """Run the notebook series headless with papermill into a fresh ``reports/<run-id>/``."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -56,12 +55,32 @@ def environment() -> dict[str, str]:
     }
 
 
+def collapse_progress(text: str) -> str:
+    """What a terminal shows of carriage-return progress bars: the last state of each line."""
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
 def html_for(notebook: Path) -> Path:
-    """Render an executed notebook to HTML next to it."""
+    """Render an executed notebook to HTML next to it (progress bars collapsed to their last state)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(notebook, as_version=4))
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        merged: list = []
+        for output in cell.get("outputs", []):  # the kernel sends each bar update as its own output
+            previous = merged[-1] if merged else None
+            if (output.get("output_type") == "stream" and previous is not None
+                    and previous.get("output_type") == "stream" and previous["name"] == output["name"]):
+                previous["text"] += output["text"]
+            else:
+                merged.append(output)
+        for output in merged:
+            if output.get("output_type") == "stream":
+                output["text"] = collapse_progress(output["text"])
+        if "outputs" in cell:
+            cell["outputs"] = merged
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     out = notebook.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out
@@ -124,7 +143,3 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
         write_index(run_dir, run)
     log(f"report: {run_dir / 'index.html'}")
     return run_dir
-
-
-def read_metrics(run_dir: Path) -> dict[str, float]:
-    return json.loads((Path(run_dir) / "metrics.json").read_text())

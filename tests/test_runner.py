@@ -85,3 +85,9 @@ def test_cli_exit_code_for_a_failing_notebook(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "03_fuse failed in cell 3 of the executed notebook (raise ValueError('boom'))" in err
+
+
+def test_progress_bars_collapse_to_their_last_state():
+    from mbmlab.runner import collapse_progress
+    text = "VQA:   0%| 0/3\rVQA:  33%| 1/3\rVQA: 100%| 3/3\ndone\n"
+    assert collapse_progress(text) == "VQA: 100%| 3/3\ndone\n"

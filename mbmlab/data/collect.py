@@ -117,7 +117,7 @@ def dataset_fingerprint(params: dict) -> str:
 
 def build_easyvqa(params: dict, progress: bool = True) -> tuple[datasets.DatasetDict, DropReport]:
     """Select images (seeded, by image), then clean each selected record."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: readable in JupyterLab and in the rendered HTML
 
     drops = DropReport()
     raw = {split: easyvqa.raw_records(split) for split in ("train", "test")}

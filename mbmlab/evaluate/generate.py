@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: readable in JupyterLab and in the rendered HTML
 
 
 @torch.no_grad()

@@ -1,18 +1,26 @@
-"""Image preprocessing for the ViT: transformers' ``ViTImageProcessor`` (PIL backend)."""
+"""Image preprocessing for the ViT: transformers' ViT image processor, PIL backend.
+
+Without torchvision ``ViTImageProcessor`` falls back to this backend anyway (with a warning);
+naming ``ViTImageProcessorPil`` directly says what runs.
+"""
 from __future__ import annotations
 
 import torch
-from transformers import ViTConfig, ViTImageProcessor
+from transformers import ViTConfig, ViTImageProcessorPil
 
 
-def image_processor(image_size: int) -> ViTImageProcessor:
-    return ViTImageProcessor(size={"height": image_size, "width": image_size},
+def image_processor(image_size: int) -> ViTImageProcessorPil:
+    return ViTImageProcessorPil(size={"height": image_size, "width": image_size},
                              image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
 
 
 def vit_config(image_size: int, patch_size: int, dim: int, layers: int, heads: int) -> ViTConfig:
     return ViTConfig(image_size=image_size, patch_size=patch_size, hidden_size=dim, num_hidden_layers=layers,
                      num_attention_heads=heads, intermediate_size=4 * dim)
+
+
+def load_image_processor(path) -> ViTImageProcessorPil:
+    return ViTImageProcessorPil.from_pretrained(path)
 
 
 def pixel_values(dataset, processor, batch_size: int = 512) -> torch.Tensor:
