@@ -103,3 +103,26 @@ def test_data_card_counts(built):
     assert card["splits"]["test"]["images"] == 20
     assert card["splits"]["test"]["questions"] == len(qa_frame(dataset["test"]))
     assert sum(card["splits"]["train"]["answers"].values()) == card["splits"]["train"]["questions"]
+
+
+def test_concurrent_build_of_the_same_data_keeps_the_first_copy(built, monkeypatch):
+    """A sweep may build the same data in two processes; the loser must not fail or corrupt it."""
+    import mbmlab.data.collect as collect
+
+    root, path, dataset, _ = built
+    stamp = (path / "dataset_dict.json").stat().st_mtime_ns
+    real_exists = collect.Path.exists
+    hidden = [True]
+
+    def exists(self):  # the cache check (first look only) runs before the other process finished
+        if self == path / "dataset_dict.json" and hidden[0]:
+            hidden[0] = False
+            return False
+        return real_exists(self)
+
+    monkeypatch.setattr(collect.Path, "exists", exists)
+    again_path, again, _ = build_dataset(TINY, root, progress=False)
+    monkeypatch.undo()
+    assert again_path == path and (path / "dataset_dict.json").stat().st_mtime_ns == stamp
+    assert again["test"]["image_id"] == dataset["test"]["image_id"]
+    assert not list(path.parent.glob("*.partial-*"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import shutil
 from collections import Counter
@@ -148,10 +149,18 @@ def build_dataset(params: dict, data_root: Path, progress: bool = True) -> tuple
     if params["source"] != "easyvqa":
         raise ValueError(f"unknown source {params['source']!r}")
     dataset, drops = build_easyvqa(params, progress=progress)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():  # left by an interrupted build
+    # Each process writes its own folder and renames it into place, so the dataset appears
+    # whole or not at all, and two runs building the same data at once (a sweep) cannot collide.
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    if tmp.exists():  # left by an interrupted build of a process with the same id
         shutil.rmtree(tmp)
     dataset.save_to_disk(str(tmp))
     drops.save(tmp / "drop_report.json")
-    tmp.rename(out)  # appears whole or not at all
+    try:
+        tmp.rename(out)
+    except OSError:
+        if not (out / "dataset_dict.json").exists():
+            raise
+        shutil.rmtree(tmp)  # another run finished the same data first; theirs is identical
+        log.info("dataset %s was built concurrently by another run; using that copy", out.name)
     return out, datasets.load_from_disk(str(out)), drops
