@@ -64,3 +64,10 @@ def test_notebook_parameters_cell_agrees_with_schema(notebook):
     assert set(declared) == set(expected)
     for name, info in declared.items():
         assert ast.literal_eval(info["default"]) == expected[name], name
+
+
+def test_schema_choices_match_what_the_model_builds():
+    """The schema keeps its own copy (the CLI validates without importing torch); they must agree."""
+    from mbmlab.models import fused
+    assert P.FUSIONS == fused.FUSIONS
+    assert P.PROJECTORS == fused.PROJECTORS

@@ -15,16 +15,19 @@ from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
 
 FUSIONS = ("prefix",)
 
+# Connector registry, named as in LLaVA's config strings.
+PROJECTOR_BUILDERS = {
+    "linear": lambda in_dim, out_dim: nn.Linear(in_dim, out_dim),
+    "mlp2x_gelu": lambda in_dim, out_dim: nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(),
+                                                        nn.Linear(out_dim, out_dim)),
+}
+PROJECTORS = tuple(PROJECTOR_BUILDERS)
+
 
 def build_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
-    """Connector registry, named as in LLaVA's config strings."""
-    builders = {
-        "linear": lambda: nn.Linear(in_dim, out_dim),
-        "mlp2x_gelu": lambda: nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim)),
-    }
-    if kind not in builders:
-        raise ValueError(f"unknown projector {kind!r}; allowed values: {', '.join(builders)}")
-    return builders[kind]()
+    if kind not in PROJECTOR_BUILDERS:
+        raise ValueError(f"unknown projector {kind!r}; allowed values: {', '.join(PROJECTORS)}")
+    return PROJECTOR_BUILDERS[kind](in_dim, out_dim)
 
 
 def pixel_shuffle(patches: torch.Tensor, factor: int) -> torch.Tensor:
