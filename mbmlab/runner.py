@@ -60,26 +60,32 @@ def collapse_progress(text: str) -> str:
     return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
 
 
+def tidy_outputs(outputs: list) -> list:
+    """A cell's outputs as a reader should see them: the kernel sends each progress-bar update as
+    its own stream output, so consecutive streams are joined and their bars collapsed."""
+    merged: list = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous["name"] == output["name"]):
+            previous["text"] += output["text"]
+        else:
+            merged.append(output)
+    for output in merged:
+        if output.get("output_type") == "stream":
+            output["text"] = collapse_progress(output["text"])
+    return merged
+
+
 def html_for(notebook: Path) -> Path:
-    """Render an executed notebook to HTML next to it (progress bars collapsed to their last state)."""
+    """Render an executed notebook to HTML next to it, progress bars tidied (the .ipynb is untouched)."""
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
-        merged: list = []
-        for output in cell.get("outputs", []):  # the kernel sends each bar update as its own output
-            previous = merged[-1] if merged else None
-            if (output.get("output_type") == "stream" and previous is not None
-                    and previous.get("output_type") == "stream" and previous["name"] == output["name"]):
-                previous["text"] += output["text"]
-            else:
-                merged.append(output)
-        for output in merged:
-            if output.get("output_type") == "stream":
-                output["text"] = collapse_progress(output["text"])
         if "outputs" in cell:
-            cell["outputs"] = merged
+            cell["outputs"] = tidy_outputs(cell["outputs"])
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     out = notebook.with_suffix(".html")
     out.write_text(body, encoding="utf-8")

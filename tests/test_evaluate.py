@@ -58,3 +58,12 @@ def test_caption_exact_match_hand_worked():
     refs = {"1": ["a blue rectangle"], "2": ["a red circle"], "3": ["a green triangle"], "4": ["a gray circle"]}
     preds = {"1": "A blue rectangle.", "2": "a red triangle", "3": "a green", "4": "a gray circle"}
     assert exact_match(refs, preds) == 0.5
+
+
+def test_caption_metrics_combine_exact_match_and_coco_scores():
+    from mbmlab.evaluate import caption_metrics
+    refs = {"1": ["a blue rectangle"], "2": ["a red circle"]}
+    preds = {"1": "a blue rectangle", "2": "a red triangle"}
+    metrics = caption_metrics(refs, preds)
+    assert metrics["exact_match"] == 0.5
+    assert metrics["CIDEr"] == caption_scores(refs, preds)["CIDEr"]

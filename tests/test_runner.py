@@ -88,6 +88,11 @@ def test_cli_exit_code_for_a_failing_notebook(tmp_path, capsys):
 
 
 def test_progress_bars_collapse_to_their_last_state():
-    from mbmlab.runner import collapse_progress
+    from mbmlab.runner import collapse_progress, tidy_outputs
     text = "VQA:   0%| 0/3\rVQA:  33%| 1/3\rVQA: 100%| 3/3\ndone\n"
     assert collapse_progress(text) == "VQA: 100%| 3/3\ndone\n"
+    # as the kernel sends them: one stream output per bar update, other outputs in between kept
+    stream = [{"output_type": "stream", "name": "stderr", "text": f"\rVQA: {i}/3"} for i in range(4)]
+    result = {"output_type": "execute_result", "data": {"text/plain": "1"}}
+    tidy = tidy_outputs(stream + [result, {"output_type": "stream", "name": "stdout", "text": "ok\n"}])
+    assert [o.get("text") for o in tidy] == ["VQA: 3/3", None, "ok\n"]

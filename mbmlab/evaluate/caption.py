@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import shutil
 
+from .vqa import normalise_answer
+
 
 class JavaMissingError(RuntimeError):
     """The PTB tokenizer needs a Java runtime."""
@@ -40,9 +42,12 @@ def exact_match(references: dict[str, list[str]], predictions: dict[str, str]) -
     With three-word captions ("a blue rectangle") BLEU-4 has no 4-gram to count and is ~0 for
     any model; exact match says directly how many captions are right.
     """
-    from .vqa import normalise_answer
-
     if not predictions:
         raise ValueError("no captions to score")
     hits = [normalise_answer(predictions[k]) in {normalise_answer(r) for r in references[k]} for k in predictions]
     return sum(hits) / len(hits)
+
+
+def caption_metrics(references: dict[str, list[str]], predictions: dict[str, str]) -> dict[str, float]:
+    """Exact match, BLEU-1..4 and CIDEr-D in one dict (the report's caption table)."""
+    return {"exact_match": exact_match(references, predictions)} | caption_scores(references, predictions)

@@ -11,7 +11,7 @@ from transformers import ViTConfig, ViTImageProcessorPil
 
 def image_processor(image_size: int) -> ViTImageProcessorPil:
     return ViTImageProcessorPil(size={"height": image_size, "width": image_size},
-                             image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+                                image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
 
 
 def vit_config(image_size: int, patch_size: int, dim: int, layers: int, heads: int) -> ViTConfig:
