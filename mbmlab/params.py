@@ -6,6 +6,7 @@ before any notebook runs, so a typo never costs a half-finished run.
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,12 @@ class Param:
 
     def validate(self, value: Any) -> Any:
         value = self._coerce(value)
+        if self.type is list:
+            bad = [v for v in value if self.choices is not None and v not in self.choices]
+            if bad:
+                allowed = ", ".join(map(str, self.choices))
+                raise ParameterError(f"{self.name} has {bad!r}, not allowed; allowed values: {allowed}")
+            return value
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             raise ParameterError(f"{self.name}={value!r} is not allowed; allowed values: {allowed}")
@@ -63,6 +70,15 @@ class Param:
                 return float(value)
             except (TypeError, ValueError):
                 raise ParameterError(f"{self.name}={value!r} is not a number") from None
+        if self.type is list:  # a list of strings; from the command line JSON or comma-separated
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ParameterError(f"{self.name}={value!r} is not a list of strings")
+            return list(value)
         if self.type is str:
             if not isinstance(value, str):
                 raise ParameterError(f"{self.name}={value!r} is not a string")
@@ -73,21 +89,57 @@ class Param:
 NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS = (
     "01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias",
 )
+# The voice names of mbmlab.data.speech.VOICES (a test keeps the two in line; importing the
+# data package here would make parameter checking load datasets and torch).
+VOICE_NAMES = ("espeak-us-m", "espeak-us-f", "espeak-gb-m", "espeak-gb-f", "espeak-scot-m", "espeak-carib-m",
+               "flite-slt-f", "flite-rms-m", "flite-awb-m", "flite-kal-m")
 NOTEBOOKS = (NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS)
 ALL = NOTEBOOKS
 
 FUSIONS = ("prefix",)
 PROJECTORS = ("linear", "mlp2x_gelu")
-SOURCES = ("easyvqa",)
+SOURCES = ("easyvqa", "scenes", "speech", "user")
 
 SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("seed", int, 0, "seed for data splits, initialisation and training", ALL, minimum=0),
     # 01_collect
-    Param("source", str, "easyvqa", "data source", (NB_COLLECT,), choices=SOURCES),
-    Param("max_train_images", int, 0, "cap on training+validation images; 0 means all", (NB_COLLECT,), minimum=0),
-    Param("max_test_images", int, 0, "cap on test images; 0 means all", (NB_COLLECT,), minimum=0),
-    Param("val_fraction", float, 0.1, "fraction of training images held out for validation",
-          (NB_COLLECT,), minimum=0.01, maximum=0.5),
+    Param("sources", list, ["easyvqa", "speech"], "data sources, combined (speech speaks the image sources' text)",
+          (NB_COLLECT,), choices=SOURCES),
+    Param("max_train_images", int, 0, "easy-VQA: cap on training+validation images; 0 means all", (NB_COLLECT,), minimum=0),
+    Param("max_test_images", int, 0, "easy-VQA: cap on test images; 0 means all", (NB_COLLECT,), minimum=0),
+    Param("val_fraction", float, 0.1, "fraction of training images held out for validation (user data: also for test)",
+          (NB_COLLECT,), minimum=0.01, maximum=0.4),
+    Param("scenes_images", int, 2000, "scenes: training+validation images", (NB_COLLECT,), minimum=1),
+    Param("scenes_test_images", int, 500, "scenes: test images", (NB_COLLECT,), minimum=1),
+    Param("scene_image_size", int, 64, "scenes: image side in pixels", (NB_COLLECT,), minimum=16, maximum=1024),
+    Param("bias_pairs", list, [], "scenes: shape:colour pairs made to co-occur in train, e.g. circle:red",
+          (NB_COLLECT,)),
+    Param("bias_strength", float, 0.9, "scenes: P(colour | shape) in train for each bias pair",
+          (NB_COLLECT,), minimum=0.0, maximum=1.0),
+    Param("speech_voices", list, list(VOICE_NAMES), "speech: TTS voices (espeak-ng and flite)",
+          (NB_COLLECT,), choices=VOICE_NAMES),
+    Param("speech_per_image", int, 1, "speech: texts spoken per image (the caption first, then questions)",
+          (NB_COLLECT,), minimum=1),
+    Param("speech_max_clips", int, 1000, "speech: cap on clips per split; 0 means no cap", (NB_COLLECT,), minimum=0),
+    Param("speech_rate_jitter", float, 0.0, "speech: speaking rate drawn from 1 plus or minus this", (NB_COLLECT,),
+          minimum=0.0, maximum=0.5),
+    Param("speech_pitch_jitter", float, 0.0, "speech: pitch drawn from 1 plus or minus this", (NB_COLLECT,),
+          minimum=0.0, maximum=0.5),
+    Param("speech_noise_snr", float, 0.0, "speech: white noise at this SNR in dB; 0 means none", (NB_COLLECT,),
+          minimum=0.0),
+    Param("user_dir", str, "", "user: an imagefolder/audiofolder directory with metadata.csv", (NB_COLLECT,)),
+    Param("user_hub", str, "", "user: a Hugging Face dataset name or path (needs the hub)", (NB_COLLECT,)),
+    Param("image_column", str, "image", "user: image column", (NB_COLLECT,)),
+    Param("text_column", str, "text", "user: caption or transcript column", (NB_COLLECT,)),
+    Param("audio_column", str, "audio", "user: audio column", (NB_COLLECT,)),
+    Param("question_column", str, "question", "user: question column", (NB_COLLECT,)),
+    Param("answer_column", str, "answer", "user: answer column", (NB_COLLECT,)),
+    Param("min_image_size", int, 16, "cleaning: drop images with a side under this many pixels", (NB_COLLECT,),
+          minimum=1),
+    Param("min_audio_seconds", float, 0.2, "cleaning: drop shorter clips", (NB_COLLECT,), minimum=0.0),
+    Param("max_audio_seconds", float, 30.0, "cleaning: drop longer clips", (NB_COLLECT,), minimum=0.1),
+    Param("silence_dbfs", float, -60.0, "cleaning: drop clips whose RMS level is below this (dBFS)", (NB_COLLECT,),
+          maximum=0.0),
     # 02_train
     Param("vocab_size", int, 400, "byte-level BPE vocabulary size", (NB_TRAIN,), minimum=300, maximum=50257),
     Param("lm_dim", int, 128, "GPT-2 hidden size", (NB_TRAIN,), minimum=16),
@@ -119,6 +171,8 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
 # Presets only override schema defaults; ``default`` is the schema itself.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
+        "sources": ["easyvqa", "scenes", "speech"], "scenes_images": 100, "scenes_test_images": 40,
+        "bias_pairs": ["circle:red"], "speech_max_clips": 40,
         "max_train_images": 300, "max_test_images": 100, "vocab_size": 300,
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
         "vit_dim": 64, "vit_layers": 1, "vit_heads": 2, "patch_size": 16, "pixel_shuffle": 1,
@@ -133,7 +187,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def defaults() -> dict[str, Any]:
-    return {name: p.default for name, p in SCHEMA.items()}
+    return {name: copy.deepcopy(p.default) for name, p in SCHEMA.items()}
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -173,6 +227,8 @@ def check_consistency(values: dict[str, Any]) -> None:
         grid = values["image_size"] // values["patch_size"]
         if "pixel_shuffle" in values and grid % values["pixel_shuffle"]:
             raise ParameterError(f"pixel_shuffle={values['pixel_shuffle']} must divide the {grid}×{grid} patch grid")
+    if values.get("min_audio_seconds", 0) >= values.get("max_audio_seconds", float("inf")):
+        raise ParameterError("min_audio_seconds must be below max_audio_seconds")
     for dim, heads in (("lm_dim", "lm_heads"), ("vit_dim", "vit_heads")):
         if {dim, heads} <= values.keys() and values[dim] % values[heads]:
             raise ParameterError(f"{heads}={values[heads]} must divide {dim}={values[dim]}")

@@ -29,7 +29,10 @@ def test_tiny_series_writes_the_report(tiny_run):
     for name in ("vqa/accuracy", "baseline/majority/vqa/accuracy", "caption/BLEU-4", "caption/CIDEr",
                  "lm/perplexity", "data/test/images", "bias/vqa_accuracy_gap/colour"):
         assert name in metrics, name
-    assert metrics["data/test/images"] == P.PRESETS["tiny"]["max_test_images"]
+    tiny = P.PRESETS["tiny"]
+    assert metrics["data/test/images"] == tiny["max_test_images"] + tiny["scenes_test_images"]
+    assert metrics["data/train/clips"] == tiny["speech_max_clips"]
+    assert {"vqa/source/easyvqa/accuracy", "vqa/source/scenes/accuracy"} <= set(metrics)
     index = (tiny_run / "index.html").read_text()
     assert "vqa/accuracy" in index and "baseline/majority/vqa/accuracy" in index
     for name in P.NOTEBOOKS:

@@ -1,2 +1,3 @@
 """Data collection and preprocessing (notebook 01_collect)."""
-from .collect import DropReport, EmptySourceError, build_dataset, split_by_image  # noqa: F401
+from .clean import DropReport, Dropped, EmptySourceError  # noqa: F401
+from .collect import Processed, build_dataset, load_processed, split_by_image  # noqa: F401

@@ -8,27 +8,69 @@ import pandas as pd
 
 
 def qa_frame(dataset: datasets.Dataset) -> pd.DataFrame:
-    """One row per question: image_id, question, answer, question_type, colour, shape."""
-    cols = dataset.select_columns(["image_id", "questions", "answers", "question_types", "colour", "shape"])
+    """One row per question: image_id, source, question, answer, question_type, colour, shape."""
+    cols = dataset.select_columns(["image_id", "source", "questions", "answers", "question_types", "colour", "shape"])
     rows = []
     for r in cols:
         for q, a, t in zip(r["questions"], r["answers"], r["question_types"], strict=True):
-            rows.append({"image_id": r["image_id"], "question": q, "answer": a, "question_type": t,
-                         "colour": r["colour"], "shape": r["shape"]})
+            rows.append({"image_id": r["image_id"], "source": r["source"], "question": q, "answer": a,
+                         "question_type": t, "colour": r["colour"], "shape": r["shape"]})
+    return pd.DataFrame(rows, columns=["image_id", "source", "question", "answer", "question_type", "colour", "shape"])
+
+
+def objects_frame(dataset: datasets.Dataset) -> pd.DataFrame:
+    """One row per object: image_id, source, shape, colour, size (sources that know their objects)."""
+    cols = dataset.select_columns(["image_id", "source", "objects"])
+    return pd.DataFrame([{"image_id": r["image_id"], "source": r["source"], **{k: o[k] for k in ("shape", "colour", "size")}}
+                         for r in cols for o in r["objects"]], columns=["image_id", "source", "shape", "colour", "size"])
+
+
+def conditional_probabilities(images: datasets.DatasetDict, pairs: dict[str, str],
+                              source: str = "scenes") -> pd.DataFrame:
+    """Realised P(colour | shape) per split for each ``shape → colour`` pair, over the objects of
+    ``source`` (the bias knob acts on the scenes source only)."""
+    rows = []
+    for split, data in images.items():
+        objects = objects_frame(data)
+        objects = objects[objects["source"] == source]
+        for shape, colour in pairs.items():
+            of_shape = objects[objects["shape"] == shape]
+            rows.append({"pair": f"{shape}:{colour}", "split": split, "objects": len(of_shape),
+                         "P(colour | shape)": round(float((of_shape["colour"] == colour).mean()), 4)
+                         if len(of_shape) else float("nan")})
     return pd.DataFrame(rows)
 
 
-def data_card(dataset: datasets.DatasetDict, drops) -> dict:
-    card = {"splits": {}, "drops": drops.counts()}
-    for name, split in dataset.items():
+def speech_summary(clips: datasets.DatasetDict) -> pd.DataFrame:
+    """Clips and duration per split and voice."""
+    frames = [clips[s].select_columns(["voice", "engine", "accent", "gender", "duration"]).to_pandas().assign(split=s)
+              for s in clips]
+    frame = pd.concat(frames, ignore_index=True)
+    return (frame.groupby(["voice", "engine", "accent", "gender"])
+            .agg(clips=("duration", "size"), mean_seconds=("duration", "mean"), max_seconds=("duration", "max"))
+            .round(3).reset_index())
+
+
+def data_card(processed, bias_pairs: dict[str, str] | None = None) -> dict:
+    """Numbers for each split: images, questions, captions, types, answers, sources; speech; drops."""
+    card = {"splits": {}, "drops": processed.drops.counts(), "drops_by_source": processed.drops.counts_by_source(),
+            "changes": processed.drops.change_counts()}
+    for name, split in (processed.images or {}).items():
         qa = qa_frame(split)
         card["splits"][name] = {
             "images": len(split),
             "questions": len(qa),
             "captions": sum(1 for c in split["caption"] if c),
+            "sources": dict(sorted(Counter(split["source"]).items())),
             "question_types": dict(sorted(Counter(qa["question_type"]).items())),
             "answers": dict(sorted(Counter(qa["answer"]).items())),
         }
+    if processed.speech is not None:
+        card["speech"] = {name: {"clips": len(split), "seconds": round(float(sum(split["duration"])), 2),
+                                 "voices": dict(sorted(Counter(split["voice"]).items()))}
+                          for name, split in processed.speech.items()}
+    if bias_pairs and processed.images is not None and "scenes" in card["splits"].get("train", {}).get("sources", {}):
+        card["bias"] = conditional_probabilities(processed.images, bias_pairs).to_dict(orient="records")
     return card
 
 
@@ -54,16 +96,88 @@ def plot_answer_distribution(card: dict):
     return fig
 
 
-def plot_examples(dataset: datasets.Dataset, n: int = 8):
-    """A row of images with their derived captions."""
+def plot_examples(dataset: datasets.Dataset, n: int = 8, per_row: int = 6, seed: int = 0):
+    """A grid of images (a seeded sample, every source represented) with their captions."""
+    import textwrap
+
     import matplotlib.pyplot as plt
 
-    n = min(n, len(dataset))
-    fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 2.0), squeeze=False)
-    for ax, record in zip(axes[0], dataset.select(range(n))):
-        ax.imshow(record["image"])
-        ax.set_title(record["caption"] or "(no caption)", fontsize=8)
+    frame = pd.DataFrame({"source": dataset["source"]}).reset_index()
+    per_source = -(-n // frame["source"].nunique())
+    picks = (frame.groupby("source", sort=True).sample(frac=1, random_state=seed)
+             .groupby("source", sort=True).head(per_source)["index"].tolist()[:n])
+    rows = -(-len(picks) // per_row)
+    fig, axes = plt.subplots(rows, per_row, figsize=(1.9 * per_row, 2.3 * rows), squeeze=False)
+    for ax in axes.flat:
         ax.axis("off")
+    for ax, index in zip(axes.flat, picks):
+        record = dataset[int(index)]
+        ax.imshow(record["image"])
+        ax.set_title("\n".join(textwrap.wrap(record["caption"] or "(no caption)", 24)), fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attribute_cooccurrence(images: datasets.DatasetDict, source: str | None = None):
+    """Heatmaps of P(colour | shape) over the objects (of ``source``, or all), one per split."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(images), figsize=(4.2 * len(images), 3.6), squeeze=False)
+    for ax, (split, data) in zip(axes[0], images.items()):
+        objects = objects_frame(data)
+        if source is not None:
+            objects = objects[objects["source"] == source]
+        if objects.empty:
+            ax.set_axis_off()
+            continue
+        from .easyvqa import COLOURS
+        from .scenes import SHAPES
+
+        table = pd.crosstab(objects["shape"], objects["colour"], normalize="index")
+        table = table.reindex(index=[s for s in SHAPES if s in table.index] + sorted(set(table.index) - set(SHAPES)),
+                              columns=list(COLOURS) + sorted(set(table.columns) - set(COLOURS)), fill_value=0.0)
+        sns.heatmap(table, ax=ax, vmin=0, vmax=max(0.5, float(table.values.max())), cmap="viridis",
+                    annot=len(table.columns) <= 8, fmt=".2f", annot_kws={"fontsize": 6}, cbar=False)
+        ax.set_title(f"{source or 'all sources'} · {split}: P(colour | shape)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_durations(clips: datasets.DatasetDict):
+    """Clip duration per voice (all splits)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = pd.concat([clips[s].select_columns(["voice", "duration"]).to_pandas() for s in clips])
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    sns.boxplot(frame, x="voice", y="duration", ax=ax, color="#9ecae1")
+    ax.set_ylabel("seconds")
+    ax.set_title("Clip duration per voice")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spectrogram(clip: dict):
+    """Log-mel spectrogram (the Whisper feature extractor's, the audio encoder's input) of one clip."""
+    import math
+
+    import matplotlib.pyplot as plt
+    from transformers import WhisperFeatureExtractor
+
+    samples = clip["audio"].get_all_samples()
+    seconds = samples.data.shape[-1] / samples.sample_rate
+    extractor = WhisperFeatureExtractor(chunk_length=max(1, math.ceil(seconds)))
+    mel = extractor(samples.data[0].numpy(), sampling_rate=samples.sample_rate, return_tensors="np").input_features[0]
+    mel = mel[:, : math.ceil(samples.data.shape[-1] / extractor.hop_length)]  # drop the padding
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    image = ax.imshow(mel, origin="lower", aspect="auto", cmap="magma",
+                      extent=(0, mel.shape[1] * extractor.hop_length / samples.sample_rate, 0, mel.shape[0]))
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("mel bin")
+    ax.set_title(f"{clip['voice']}: \u201c{clip['transcript']}\u201d", fontsize=9)
+    fig.colorbar(image, ax=ax, label="log-mel")
     fig.tight_layout()
     return fig
 

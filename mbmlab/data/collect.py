@@ -1,4 +1,12 @@
-"""Build the processed dataset: records → cleaned rows → image-disjoint splits → DatasetDict."""
+"""Build the processed dataset: sources → records → cleaning → image-disjoint splits → DatasetDicts.
+
+Output, under ``data/processed/<sources>-<hash of the parameters>/``:
+
+- ``images/``: a ``DatasetDict`` (train/validation/test), one row per image with its caption and
+  all its QA pairs — rows are whole images, so no image can sit in two splits;
+- ``speech/``: a ``DatasetDict`` of spoken clips, each in the split of the image it talks about;
+- ``drop_report.json``: every dropped record or part, and every change made to a kept one.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -7,96 +15,66 @@ import logging
 import os
 import random
 import shutil
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
-from . import easyvqa
+from . import easyvqa, scenes, speech, user
+from .clean import Cleaner, DropReport, EmptySourceError
 
 log = logging.getLogger(__name__)
 
+DATA_VERSION = 2  # bump when the same parameters would build different data
+SPLITS = ("train", "validation", "test")
+IMAGE_SOURCES = ("easyvqa", "scenes", "user")
+
+OBJECT = {"shape": datasets.Value("string"), "colour": datasets.Value("string"),
+          "size": datasets.Value("string"), "x": datasets.Value("float32"), "y": datasets.Value("float32")}
 FEATURES = datasets.Features({
     "image_id": datasets.Value("string"),
     "source": datasets.Value("string"),
     "image": datasets.Image(),
-    "caption": datasets.Value("string"),  # "" when the QA pairs do not determine it
-    "colour": datasets.Value("string"),
+    "caption": datasets.Value("string"),  # "" when the source gives none
+    "colour": datasets.Value("string"),  # of the single object; "" for several objects or unknown
     "shape": datasets.Value("string"),
+    "objects": datasets.List(OBJECT),  # every object with its attributes, when the source knows them
     "questions": datasets.List(datasets.Value("string")),
     "answers": datasets.List(datasets.Value("string")),
     "question_types": datasets.List(datasets.Value("string")),
 })
-SPLITS = ("train", "validation", "test")
-
-
-class EmptySourceError(RuntimeError):
-    """Cleaning dropped every record of a source."""
+SPEECH_FEATURES = datasets.Features({
+    "clip_id": datasets.Value("string"),
+    "image_id": datasets.Value("string"),  # the image the clip talks about; "" for audio-only data
+    "source": datasets.Value("string"),
+    "audio": datasets.Audio(sampling_rate=speech.SAMPLE_RATE),
+    "transcript": datasets.Value("string"),
+    "kind": datasets.Value("string"),  # caption / question / transcript
+    "answer": datasets.Value("string"),
+    "question_type": datasets.Value("string"),
+    "engine": datasets.Value("string"),
+    "voice": datasets.Value("string"),
+    "accent": datasets.Value("string"),
+    "gender": datasets.Value("string"),
+    "rate": datasets.Value("float32"),
+    "pitch": datasets.Value("float32"),
+    "duration": datasets.Value("float32"),
+})
 
 
 @dataclass
-class DropReport:
-    """Every record or part of a record that cleaning removed, with the reason."""
-    entries: list[dict] = field(default_factory=list)
-
-    def add(self, source: str, record_id: str, reason: str, detail: str = "", scope: str = "record") -> None:
-        self.entries.append({"source": source, "id": record_id, "reason": reason,
-                             "detail": detail, "scope": scope})
-        log.info("dropped %s %s (%s): %s %s", scope, record_id, source, reason, detail)
-
-    def counts(self) -> dict[str, int]:
-        return dict(sorted(Counter(f"{e['scope']}: {e['reason']}" for e in self.entries).items()))
-
-    def examples(self, per_reason: int = 3) -> list[dict]:
-        seen: Counter = Counter()
-        out = []
-        for entry in self.entries:
-            key = (entry["scope"], entry["reason"])
-            if seen[key] < per_reason:
-                seen[key] += 1
-                out.append(entry)
-        return out
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"counts": self.counts(), "entries": self.entries}, indent=1))
+class Processed:
+    path: Path
+    images: datasets.DatasetDict | None
+    speech: datasets.DatasetDict | None
+    drops: DropReport
 
 
-def clean_easyvqa_record(record: dict, drops: DropReport) -> dict | None:
-    """One image's row, or None (with the reason in ``drops``)."""
-    rid = record["image_id"]
-    if record["image_path"] is None:
-        drops.add("easyvqa", rid, "missing image", "questions refer to an image file that is absent")
-        return None
-    try:
-        png = easyvqa.load_image_bytes(record["image_path"])
-    except ValueError as err:
-        drops.add("easyvqa", rid, "undecodable image", str(err))
-        return None
-    if not record["questions"]:
-        drops.add("easyvqa", rid, "no questions", "image has no QA pairs")
-        return None
-    try:
-        colour, shape = easyvqa.derive_attributes(record["questions"], record["answers"])
-        caption = easyvqa.caption_for(colour, shape)
-    except easyvqa.CaptionError as err:
-        # The image stays for VQA; only its caption (and attributes) are missing.
-        drops.add("easyvqa", rid, "caption undetermined by QA pairs", str(err), scope="caption")
-        colour = shape = caption = ""
-    return {
-        "image_id": rid, "source": "easyvqa", "image": {"bytes": png, "path": None},
-        "caption": caption, "colour": colour, "shape": shape,
-        "questions": record["questions"], "answers": record["answers"],
-        "question_types": [easyvqa.question_type(a) for a in record["answers"]],
-    }
-
+# ---------------------------------------------------------------- splitting
 
 def split_by_image(train_rows: list[dict], test_rows: list[dict], val_fraction: float, seed: int,
                    max_train_images: int = 0, max_test_images: int = 0) -> dict[str, list[dict]]:
-    """Official test stays test; training images are shuffled (seeded) into train/validation.
-
-    Rows are whole images, so no image can land in two splits.
-    """
+    """Official test stays test; training images are shuffled (seeded) into train/validation."""
     rng = random.Random(seed)
     train_rows = list(train_rows)
     rng.shuffle(train_rows)
@@ -110,57 +88,218 @@ def split_by_image(train_rows: list[dict], test_rows: list[dict], val_fraction: 
     return {"train": train_rows[n_val:], "validation": train_rows[:n_val], "test": test_rows}
 
 
-def dataset_fingerprint(params: dict) -> str:
-    keys = ("source", "seed", "val_fraction", "max_train_images", "max_test_images")
-    blob = json.dumps({k: params[k] for k in keys}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+def split_three_ways(rows: list[dict], fraction: float, seed: int, salt: str) -> dict[str, list[dict]]:
+    """Seeded train/validation/test split of unsplit rows; validation and test get ``fraction`` each."""
+    rows = list(rows)
+    random.Random(f"{salt}/{seed}").shuffle(rows)
+    n = max(1, round(len(rows) * fraction)) if len(rows) >= 3 else 0
+    return {"train": rows[2 * n:], "validation": rows[:n], "test": rows[n:2 * n]}
 
 
-def build_easyvqa(params: dict, progress: bool = True) -> tuple[datasets.DatasetDict, DropReport]:
-    """Select images (seeded, by image), then clean each selected record."""
-    from tqdm import tqdm  # text bars: readable in JupyterLab and in the rendered HTML
+# ---------------------------------------------------------------- sources → records
 
-    drops = DropReport()
+def easyvqa_records(params: dict) -> dict[str, list[dict]]:
     raw = {split: easyvqa.raw_records(split) for split in ("train", "test")}
     selected = split_by_image(raw["train"], raw["test"], params["val_fraction"], params["seed"],
                               params["max_train_images"], params["max_test_images"])
-    splits = {}
-    for name in SPLITS:
-        rows = [row for r in tqdm(selected[name], desc=f"easy-VQA {name}", disable=not progress)
-                if (row := clean_easyvqa_record(r, drops)) is not None]
-        if not rows:
-            raise EmptySourceError(f"easy-VQA {name}: every record was dropped; see the drop report")
-        splits[name] = datasets.Dataset.from_list(rows, features=FEATURES)
-    return datasets.DatasetDict(splits), drops
+    return {split: [easyvqa_record(r) for r in rows] for split, rows in selected.items()}
 
 
-def build_dataset(params: dict, data_root: Path, progress: bool = True) -> tuple[Path, datasets.DatasetDict, DropReport]:
+def easyvqa_record(raw: dict) -> dict:
+    """A raw easy-VQA record with its image bytes (None when missing) and derived caption."""
+    path = raw["image_path"]
+    record = {"image_id": raw["image_id"], "source": "easyvqa",
+              "image": Path(path).read_bytes() if path and Path(path).is_file() else None,
+              "missing_detail": "questions refer to an image file that is absent",
+              "caption": "", "colour": "", "shape": "", "objects": [],
+              "questions": raw["questions"], "answers": raw["answers"],
+              "question_types": [easyvqa.question_type(a) for a in raw["answers"]]}
+    try:
+        colour, shape = easyvqa.derive_attributes(raw["questions"], raw["answers"])
+    except easyvqa.CaptionError as err:
+        record["caption_error"] = str(err)
+    else:
+        record.update(caption=easyvqa.caption_for(colour, shape), colour=colour, shape=shape,
+                      objects=[{"shape": shape, "colour": colour, "size": "", "x": -1.0, "y": -1.0}])
+    return record
+
+
+def scenes_records(params: dict) -> dict[str, list[dict]]:
+    bias = scenes.parse_bias_pairs(params["bias_pairs"])
+    n_val = round(params["scenes_images"] * params["val_fraction"])
+    counts = {"train": params["scenes_images"] - n_val, "validation": n_val, "test": params["scenes_test_images"]}
+    return {split: [scenes.scene_record(params["seed"], split, i, params["scene_image_size"], bias,
+                                        params["bias_strength"]) for i in range(n)]
+            for split, n in counts.items()}
+
+
+def user_records(params: dict, drops: DropReport) -> dict[str, dict[str, list[dict]]]:
+    columns = user.ColumnMap(params["image_column"], params["text_column"], params["audio_column"],
+                             params["question_column"], params["answer_column"])
+    if params["user_dir"]:
+        return user.folder_records(params["user_dir"], columns, drops)
+    return user.hub_records(params["user_hub"], columns, drops)
+
+
+# ---------------------------------------------------------------- the build
+
+def clean_images(source: str, by_split: dict[str, list[dict]], cleaner: Cleaner, progress: bool) -> dict[str, list[dict]]:
+    from tqdm import tqdm  # text bars: readable in JupyterLab and in the rendered HTML
+
+    out, total = {}, 0
+    for split in by_split:
+        rows = []
+        for record in tqdm(by_split[split], desc=f"{source} {split or 'all'}", disable=not progress):
+            total += 1
+            caption_error = record.pop("caption_error", None)
+            row = cleaner.image_record(record)
+            if row is not None:
+                if caption_error:  # easy-VQA: the image stays for VQA, only its caption is missing
+                    cleaner.drops.add(source, row["image_id"], "caption undetermined by QA pairs",
+                                      caption_error, scope="caption")
+                rows.append(row)
+        out[split] = rows
+    if total and not any(out.values()):
+        raise EmptySourceError(f"{source}: cleaning dropped every one of its {total} records; see the drop report")
+    if not total:
+        raise EmptySourceError(f"{source}: the source produced no records")
+    return out
+
+
+def clean_clips(source: str, by_split: dict[str, list[dict]], cleaner: Cleaner) -> dict[str, list[dict]]:
+    out = {split: [row for r in rows if (row := cleaner.audio_record(r)) is not None]
+           for split, rows in by_split.items()}
+    total = sum(len(v) for v in by_split.values())
+    if not any(out.values()):
+        raise EmptySourceError(f"{source}: cleaning dropped every one of its {total} clips; see the drop report")
+    return out
+
+
+def by_image(cleaned: dict[str, list[dict]], params: dict, salt: str) -> dict[str, list[dict]]:
+    """Rows keyed by split; rows under "" (user data without split folders) are split here, after
+    cleaning, so that drops cannot empty a split, seeded and by image (audio-only data by clip)."""
+    out = {split: list(cleaned.get(split, [])) for split in SPLITS}
+    if "" in cleaned:
+        for split, rows in split_three_ways(cleaned[""], params["val_fraction"], params["seed"], salt).items():
+            out[split] += rows
+    return out
+
+
+def check_sources(params: dict) -> None:
+    sources = params["sources"]
+    if not sources:
+        raise ValueError("sources is empty; choose from easyvqa, scenes, speech, user")
+    if "speech" in sources and not set(sources) & set(IMAGE_SOURCES):
+        raise ValueError("the speech source speaks the captions and questions of an image source; "
+                         "add easyvqa, scenes or user to sources")
+    if "user" in sources and bool(params["user_dir"]) == bool(params["user_hub"]):
+        raise ValueError("the user source needs exactly one of user_dir (a folder) or user_hub (a dataset name)")
+    if "scenes" in sources:
+        scenes.parse_bias_pairs(params["bias_pairs"])
+
+
+def build(params: dict, data_root: Path, progress: bool = True) -> dict:
+    """All sources, cleaned: ``{"images": {split: rows}, "speech": {split: rows}, "drops": DropReport}``."""
+    check_sources(params)
+    drops = DropReport()
+    cleaner = Cleaner(drops, params["min_image_size"], params["min_audio_seconds"],
+                      params["max_audio_seconds"], params["silence_dbfs"])
+    images = {split: [] for split in SPLITS}
+    clips = {split: [] for split in SPLITS}
+    for source in params["sources"]:
+        if source == "easyvqa":
+            found = {"images": easyvqa_records(params)}
+        elif source == "scenes":
+            found = {"images": scenes_records(params)}
+        elif source == "user":
+            found = user_records(params, drops)
+        else:
+            continue
+        if any(found.get("images", {}).values()):
+            cleaned = clean_images(source, found["images"], cleaner, progress)
+            for split, rows in by_image(cleaned, params, f"{source}-images").items():
+                images[split] += rows
+        if any(found.get("audio", {}).values()):
+            cleaned = clean_clips(source, found["audio"], cleaner)
+            split_of = {r["image_id"]: split for split, rows in images.items() for r in rows}
+            if "" in cleaned:  # a clip of an image goes where its image went; only the rest is split
+                for row in [r for r in cleaned[""] if r["image_id"] in split_of]:
+                    cleaned.setdefault(split_of[row["image_id"]], []).append(row)
+                cleaned[""] = [r for r in cleaned[""] if r["image_id"] not in split_of]
+            for split, rows in by_image(cleaned, params, f"{source}-audio").items():
+                clips[split] += rows
+    if "speech" in params["sources"]:
+        plan = speech.SpeechPlan(tuple(params["speech_voices"]), params["speech_per_image"],
+                                 params["speech_max_clips"], params["speech_rate_jitter"],
+                                 params["speech_pitch_jitter"], params["speech_noise_snr"])
+        planned = speech.plan_clips(images, plan, params["seed"])
+        cache = speech.SpeechCache(Path(data_root) / "cache" / "speech")
+        spoken = speech.speak(planned, plan, cache, params["seed"], progress=progress)
+        log.info("speech: %d clips synthesised, %d from the cache", cache.misses, cache.hits)
+        by_split = {split: [c for c in spoken if c["split"] == split] for split in SPLITS}
+        for rows in by_split.values():
+            for row in rows:
+                del row["split"]
+        for split, rows in clean_clips("speech", by_split, cleaner).items():
+            clips[split] += rows
+    return {"images": images, "speech": clips, "drops": drops}
+
+
+def dataset_name(params: dict) -> str:
+    from ..params import SCHEMA, NB_COLLECT
+
+    keys = sorted(k for k, p in SCHEMA.items() if NB_COLLECT in p.notebooks)
+    shaping = {k: params[k] for k in keys}
+    if "user" in params["sources"] and params["user_dir"]:
+        folder = Path(params["user_dir"])  # the folder's metadata files, so edited data gets a new name
+        shaping["user_metadata"] = sorted(
+            (str(p.relative_to(folder)), hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in folder.rglob("metadata.csv"))
+    blob = json.dumps({"version": DATA_VERSION, **shaping}, sort_keys=True, default=str)
+    return "+".join(params["sources"]) + "-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def load_processed(path: str | Path) -> Processed:
+    path = Path(path)
+    if not (path / "drop_report.json").exists():
+        raise FileNotFoundError(f"{path} is not a processed dataset (no drop_report.json); run 01_collect")
+    images = datasets.load_from_disk(str(path / "images")) if (path / "images").exists() else None
+    clips = datasets.load_from_disk(str(path / "speech")) if (path / "speech").exists() else None
+    return Processed(path, images, clips, DropReport.load(path / "drop_report.json"))
+
+
+def build_dataset(params: dict, data_root: Path, progress: bool = True) -> Processed:
     """Build (or reuse, if the same parameters built it before) ``data/processed/<name>``.
 
-    The folder name carries a hash of the parameters that shape the data, so a run with
-    other parameters never overwrites this one.
+    The name carries a hash of every parameter that shapes the data, so a run with other
+    parameters never overwrites this one.
     """
-    name = f"{params['source']}-{dataset_fingerprint(params)}"
-    out = Path(data_root) / "processed" / name
-    drops_path = out / "drop_report.json"
-    if (out / "dataset_dict.json").exists() and drops_path.exists():
-        saved = json.loads(drops_path.read_text())
-        return out, datasets.load_from_disk(str(out)), DropReport(saved["entries"])
-    if params["source"] != "easyvqa":
-        raise ValueError(f"unknown source {params['source']!r}")
-    dataset, drops = build_easyvqa(params, progress=progress)
+    out = Path(data_root) / "processed" / dataset_name(params)
+    if (out / "drop_report.json").exists():
+        return load_processed(out)
+    built = build(params, data_root, progress=progress)
     # Each process writes its own folder and renames it into place, so the dataset appears
     # whole or not at all, and two runs building the same data at once (a sweep) cannot collide.
     tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
     if tmp.exists():  # left by an interrupted build of a process with the same id
         shutil.rmtree(tmp)
-    dataset.save_to_disk(str(tmp))
-    drops.save(tmp / "drop_report.json")
+    tmp.mkdir(parents=True)
+    for folder, features in (("images", FEATURES), ("speech", SPEECH_FEATURES)):
+        rows = built[folder]
+        if any(rows.values()):
+            columns = list(features)
+            datasets.DatasetDict({
+                split: datasets.Dataset.from_dict({c: [r[c] for r in rows[split]] for c in columns},
+                                                  features=features)
+                for split in SPLITS}).save_to_disk(
+                    str(tmp / folder),  # an empty split needs one (empty) shard, or it cannot be loaded
+                    num_shards={split: 1 for split in SPLITS if not rows[split]} or None)
+    built["drops"].save(tmp / "drop_report.json")
     try:
         tmp.rename(out)
     except OSError:
-        if not (out / "dataset_dict.json").exists():
+        if not (out / "drop_report.json").exists():
             raise
         shutil.rmtree(tmp)  # another run finished the same data first; theirs is identical
         log.info("dataset %s was built concurrently by another run; using that copy", out.name)
-    return out, datasets.load_from_disk(str(out)), drops
+    return load_processed(out)
