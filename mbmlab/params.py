@@ -141,23 +141,37 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("silence_dbfs", float, -60.0, "cleaning: drop clips whose RMS level is below this (dBFS)", (NB_COLLECT,),
           maximum=0.0),
     # 02_train
+    Param("tokenizer_name", str, "", "pretrained tokenizer name or path; empty trains byte-level BPE", (NB_TRAIN,)),
     Param("vocab_size", int, 400, "byte-level BPE vocabulary size", (NB_TRAIN,), minimum=300, maximum=50257),
+    Param("lm_name", str, "", "pretrained causal LM name or path (e.g. gpt2, needs the hub); empty: a new GPT-2",
+          (NB_TRAIN,)),
     Param("lm_dim", int, 128, "GPT-2 hidden size", (NB_TRAIN,), minimum=16),
     Param("lm_layers", int, 4, "GPT-2 layers", (NB_TRAIN,), minimum=1),
     Param("lm_heads", int, 4, "GPT-2 attention heads", (NB_TRAIN,), minimum=1),
     Param("lm_epochs", float, 1.0, "language-model pretraining epochs", (NB_TRAIN,), minimum=0.01),
     Param("lm_batch_size", int, 64, "language-model batch size (sequences)", (NB_TRAIN,), minimum=1),
     Param("lm_learning_rate", float, 2e-3, "language-model peak learning rate", (NB_TRAIN,), minimum=0.0),
-    # 03_fuse
+    Param("bf16", bool, False, "bf16 autocast for training (CPU or GPU)", (NB_TRAIN,)),
+    Param("resume", bool, False, "continue each training from its newest checkpoint in run_dir", (NB_TRAIN,)),
+    Param("image_encoder", str, "", "pretrained image encoder name or path (ViT); empty: a new ViT", (NB_TRAIN,)),
+    Param("audio_encoder", str, "", "pretrained Whisper name or path (its encoder); empty: a new one", (NB_TRAIN,)),
+    Param("audio_dim", int, 64, "audio encoder hidden size", (NB_TRAIN,), minimum=16),
+    Param("audio_layers", int, 2, "audio encoder layers", (NB_TRAIN,), minimum=1),
+    Param("audio_heads", int, 4, "audio encoder attention heads", (NB_TRAIN,), minimum=1),
+    Param("align_dim", int, 64, "shared embedding size of the contrastive alignment", (NB_TRAIN,), minimum=8),
+    Param("align_epochs", float, 5.0, "contrastive alignment epochs (each encoder)", (NB_TRAIN,), minimum=0.01),
+    Param("align_batch_size", int, 64, "pairs per contrastive batch", (NB_TRAIN,), minimum=2),
+    Param("align_learning_rate", float, 1e-3, "contrastive alignment peak learning rate", (NB_TRAIN,), minimum=0.0),
+    # 03_fuse (the ViT shape is shared with 02_train, whose aligned ViT 03 can start from)
     Param("fusion", str, "prefix", "how the image enters the GPT", (NB_FUSE,), choices=FUSIONS),
     Param("projector", str, "mlp2x_gelu", "vision-to-text connector", (NB_FUSE,), choices=PROJECTORS),
-    Param("image_size", int, 64, "image side in pixels fed to the ViT", (NB_FUSE,), minimum=8),
-    Param("patch_size", int, 8, "ViT patch side in pixels (must divide image_size)", (NB_FUSE,), minimum=2),
+    Param("image_size", int, 64, "image side in pixels fed to the ViT", (NB_TRAIN, NB_FUSE), minimum=8),
+    Param("patch_size", int, 8, "ViT patch side in pixels (must divide image_size)", (NB_TRAIN, NB_FUSE), minimum=2),
     Param("pixel_shuffle", int, 2, "merge f×f patches into one image token; f must divide the patch grid",
           (NB_FUSE,), minimum=1),
-    Param("vit_dim", int, 128, "ViT hidden size", (NB_FUSE,), minimum=16),
-    Param("vit_layers", int, 3, "ViT layers", (NB_FUSE,), minimum=1),
-    Param("vit_heads", int, 4, "ViT attention heads", (NB_FUSE,), minimum=1),
+    Param("vit_dim", int, 128, "ViT hidden size", (NB_TRAIN, NB_FUSE), minimum=16),
+    Param("vit_layers", int, 3, "ViT layers", (NB_TRAIN, NB_FUSE), minimum=1),
+    Param("vit_heads", int, 4, "ViT attention heads", (NB_TRAIN, NB_FUSE), minimum=1),
     Param("fuse_epochs", float, 3.0, "fusion training epochs (over images; every question of an image is used)",
           (NB_FUSE,), minimum=0.01),
     Param("fuse_batch_images", int, 16, "images per fusion training batch", (NB_FUSE,), minimum=1),
@@ -176,12 +190,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_train_images": 300, "max_test_images": 100, "vocab_size": 300,
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
         "vit_dim": 64, "vit_layers": 1, "vit_heads": 2, "patch_size": 16, "pixel_shuffle": 1,
+        "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "align_epochs": 2.0, "align_batch_size": 32,
         "fuse_epochs": 6.0, "fuse_batch_images": 8, "fuse_learning_rate": 2e-3, "gallery_size": 4,
     },
     "default": {},
     "full": {
         "vocab_size": 1000, "lm_dim": 256, "lm_layers": 6, "lm_heads": 8, "lm_epochs": 3.0,
         "vit_dim": 256, "vit_layers": 6, "vit_heads": 8, "fuse_epochs": 20.0, "num_beams": 3,
+        "audio_dim": 128, "audio_layers": 4, "audio_heads": 4, "align_epochs": 20.0, "speech_max_clips": 0,
     },
 }
 
@@ -229,7 +245,7 @@ def check_consistency(values: dict[str, Any]) -> None:
             raise ParameterError(f"pixel_shuffle={values['pixel_shuffle']} must divide the {grid}×{grid} patch grid")
     if values.get("min_audio_seconds", 0) >= values.get("max_audio_seconds", float("inf")):
         raise ParameterError("min_audio_seconds must be below max_audio_seconds")
-    for dim, heads in (("lm_dim", "lm_heads"), ("vit_dim", "vit_heads")):
+    for dim, heads in (("lm_dim", "lm_heads"), ("vit_dim", "vit_heads"), ("audio_dim", "audio_heads")):
         if {dim, heads} <= values.keys() and values[dim] % values[heads]:
             raise ParameterError(f"{heads}={values[heads]} must divide {dim}={values[dim]}")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
 from .models.text import CAPTION_PROMPT, vqa_prompt
 
@@ -122,11 +123,29 @@ def training_arguments(output_dir: Path, *, epochs: float, batch_size: int, lear
     return TrainingArguments(**(settings | extra))
 
 
-def train(model, args: TrainingArguments, train_dataset, collator, eval_dataset=None) -> Trainer:
+class StopAfter(TrainerCallback):
+    """Stop training after ``step`` optimiser steps, saving a checkpoint there: an interruption
+    on purpose (the resume test uses it; so can a user who wants to split a long run)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def train(model, args: TrainingArguments, train_dataset, collator, eval_dataset=None, resume: bool = False,
+          callbacks: list | None = None) -> Trainer:
+    """Train with the HF ``Trainer``; with ``resume``, continue from the newest checkpoint in
+    ``args.output_dir`` (model, optimiser, scheduler, RNG states and data position), if there is one."""
     logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
     trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      data_collator=collator)
-    trainer.train()
+                      data_collator=collator, callbacks=callbacks)
+    checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
+    trainer.train(resume_from_checkpoint=checkpoint)
     return trainer
 
 

@@ -64,3 +64,32 @@ def new_language_model(tokenizer, dim: int, layers: int, heads: int, seed: int) 
 
     torch.manual_seed(seed)
     return GPT2LMHeadModel(gpt2_config(tokenizer, dim, layers, heads))
+
+
+def load_tokenizer(name_or_path: str):
+    """A pretrained tokenizer by hub name (needs network) or local path, made ready for this
+    workbench: a pad token (EOS when it has none), the ``<image>`` token, left padding."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.eos_token is None:
+        raise ValueError(f"tokenizer {name_or_path!r} has no end-of-text token; GPT-style training needs one")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if IMAGE not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE]})
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_language_model(name_or_path: str, tokenizer):
+    """A pretrained causal LM by hub name (needs network) or local path (``gpt2``, a saved
+    ``02_train`` model, …); its embeddings grow to the tokenizer's size if tokens were added."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(name_or_path)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model

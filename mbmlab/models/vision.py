@@ -30,3 +30,20 @@ def pixel_values(dataset, processor, batch_size: int = 512) -> torch.Tensor:
         images = dataset[start:start + batch_size]["image"]
         chunks.append(processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"])
     return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def load_image_encoder(name_or_path: str):
+    """(encoder, image processor) of a pretrained image model by hub name (needs network) or local
+    path: a ViT (``ViTModel``), the vision tower of a CLIP checkpoint, or one saved by 02_train."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, CLIPVisionModel
+
+    config = AutoConfig.from_pretrained(name_or_path)
+    encoder = (CLIPVisionModel if config.model_type == "clip" else AutoModel).from_pretrained(name_or_path)
+    return encoder, AutoImageProcessor.from_pretrained(name_or_path)
+
+
+def new_image_encoder(config, seed: int):
+    from transformers import ViTModel
+
+    torch.manual_seed(seed)
+    return ViTModel._from_config(config, add_pooling_layer=False)

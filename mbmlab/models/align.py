@@ -1,0 +1,170 @@
+"""CLIP-style alignment of an image or audio encoder with text (Radford et al., 2021, "Learning
+Transferable Visual Models From Natural Language Supervision", fig. 3): both sides are projected
+into one space, L2-normalised, compared by a dot product scaled by a learned temperature, and
+trained with the symmetric InfoNCE loss.
+
+Our captions repeat ("a blue circle" describes many images), so a batch can hold several pairs
+with the same text. Treating those as negatives would punish correct matches; the target of each
+row is therefore spread evenly over every column with the same text (the multi-positive form of
+Khosla et al., 2020, "Supervised Contrastive Learning", eq. 2 in its cross-entropy reading). With
+distinct texts this is exactly CLIP's loss.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..train import pad_right
+
+
+def contrastive_loss(logits: torch.Tensor, text_group: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a (B, B) similarity matrix; row i's positives are the columns whose
+    text is the same as row i's (``text_group`` gives equal ids to equal texts)."""
+    positives = (text_group[:, None] == text_group[None, :]).float()
+    targets = positives / positives.sum(dim=1, keepdim=True)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T)) / 2
+
+
+class ContrastiveModel(nn.Module):
+    """An encoder (``ViTModel`` → CLS token, or ``WhisperEncoder`` → mean over the clip's frames)
+    and a text model (GPT-2, hidden state at the final EOS), each with a linear projection."""
+
+    def __init__(self, encoder: nn.Module, text_model: nn.Module, modality: str, embed_dim: int = 64,
+                 init_temperature: float = 0.07):
+        super().__init__()
+        if modality not in ("image", "audio"):
+            raise ValueError(f"modality must be image or audio, not {modality!r}")
+        self.modality = modality
+        self.encoder = encoder
+        self.text = text_model
+        self.encoder_proj = nn.Linear(encoder.config.hidden_size, embed_dim, bias=False)
+        self.text_proj = nn.Linear(text_model.config.hidden_size, embed_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / init_temperature)))
+
+    def encode_inputs(self, pixel_values=None, input_features=None, frame_mask=None) -> torch.Tensor:
+        if self.modality == "image":
+            pooled = self.encoder(pixel_values=pixel_values).last_hidden_state[:, 0]
+        else:
+            hidden = self.encoder(input_features=input_features).last_hidden_state
+            # the conv stem halves the frame rate; average over the frames that hold the clip
+            mask = frame_mask[:, ::2][:, : hidden.shape[1]].to(hidden.dtype).unsqueeze(-1)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return F.normalize(self.encoder_proj(pooled), dim=-1)
+
+    def encode_text(self, input_ids, attention_mask) -> torch.Tensor:
+        hidden = self.text(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        last = attention_mask.sum(dim=1) - 1  # right-padded rows: the EOS position
+        return F.normalize(self.text_proj(hidden[torch.arange(len(last)), last]), dim=-1)
+
+    def forward(self, input_ids, attention_mask, text_group, pixel_values=None, input_features=None,
+                frame_mask=None, return_loss: bool = True) -> dict:
+        inputs = self.encode_inputs(pixel_values, input_features, frame_mask)
+        texts = self.encode_text(input_ids, attention_mask)
+        logits = self.logit_scale.exp().clamp(max=100) * inputs @ texts.T  # CLIP clips the scale at 100
+        return {"loss": contrastive_loss(logits, text_group), "logits": logits}
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        self.encoder.save_pretrained(path / "encoder")
+        self.text.save_pretrained(path / "text")
+        heads = {"encoder_proj": self.encoder_proj.weight, "text_proj": self.text_proj.weight,
+                 "logit_scale": self.logit_scale.detach()}
+        save_file({k: v.contiguous() for k, v in heads.items()}, str(path / "heads.safetensors"),
+                  metadata={"modality": self.modality})
+
+    @classmethod
+    def load(cls, path: Path) -> "ContrastiveModel":
+        from safetensors import safe_open
+        from transformers import AutoModel
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        path = Path(path)
+        with safe_open(str(path / "heads.safetensors"), "pt") as f:
+            modality = f.metadata()["modality"]
+            heads = {k: f.get_tensor(k) for k in f.keys()}
+        encoder = (AutoModel if modality == "image" else WhisperEncoder).from_pretrained(path / "encoder")
+        model = cls(encoder, AutoModel.from_pretrained(path / "text"), modality, heads["encoder_proj"].shape[0])
+        with torch.no_grad():
+            model.encoder_proj.weight.copy_(heads["encoder_proj"])
+            model.text_proj.weight.copy_(heads["text_proj"])
+            model.logit_scale.copy_(heads["logit_scale"])
+        return model.eval()
+
+
+def text_tower(language_model) -> nn.Module:
+    """A trainable copy of the LM's transformer (GPT2Model), so aligning never changes the LM."""
+    return copy.deepcopy(language_model.transformer if hasattr(language_model, "transformer") else language_model)
+
+
+class Pairs(Dataset):
+    """(row of the input tensors, text) pairs."""
+
+    def __init__(self, rows: list[int], texts: list[str]):
+        if len(rows) != len(texts):
+            raise ValueError("rows and texts differ in length")
+        self.items = list(zip(rows, texts))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        row, text = self.items[i]
+        return {"row": row, "text": text}
+
+
+class PairCollator:
+    """Gathers the inputs' rows; tokenises texts right-padded, each ending in EOS; groups equal texts."""
+
+    def __init__(self, tokenizer, inputs: dict[str, torch.Tensor]):
+        self.tokenizer, self.inputs = tokenizer, inputs
+
+    def __call__(self, items: list[dict]) -> dict:
+        texts = [it["text"] for it in items]
+        ids = [r + [self.tokenizer.eos_token_id] for r in self.tokenizer(texts)["input_ids"]]
+        group_of: dict[str, int] = {}
+        rows = torch.tensor([it["row"] for it in items])
+        return {
+            "input_ids": pad_right(ids, self.tokenizer.pad_token_id),
+            "attention_mask": pad_right([[1] * len(r) for r in ids], 0),
+            "text_group": torch.tensor([group_of.setdefault(t, len(group_of)) for t in texts]),
+            **{name: tensor[rows] for name, tensor in self.inputs.items()},
+        }
+
+
+@torch.no_grad()
+def encode_texts(model: ContrastiveModel, tokenizer, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+    collate = PairCollator(tokenizer, {})
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = collate([{"row": 0, "text": t} for t in texts[start:start + batch_size]])
+        out.append(model.encode_text(batch["input_ids"], batch["attention_mask"]))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def retrieval(model: ContrastiveModel, tokenizer, inputs: dict[str, torch.Tensor], rows: list[int],
+              texts: list[str], ks=(1, 5), batch_size: int = 256) -> dict[str, float]:
+    """Input→text recall@k: rank the distinct texts of the set for each input; a hit when the input's
+    own text is among the top k. ``chance@k`` = k / number of distinct texts."""
+    model = model.eval()
+    gallery = sorted(set(texts))
+    index = {t: i for i, t in enumerate(gallery)}
+    text_emb = encode_texts(model, tokenizer, gallery, batch_size)
+    input_emb = torch.cat([model.encode_inputs(**{k: v[rows[s:s + batch_size]] for k, v in inputs.items()})
+                           for s in range(0, len(rows), batch_size)])
+    sims = input_emb @ text_emb.T
+    truth = torch.tensor([index[t] for t in texts])
+    rank = (sims > sims[torch.arange(len(truth)), truth].unsqueeze(1)).sum(dim=1)  # texts scored higher
+    scores = {"n": float(len(rows)), "texts": float(len(gallery))}
+    for k in ks:
+        scores[f"recall@{k}"] = (rank < k).float().mean().item()
+        scores[f"chance@{k}"] = min(1.0, k / len(gallery))
+    return scores

@@ -1,0 +1,153 @@
+"""The attention formula, the contrastive loss and retrieval, the encoders and pretrained loading."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mbmlab.models import align, attention, audio, text, vision
+
+
+def test_attention_formula_by_hand():
+    # one query, two keys (d_k = 4): scores (q·k)/2 = [1, 0] → weights [e/(e+1), 1/(e+1)]
+    q = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
+    k = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]]])
+    v = torch.tensor([[[10.0], [0.0]]])
+    expected = 10 * math.e / (math.e + 1)
+    assert attention.attention(q, k, v).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_attention_matches_sdpa_causal_and_not():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 8) for _ in range(3))
+    for causal in (False, True):
+        ours = attention.attention(q, k, v, causal=causal)
+        assert torch.allclose(ours, F.scaled_dot_product_attention(q, k, v, is_causal=causal), atol=1e-6)
+
+
+def test_attention_matches_gpt2_on_its_weights(tokenizer):
+    lm = text.new_language_model(tokenizer, dim=32, layers=2, heads=4, seed=0)
+    differences = attention.check_against_references(lm, torch.randint(0, len(tokenizer), (3, 12)))
+    assert set(differences) == {"vs scaled_dot_product_attention", "vs GPT-2 attention layer"}
+    assert all(d < 1e-5 for d in differences.values()), differences
+
+
+def test_contrastive_loss_by_hand():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    # each row and column: -log(e² / (e² + 1)) = log(1 + e⁻²)
+    assert align.contrastive_loss(logits, torch.tensor([0, 1])).item() == pytest.approx(math.log(1 + math.exp(-2)))
+    # the same text twice: the target is spread over both columns, so equal logits cost only
+    # the entropy of the target, log 2, from each side
+    assert align.contrastive_loss(torch.zeros(2, 2), torch.tensor([0, 0])).item() == pytest.approx(math.log(2))
+
+
+def test_contrastive_loss_is_clip_when_texts_differ():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 5)
+    labels = torch.arange(5)
+    clip = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    assert torch.allclose(align.contrastive_loss(logits, labels), clip)
+
+
+def image_model(tokenizer):
+    lm = text.new_language_model(tokenizer, dim=32, layers=1, heads=2, seed=0)
+    encoder = vision.new_image_encoder(vision.vit_config(32, 8, 32, 1, 2), seed=0)
+    return align.ContrastiveModel(encoder, align.text_tower(lm), "image", embed_dim=16)
+
+
+def test_pair_collator_groups_equal_texts(tokenizer, pixels):
+    batch = align.PairCollator(tokenizer, {"pixel_values": pixels})(
+        [{"row": 2, "text": "a red circle"}, {"row": 0, "text": "a blue star"}, {"row": 1, "text": "a red circle"}])
+    assert batch["text_group"].tolist() == [0, 1, 0]
+    assert torch.equal(batch["pixel_values"], pixels[[2, 0, 1]])
+    ends = batch["attention_mask"].sum(1) - 1
+    assert (batch["input_ids"][torch.arange(3), ends] == tokenizer.eos_token_id).all()
+
+
+def test_retrieval_counts_hits_among_distinct_texts(tokenizer, pixels):
+    model = image_model(tokenizer)
+    texts = ["a red circle", "a blue star", "a red circle"]
+    scores = align.retrieval(model, tokenizer, {"pixel_values": pixels}, [0, 1, 2], texts, ks=(1, 2))
+    assert scores["texts"] == 2 and scores["chance@1"] == 0.5 and scores["recall@2"] == 1.0
+    # make image 1 embed exactly like the text "a blue star": recall@1 must count it as a hit
+    with torch.no_grad():
+        t = align.encode_texts(model, tokenizer, ["a blue star", "a red circle"])
+    model.encode_inputs = lambda pixel_values=None, **_: t[[1, 0, 1]][: len(pixel_values)]
+    assert align.retrieval(model, tokenizer, {"pixel_values": pixels}, [0, 1, 2], texts)["recall@1"] == 1.0
+
+
+def test_alignment_learns_on_separable_pairs(tokenizer):
+    """Four colours, their names: a few hundred steps of contrastive training must beat chance."""
+    from mbmlab import train
+
+    torch.manual_seed(0)
+    colours = {"red": (1.0, -1, -1), "green": (-1, 1.0, -1), "blue": (-1, -1, 1.0), "black": (-1, -1, -1.0)}
+    names = list(colours) * 16
+    pixels = torch.stack([torch.tensor(colours[n]).view(3, 1, 1).expand(3, 32, 32) + 0.1 * torch.randn(3, 32, 32)
+                          for n in names])
+    texts = [f"a {n} circle" for n in names]
+    model = image_model(tokenizer)
+    args = train.training_arguments("/tmp/mbmlab-test-align", epochs=25, batch_size=16, learning_rate=3e-3, seed=0,
+                                    n_examples=len(names), save_strategy="no", disable_tqdm=True)
+    train.train(model, args, align.Pairs(list(range(len(names))), texts),
+                align.PairCollator(tokenizer, {"pixel_values": pixels}))
+    scores = align.retrieval(model, tokenizer, {"pixel_values": pixels}, list(range(len(names))), texts)
+    assert scores["recall@1"] > 0.9, scores
+
+
+def test_saved_alignment_reloads_identically(tokenizer, pixels, tmp_path):
+    model = image_model(tokenizer).eval()
+    batch = align.PairCollator(tokenizer, {"pixel_values": pixels})(
+        [{"row": i, "text": t} for i, t in enumerate(["a red circle", "a blue star", "a star"])])
+    model.save(tmp_path)
+    again = align.ContrastiveModel.load(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(model(**batch)["logits"], again(**batch)["logits"])
+
+
+def test_whisper_encoder_on_log_mel_with_chunks_sized_to_clips(tokenizer):
+    import datasets
+
+    from mbmlab.data.clean import wav_bytes
+
+    seconds = audio.chunk_seconds([0.8, 2.3, 1.1])
+    assert seconds == 3
+    rate = 16_000
+    clips = datasets.Dataset.from_dict(
+        {"audio": [{"bytes": wav_bytes(0.3 * np.sin(np.arange(int(d * rate)) / 10).astype(np.float32)), "path": None}
+                   for d in (0.8, 2.3)]}, features=datasets.Features({"audio": datasets.Audio(sampling_rate=rate)}))
+    features, mask = audio.log_mel(clips, audio.feature_extractor(seconds))
+    assert features.shape == (2, audio.MEL_BINS, 300) and mask.shape == (2, 300)
+    assert mask.sum(1).tolist() == [80, 230]  # 100 frames per second of clip
+    encoder = audio.new_audio_encoder(seconds, dim=32, layers=1, heads=2, seed=0)
+    model = align.ContrastiveModel(encoder, align.text_tower(text.new_language_model(tokenizer, 32, 1, 2, 0)),
+                                   "audio", embed_dim=16)
+    embedded = model.encode_inputs(input_features=features, frame_mask=mask)
+    assert embedded.shape == (2, 16) and torch.allclose(embedded.norm(dim=1), torch.ones(2))
+    assert encoder.config.max_source_positions == 150  # 50 per second after the stride-2 conv stem
+
+
+def test_pretrained_encoders_and_lm_load_by_path(tokenizer, tmp_path):
+    """The by-name code path (hub names need network), exercised on models saved locally."""
+    vit = vision.new_image_encoder(vision.vit_config(32, 8, 32, 1, 2), seed=0)
+    vit.save_pretrained(tmp_path / "vit")
+    vision.image_processor(32).save_pretrained(tmp_path / "vit")
+    encoder, processor = vision.load_image_encoder(str(tmp_path / "vit"))
+    assert type(encoder).__name__ == "ViTModel" and processor.size["height"] == 32
+
+    whisper = audio.new_audio_encoder(2, 32, 1, 2, seed=0)
+    whisper.save_pretrained(tmp_path / "whisper")
+    encoder, extractor = audio.load_audio_encoder(str(tmp_path / "whisper"))
+    assert type(encoder).__name__ == "WhisperEncoder" and extractor.chunk_length == 2
+    for a, b in zip(whisper.state_dict().values(), encoder.state_dict().values()):
+        assert torch.equal(a, b)
+
+    lm = text.new_language_model(tokenizer, 32, 1, 2, seed=0)
+    lm.save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    loaded_tokenizer = text.load_tokenizer(str(tmp_path / "lm"))
+    loaded = text.load_language_model(str(tmp_path / "lm"), loaded_tokenizer)
+    ids = torch.tensor([loaded_tokenizer("caption: a red circle")["input_ids"]])
+    assert torch.equal(lm.eval()(ids).logits, loaded.eval()(ids).logits)
+    assert text.image_token_id(loaded_tokenizer) == text.image_token_id(tokenizer)
