@@ -172,6 +172,8 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("vit_dim", int, 128, "ViT hidden size", (NB_TRAIN, NB_FUSE), minimum=16),
     Param("vit_layers", int, 3, "ViT layers", (NB_TRAIN, NB_FUSE), minimum=1),
     Param("vit_heads", int, 4, "ViT attention heads", (NB_TRAIN, NB_FUSE), minimum=1),
+    Param("vision_init", str, "random", "start the ViT from random, or from 02_train's text-aligned encoder",
+          (NB_FUSE,), choices=("aligned", "random")),
     Param("fuse_epochs", float, 3.0, "fusion training epochs (over images; every question of an image is used)",
           (NB_FUSE,), minimum=0.01),
     Param("fuse_batch_images", int, 16, "images per fusion training batch", (NB_FUSE,), minimum=1),

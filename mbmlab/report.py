@@ -9,7 +9,8 @@ import jinja2
 
 HEADLINE = ("vqa/accuracy", "baseline/majority/vqa/accuracy", "baseline/majority_by_type/vqa/accuracy",
             "caption/exact_match", "baseline/majority/caption/exact_match", "caption/BLEU-3", "caption/BLEU-4",
-            "caption/CIDEr", "lm/perplexity")
+            "caption/CIDEr", "lm/perplexity", "align/image/recall@1", "baseline/random_init/align/image/recall@1",
+            "align/audio/recall@1", "baseline/random_init/align/audio/recall@1")
 
 
 def save_json(run_dir: Path, name: str, obj) -> Path:

@@ -13,6 +13,7 @@ from . import params as P
 from .paths import new_run_dir, project_root, reports_dir
 from .report import save_json, write_index
 
+# Offline unless the caller says otherwise (HF_HUB_OFFLINE=0 mbmlab run … lets hub names load).
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
 
 
@@ -105,7 +106,8 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     values = P.resolve(preset, overrides)  # refuse bad input before any work starts
     series = Series(Path(notebooks_dir or project_root() / "notebooks"))
     sources = {name: series.path(name) for name in series.names}
-    os.environ.update(OFFLINE_ENV)
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
     os.environ.setdefault("MBMLAB_ROOT", str(project_root()))
     run_dir = new_run_dir(reports or reports_dir(), label=preset).resolve()
     run = {"run_id": run_dir.name, "preset": preset, "params": values, "overrides": overrides or {},

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mbmlab.evaluate import generate
-from mbmlab.models import text
+from mbmlab.models import text, vision
 from mbmlab.models.fused import MbmConfig, MbmForConditionalGeneration, build_projector
 
 
@@ -128,3 +128,19 @@ def test_pixel_shuffle_model_reads_fewer_tokens(tokenizer, pixels):
     with pytest.raises(ValueError, match="must divide"):
         MbmConfig(vision_config=vision.vit_config(32, 8, 32, 1, 2), text_config=lm.config, pixel_shuffle=3)
 
+
+
+def test_from_parts_copies_a_trained_vit(tokenizer):
+    from transformers import ViTModel
+
+    lm = text.new_language_model(tokenizer, dim=32, layers=1, heads=2, seed=0)
+    vit_config = vision.vit_config(32, 8, 32, 1, 2)
+    config = MbmConfig(vision_config=vit_config, text_config=lm.config, image_token_id=text.image_token_id(tokenizer))
+    torch.manual_seed(5)
+    trained = ViTModel(vit_config)  # with a pooler, as AutoModel builds one; the fused model has none
+    model = MbmForConditionalGeneration.from_parts(config, language_model=lm, vision=trained)
+    for name, weight in model.vision.state_dict().items():
+        assert torch.equal(weight, trained.state_dict()[name]), name
+    with pytest.raises(ValueError, match="does not match the ViT parameters"):
+        vision.check_same_shape(vision.vit_config(32, 16, 32, 1, 2), vit_config)
+    vision.check_same_shape(trained.config, vit_config)

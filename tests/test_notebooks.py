@@ -27,7 +27,10 @@ def test_tiny_series_writes_the_report(tiny_run):
     assert run["status"] == "ok" and [nb["status"] for nb in run["notebooks"]] == ["ok"] * 5
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     for name in ("vqa/accuracy", "baseline/majority/vqa/accuracy", "caption/BLEU-4", "caption/CIDEr",
-                 "lm/perplexity", "data/test/images", "bias/vqa_accuracy_gap/colour"):
+                 "lm/perplexity", "data/test/images", "bias/vqa_accuracy_gap/colour",
+                 "attention/max_abs_difference/sdpa", "attention/max_abs_difference/gpt2",
+                 "align/image/recall@1", "align/audio/recall@5", "baseline/random_init/align/image/recall@1",
+                 "baseline/chance/align/audio/recall@1"):
         assert name in metrics, name
     tiny = P.PRESETS["tiny"]
     assert metrics["data/test/images"] == tiny["max_test_images"] + tiny["scenes_test_images"]
@@ -39,6 +42,9 @@ def test_tiny_series_writes_the_report(tiny_run):
         assert (tiny_run / f"{name}.html").stat().st_size > 10_000
         assert (tiny_run / f"{name}.ipynb").exists()
     assert (tiny_run / "fused" / "model.safetensors").exists()
+    for encoder in ("image_encoder", "audio_encoder"):
+        assert (tiny_run / encoder / "encoder" / "model.safetensors").exists()
+    assert metrics["attention/max_abs_difference/gpt2"] < 1e-5
     assert sorted(p.name for p in (tiny_run / "figures").glob("*.png"))
 
 

@@ -28,7 +28,8 @@ def whisper_config(seconds: int, dim: int, layers: int, heads: int) -> WhisperCo
     return WhisperConfig(num_mel_bins=MEL_BINS, d_model=dim, encoder_layers=layers, encoder_attention_heads=heads,
                          encoder_ffn_dim=4 * dim, max_source_positions=seconds * FRAMES_PER_SECOND // 2,
                          decoder_layers=1, decoder_attention_heads=heads, decoder_ffn_dim=4 * dim,
-                         vocab_size=8, max_target_positions=8)
+                         vocab_size=8, max_target_positions=8,  # the (unused) decoder, kept minimal
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3)
 
 
 def new_audio_encoder(seconds: int, dim: int, layers: int, heads: int, seed: int) -> WhisperEncoder:

@@ -102,8 +102,8 @@ class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
         model = cls._from_config(config)
         if language_model is not None:
             model.language_model.load_state_dict(language_model.state_dict())
-        if vision is not None:
-            model.vision.load_state_dict(vision.state_dict())
+        if vision is not None:  # the pooler (if the source ViT has one) is unused here: patch states only
+            model.vision.load_state_dict({k: v for k, v in vision.state_dict().items() if not k.startswith("pooler.")})
         return model
 
     def get_input_embeddings(self) -> nn.Module:

@@ -38,7 +38,12 @@ def load_image_encoder(name_or_path: str):
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, CLIPVisionModel
 
     config = AutoConfig.from_pretrained(name_or_path)
-    encoder = (CLIPVisionModel if config.model_type == "clip" else AutoModel).from_pretrained(name_or_path)
+    if config.model_type == "clip":
+        encoder = CLIPVisionModel.from_pretrained(name_or_path)
+    elif config.model_type == "vit":  # patch and CLS states are used; ViT's pooler head is not
+        encoder = AutoModel.from_pretrained(name_or_path, add_pooling_layer=False)
+    else:
+        encoder = AutoModel.from_pretrained(name_or_path)
     return encoder, AutoImageProcessor.from_pretrained(name_or_path)
 
 
@@ -47,3 +52,15 @@ def new_image_encoder(config, seed: int):
 
     torch.manual_seed(seed)
     return ViTModel._from_config(config, add_pooling_layer=False)
+
+
+def check_same_shape(found, wanted) -> None:
+    """Refuse a pretrained ViT whose shape differs from the parameters asked for (rather than
+    silently training another architecture than the report's parameters say)."""
+    keys = ("model_type", "image_size", "patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
+    differ = {k: (getattr(found, k, None), getattr(wanted, k, None)) for k in keys
+              if getattr(found, k, None) != getattr(wanted, k, None)}
+    if differ:
+        detail = ", ".join(f"{k}: {a} (encoder) vs {b} (parameters)" for k, (a, b) in differ.items())
+        raise ValueError(f"the aligned image encoder does not match the ViT parameters ({detail}); "
+                         f"use the same ViT parameters in 02_train and 03_fuse, or vision_init='random'")

@@ -1,0 +1,29 @@
+"""The benchmark scripts the README quotes still run and print their tables (small sizes)."""
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+def run(script, *args):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_speech_throughput_prints_both_runs():
+    out = run("speech_throughput.py", "--clips", "12", "--repeats", "1")
+    assert "first run    12      0" in out and "cached rerun     0     12" in out and "x" in out.splitlines()[-1]
+
+
+def test_train_throughput_prints_mfu_per_model():
+    out = run("train_throughput.py", "--preset", "tiny", "--steps", "1", "--repeats", "1")
+    for name in ("GPT-2 LM", "ViT image encoder", "Whisper-style audio encoder"):
+        assert name in out and "%" in out.split(name)[1].splitlines()[0]
+
+
+def test_scenes_scale_reports_time_and_memory():
+    out = run("scenes_scale.py", "--images", "200")
+    assert "200 scenes requested" in out and "images/s" in out and "MiB on disk" in out
