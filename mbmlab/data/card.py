@@ -203,3 +203,35 @@ def plot_gallery(dataset: datasets.Dataset, qa: pd.DataFrame, captions: pd.DataF
         ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+ORDER = {"shape": ("circle", "rectangle", "triangle", "star"), "size": ("small", "large"),
+         "colour": ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")}
+
+
+def plot_attribute_distribution(images: datasets.DatasetDict):
+    """Share of objects per shape, colour and size, and of images per object count, per split
+    (over the sources that know their objects)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    objects = pd.concat([objects_frame(data).assign(split=split) for split, data in images.items()])
+    counts = pd.concat([pd.DataFrame({"split": split, "objects": [len(o) for o in data["objects"] if o]})
+                        for split, data in images.items()])
+    panels = [("shape", objects), ("colour", objects), ("size", objects[objects["size"] != ""]), ("objects", counts)]
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), gridspec_kw={"width_ratios": [4, 8, 2, 3]})
+    for ax, (column, frame) in zip(axes, panels):
+        if frame.empty:
+            ax.set_axis_off()
+            continue
+        shares = (frame.groupby("split")[column].value_counts(normalize=True).rename("share").reset_index())
+        order = sorted(shares[column].unique(), key=lambda v: (ORDER.get(column, ()).index(v)
+                                                               if v in ORDER.get(column, ()) else 99, str(v)))
+        sns.barplot(shares, x=column, y="share", hue="split", hue_order=list(images), order=order, ax=ax,
+                    legend=column == "shape")
+        if column == "shape":
+            ax.legend(fontsize=7, loc="lower left", framealpha=0.9)
+        ax.set_title(f"{column} (share of {'images' if column == 'objects' else 'objects'})", fontsize=9)
+        ax.tick_params(axis="x", rotation=45 if column == "colour" else 0)
+    fig.tight_layout()
+    return fig
