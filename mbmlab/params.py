@@ -193,6 +193,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
         "vit_dim": 64, "vit_layers": 1, "vit_heads": 2, "patch_size": 16, "pixel_shuffle": 1,
         "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "align_epochs": 2.0, "align_batch_size": 32,
+        "vision_init": "aligned",  # so the tests cover 03 starting from 02's aligned ViT
         "fuse_epochs": 6.0, "fuse_batch_images": 8, "fuse_learning_rate": 2e-3, "gallery_size": 4,
     },
     "default": {},

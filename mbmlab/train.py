@@ -168,6 +168,17 @@ def plot_losses(history: pd.DataFrame, title: str):
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy")
     ax.set_title(title)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    recall = [c for c in ("eval_recall@1", "eval_recall@5") if c in history]
+    if recall:  # retrieval metrics on a second axis
+        right = ax.twinx()
+        for column, style in zip(recall, ("s--", "^:")):
+            h = history.dropna(subset=[column])
+            right.plot(h["step"], h[column], style, color="tab:green", label=f"validation {column[5:]}")
+        right.set_ylabel("recall")
+        right.set_ylim(0, 1)
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, fontsize=8)
     fig.tight_layout()
     return fig

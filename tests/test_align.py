@@ -77,7 +77,7 @@ def test_retrieval_counts_hits_among_distinct_texts(tokenizer, pixels):
     assert align.retrieval(model, tokenizer, {"pixel_values": pixels}, [0, 1, 2], texts)["recall@1"] == 1.0
 
 
-def test_alignment_learns_on_separable_pairs(tokenizer):
+def test_alignment_learns_on_separable_pairs(tokenizer, tmp_path):
     """Four colours, their names: a few hundred steps of contrastive training must beat chance."""
     from mbmlab import train
 
@@ -88,10 +88,17 @@ def test_alignment_learns_on_separable_pairs(tokenizer):
                           for n in names])
     texts = [f"a {n} circle" for n in names]
     model = image_model(tokenizer)
-    args = train.training_arguments("/tmp/mbmlab-test-align", epochs=25, batch_size=16, learning_rate=3e-3, seed=0,
-                                    n_examples=len(names), save_strategy="no", disable_tqdm=True)
-    train.train(model, args, align.Pairs(list(range(len(names))), texts),
-                align.PairCollator(tokenizer, {"pixel_values": pixels}))
+    rows = list(range(len(names)))
+    args = train.training_arguments(tmp_path, epochs=25, batch_size=16, learning_rate=3e-3, seed=0,
+                                    n_examples=len(names), disable_tqdm=True, eval_strategy="epoch",
+                                    save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,
+                                    metric_for_best_model="recall@1", greater_is_better=True)
+    callback = align.RetrievalCallback(tokenizer, {"pixel_values": pixels}, rows, texts)
+    trainer = train.train(model, args, align.Pairs(rows, texts), align.PairCollator(tokenizer, {"pixel_values": pixels}),
+                          eval_dataset=align.Pairs(rows, texts), callbacks=[callback])
+    history = train.loss_history(trainer)
+    assert history["eval_recall@1"].notna().sum() == 25  # one per epoch, beside eval_loss
+    assert trainer.state.best_metric == history["eval_recall@1"].max()
     scores = align.retrieval(model, tokenizer, {"pixel_values": pixels}, list(range(len(names))), texts)
     assert scores["recall@1"] > 0.9, scores
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
+from transformers import TrainerCallback
 
 from ..train import pad_right
 
@@ -168,3 +169,21 @@ def retrieval(model: ContrastiveModel, tokenizer, inputs: dict[str, torch.Tensor
         scores[f"recall@{k}"] = (rank < k).float().mean().item()
         scores[f"chance@{k}"] = min(1.0, k / len(gallery))
     return scores
+
+
+class RetrievalCallback(TrainerCallback):
+    """After each evaluation, validation recall@1/@5 join the Trainer's metrics and logged history,
+    so they are plotted beside the losses and ``metric_for_best_model="recall@1"`` can keep the
+    best epoch (the contrastive loss itself rises with overconfident mistakes while recall still
+    improves, so it is a poor criterion)."""
+
+    def __init__(self, tokenizer, inputs: dict[str, torch.Tensor], rows: list[int], texts: list[str]):
+        self.tokenizer, self.inputs, self.rows, self.texts = tokenizer, inputs, rows, texts
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        scores = retrieval(model, self.tokenizer, self.inputs, self.rows, self.texts)
+        extra = {f"eval_recall@{k}": scores[f"recall@{k}"] for k in (1, 5)}
+        metrics.update(extra)  # the dict the Trainer then uses to pick the best checkpoint
+        if state.log_history and "eval_loss" in state.log_history[-1]:
+            state.log_history[-1].update(extra)
+        return control
