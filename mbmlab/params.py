@@ -159,7 +159,7 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("audio_layers", int, 2, "audio encoder layers", (NB_TRAIN,), minimum=1),
     Param("audio_heads", int, 4, "audio encoder attention heads", (NB_TRAIN,), minimum=1),
     Param("align_dim", int, 64, "shared embedding size of the contrastive alignment", (NB_TRAIN,), minimum=8),
-    Param("align_epochs", float, 5.0, "contrastive alignment epochs (each encoder)", (NB_TRAIN,), minimum=0.01),
+    Param("align_epochs", float, 10.0, "contrastive alignment epochs (each encoder)", (NB_TRAIN,), minimum=0.01),
     Param("align_batch_size", int, 64, "pairs per contrastive batch", (NB_TRAIN,), minimum=2),
     Param("align_learning_rate", float, 1e-3, "contrastive alignment peak learning rate", (NB_TRAIN,), minimum=0.0),
     # 03_fuse (the ViT shape is shared with 02_train, whose aligned ViT 03 can start from)
@@ -172,7 +172,7 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("vit_dim", int, 128, "ViT hidden size", (NB_TRAIN, NB_FUSE), minimum=16),
     Param("vit_layers", int, 3, "ViT layers", (NB_TRAIN, NB_FUSE), minimum=1),
     Param("vit_heads", int, 4, "ViT attention heads", (NB_TRAIN, NB_FUSE), minimum=1),
-    Param("vision_init", str, "random", "start the ViT from random, or from 02_train's text-aligned encoder",
+    Param("vision_init", str, "aligned", "start the ViT from 02_train's text-aligned encoder, or from random",
           (NB_FUSE,), choices=("aligned", "random")),
     Param("fuse_epochs", float, 3.0, "fusion training epochs (over images; every question of an image is used)",
           (NB_FUSE,), minimum=0.01),
@@ -193,7 +193,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
         "vit_dim": 64, "vit_layers": 1, "vit_heads": 2, "patch_size": 16, "pixel_shuffle": 1,
         "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "align_epochs": 2.0, "align_batch_size": 32,
-        "vision_init": "aligned",  # so the tests cover 03 starting from 02's aligned ViT
         "fuse_epochs": 6.0, "fuse_batch_images": 8, "fuse_learning_rate": 2e-3, "gallery_size": 4,
     },
     "default": {},
