@@ -245,11 +245,32 @@ def check_consistency(values: dict[str, Any]) -> None:
         grid = values["image_size"] // values["patch_size"]
         if "pixel_shuffle" in values and grid % values["pixel_shuffle"]:
             raise ParameterError(f"pixel_shuffle={values['pixel_shuffle']} must divide the {grid}×{grid} patch grid")
+    if "sources" in values:
+        _check_sources(values)
     if values.get("min_audio_seconds", 0) >= values.get("max_audio_seconds", float("inf")):
         raise ParameterError("min_audio_seconds must be below max_audio_seconds")
     for dim, heads in (("lm_dim", "lm_heads"), ("vit_dim", "vit_heads"), ("audio_dim", "audio_heads")):
         if {dim, heads} <= values.keys() and values[dim] % values[heads]:
             raise ParameterError(f"{heads}={values[heads]} must divide {dim}={values[dim]}")
+
+
+def _check_sources(values: dict[str, Any]) -> None:
+    """The 01_collect rules that need more than one parameter, checked before a run starts."""
+    sources = values["sources"]
+    if not sources:
+        raise ParameterError(f"sources is empty; allowed values: {', '.join(SOURCES)}")
+    if "speech" in sources and not set(sources) & {"easyvqa", "scenes", "user"}:
+        raise ParameterError("the speech source speaks the captions and questions of an image source; "
+                             "add easyvqa, scenes or user to sources")
+    if "user" in sources and bool(values.get("user_dir")) == bool(values.get("user_hub")):
+        raise ParameterError("the user source needs exactly one of user_dir (a folder) or user_hub (a dataset name)")
+    if "scenes" in sources and values.get("bias_pairs"):
+        from .data.scenes import BiasSpecError, parse_bias_pairs  # PIL only, no torch
+
+        try:
+            parse_bias_pairs(values["bias_pairs"])
+        except BiasSpecError as err:
+            raise ParameterError(str(err)) from None
 
 
 def for_notebook(notebook: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,11 @@ def test_bad_choice_lists_allowed_values():
     ({"lm_heads": 3}, "must divide lm_dim"),
     ({"patch_size": 4, "pixel_shuffle": 3}, "must divide the 16×16 patch grid"),
     ({"projector": "mlp9x"}, "allowed values: linear, mlp2x_gelu"),
+    ({"sources": ["easyvqa", "nope"]}, "allowed values: easyvqa, scenes, speech, user"),
+    ({"sources": ["speech"]}, "speaks the captions and questions of an image source"),
+    ({"sources": ["user"]}, "exactly one of user_dir"),
+    ({"sources": ["scenes"], "bias_pairs": ["circle:purple"]}, "must be shape:colour"),
+    ({"min_audio_seconds": 5, "max_audio_seconds": 2}, "min_audio_seconds must be below"),
 ])
 def test_bad_values_are_refused(override, message):
     with pytest.raises(P.ParameterError, match=message):
