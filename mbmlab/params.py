@@ -99,6 +99,7 @@ ALL = NOTEBOOKS
 FUSIONS = ("prefix",)
 PROJECTORS = ("linear", "mlp2x_gelu")
 SOURCES = ("easyvqa", "scenes", "speech", "user")
+IMAGE_SOURCES = ("easyvqa", "scenes", "user")
 
 SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("seed", int, 0, "seed for data splits, initialisation and training", ALL, minimum=0),
@@ -246,7 +247,7 @@ def check_consistency(values: dict[str, Any]) -> None:
         if "pixel_shuffle" in values and grid % values["pixel_shuffle"]:
             raise ParameterError(f"pixel_shuffle={values['pixel_shuffle']} must divide the {grid}×{grid} patch grid")
     if "sources" in values:
-        _check_sources(values)
+        check_sources(values)
     if values.get("min_audio_seconds", 0) >= values.get("max_audio_seconds", float("inf")):
         raise ParameterError("min_audio_seconds must be below max_audio_seconds")
     for dim, heads in (("lm_dim", "lm_heads"), ("vit_dim", "vit_heads"), ("audio_dim", "audio_heads")):
@@ -254,12 +255,12 @@ def check_consistency(values: dict[str, Any]) -> None:
             raise ParameterError(f"{heads}={values[heads]} must divide {dim}={values[dim]}")
 
 
-def _check_sources(values: dict[str, Any]) -> None:
+def check_sources(values: dict[str, Any]) -> None:
     """The 01_collect rules that need more than one parameter, checked before a run starts."""
     sources = values["sources"]
     if not sources:
         raise ParameterError(f"sources is empty; allowed values: {', '.join(SOURCES)}")
-    if "speech" in sources and not set(sources) & {"easyvqa", "scenes", "user"}:
+    if "speech" in sources and not set(sources) & set(IMAGE_SOURCES):
         raise ParameterError("the speech source speaks the captions and questions of an image source; "
                              "add easyvqa, scenes or user to sources")
     if "user" in sources and bool(values.get("user_dir")) == bool(values.get("user_hub")):

@@ -34,16 +34,19 @@ def pad_right(rows: list[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([r + [value] * (width - len(r)) for r in rows])
 
 
+def pad_batch(ids: list[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids`` and the matching ``attention_mask``."""
+    return {"input_ids": pad_right(ids, pad_token_id), "attention_mask": pad_right([[1] * len(r) for r in ids], 0)}
+
+
 class LMCollator:
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
     def __call__(self, items: list[dict]) -> dict:
-        ids = [it["input_ids"] for it in items]
-        input_ids = pad_right(ids, self.pad_token_id)
-        attention_mask = pad_right([[1] * len(r) for r in ids], 0)
-        labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        batch = pad_batch([it["input_ids"] for it in items], self.pad_token_id)
+        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE_INDEX)
+        return batch
 
 
 def image_tasks(record: dict, tasks: tuple[str, ...] = ("vqa", "caption")) -> list[tuple[str, str]]:
@@ -98,10 +101,8 @@ class FusionCollator:
                 ids.append(context + target + [self.eos])
                 labels.append([IGNORE_INDEX] * len(context) + target + [self.eos])
                 image_index.append(n)
-        input_ids = pad_right(ids, self.pad)
         return {
-            "input_ids": input_ids,
-            "attention_mask": pad_right([[1] * len(r) for r in ids], 0),
+            **pad_batch(ids, self.pad),
             "labels": pad_right(labels, IGNORE_INDEX),
             "pixel_values": self.pixel_values[[it["image_row"] for it in items]],
             "image_index": torch.tensor(image_index),

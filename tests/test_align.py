@@ -56,9 +56,13 @@ def image_model(tokenizer):
     return align.ContrastiveModel(encoder, align.text_tower(lm), "image", embed_dim=16)
 
 
-def test_pair_collator_groups_equal_texts(tokenizer, pixels):
-    batch = align.PairCollator(tokenizer, {"pixel_values": pixels})(
-        [{"row": 2, "text": "a red circle"}, {"row": 0, "text": "a blue star"}, {"row": 1, "text": "a red circle"}])
+def pair_set(pixels, texts, rows=None):
+    return align.PairSet({"pixel_values": pixels}, list(range(len(texts))) if rows is None else rows, texts)
+
+
+def test_pairs_carry_their_own_inputs_and_the_collator_groups_equal_texts(tokenizer, pixels):
+    pairs = align.Pairs(pair_set(pixels, ["a red circle", "a blue star", "a red circle"], rows=[2, 0, 1]))
+    batch = align.PairCollator(tokenizer)([pairs[i] for i in range(3)])
     assert batch["text_group"].tolist() == [0, 1, 0]
     assert torch.equal(batch["pixel_values"], pixels[[2, 0, 1]])
     ends = batch["attention_mask"].sum(1) - 1
@@ -67,46 +71,64 @@ def test_pair_collator_groups_equal_texts(tokenizer, pixels):
 
 def test_retrieval_counts_hits_among_distinct_texts(tokenizer, pixels):
     model = image_model(tokenizer)
-    texts = ["a red circle", "a blue star", "a red circle"]
-    scores = align.retrieval(model, tokenizer, {"pixel_values": pixels}, [0, 1, 2], texts, ks=(1, 2))
+    pairs = pair_set(pixels, ["a red circle", "a blue star", "a red circle"])
+    scores = align.retrieval(model, tokenizer, pairs, ks=(1, 2))
     assert scores["texts"] == 2 and scores["chance@1"] == 0.5 and scores["recall@2"] == 1.0
     # make image 1 embed exactly like the text "a blue star": recall@1 must count it as a hit
     with torch.no_grad():
         t = align.encode_texts(model, tokenizer, ["a blue star", "a red circle"])
     model.encode_inputs = lambda pixel_values=None, **_: t[[1, 0, 1]][: len(pixel_values)]
-    assert align.retrieval(model, tokenizer, {"pixel_values": pixels}, [0, 1, 2], texts)["recall@1"] == 1.0
+    assert align.retrieval(model, tokenizer, pairs)["recall@1"] == 1.0
 
 
-def test_alignment_learns_on_separable_pairs(tokenizer, tmp_path):
-    """Four colours, their names: a few hundred steps of contrastive training must beat chance."""
+def colour_pairs(seed: int, repeats: int):
+    generator = torch.Generator().manual_seed(seed)
+    colours = {"red": (1.0, -1, -1), "green": (-1, 1.0, -1), "blue": (-1, -1, 1.0), "black": (-1, -1, -1.0)}
+    names = [list(colours)[i % 4] for i in torch.randperm(4 * repeats, generator=generator).tolist()]
+    pixels = torch.stack([torch.tensor(colours[n]).view(3, 1, 1).expand(3, 32, 32)
+                          + 0.1 * torch.randn(3, 32, 32, generator=generator) for n in names])
+    return pair_set(pixels, [f"a {n} circle" for n in names])
+
+
+def test_align_encoder_learns_and_evaluates_on_the_validation_inputs(tokenizer, tmp_path):
+    """Four colours and their names, through the function 02_train calls: recall beats chance,
+    recall is logged per epoch and picks the best epoch, and the validation loss is computed on
+    the validation images (not on training images at the same row numbers)."""
     from mbmlab import train
 
-    torch.manual_seed(0)
-    colours = {"red": (1.0, -1, -1), "green": (-1, 1.0, -1), "blue": (-1, -1, 1.0), "black": (-1, -1, -1.0)}
-    names = list(colours) * 16
-    pixels = torch.stack([torch.tensor(colours[n]).view(3, 1, 1).expand(3, 32, 32) + 0.1 * torch.randn(3, 32, 32)
-                          for n in names])
-    texts = [f"a {n} circle" for n in names]
-    model = image_model(tokenizer)
-    rows = list(range(len(names)))
-    args = train.training_arguments(tmp_path, epochs=25, batch_size=16, learning_rate=3e-3, seed=0,
-                                    n_examples=len(names), disable_tqdm=True, eval_strategy="epoch",
-                                    save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,
-                                    metric_for_best_model="recall@1", greater_is_better=True)
-    callback = align.RetrievalCallback(tokenizer, {"pixel_values": pixels}, rows, texts)
-    trainer = train.train(model, args, align.Pairs(rows, texts), align.PairCollator(tokenizer, {"pixel_values": pixels}),
-                          eval_dataset=align.Pairs(rows, texts), callbacks=[callback])
+    pairs = {"train": colour_pairs(0, 16), "validation": colour_pairs(1, 4), "test": colour_pairs(2, 4)}
+    lm = text.new_language_model(tokenizer, dim=32, layers=1, heads=2, seed=0)
+    encoder = vision.new_image_encoder(vision.vit_config(32, 8, 32, 1, 2), seed=0)
+    model, trainer, before, after = align.align_encoder(
+        "image", encoder, lm, tokenizer, pairs, tmp_path, embed_dim=16, epochs=25, batch_size=16,
+        learning_rate=3e-3, seed=0)
     history = train.loss_history(trainer)
     assert history["eval_recall@1"].notna().sum() == 25  # one per epoch, beside eval_loss
     assert trainer.state.best_metric == history["eval_recall@1"].max()
-    scores = align.retrieval(model, tokenizer, {"pixel_values": pixels}, list(range(len(names))), texts)
-    assert scores["recall@1"] > 0.9, scores
+    assert after["recall@1"] > 0.9 and before["recall@1"] < 0.75, (before, after)
+    collate = align.PairCollator(tokenizer)
+    validation = align.Pairs(pairs["validation"])
+    with torch.no_grad():
+        expected = model.eval()(**collate([validation[i] for i in range(len(validation))]))["loss"].item()
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_recall_table_and_metric_names():
+    before = {"n": 4.0, "texts": 2.0, "recall@1": 0.25, "recall@5": 1.0, "chance@1": 0.5, "chance@5": 1.0}
+    after = dict(before, **{"recall@1": 0.75})
+    metrics = align.recall_metrics({"image→text": (before, after)})
+    assert metrics == {"align/image/recall@1": 0.75, "align/image/recall@5": 1.0,
+                       "baseline/random_init/align/image/recall@1": 0.25,
+                       "baseline/random_init/align/image/recall@5": 1.0,
+                       "baseline/chance/align/image/recall@1": 0.5, "baseline/chance/align/image/recall@5": 1.0}
+    row = align.recall_table({"image→text": (before, after)}).iloc[0]
+    assert (row["recall@1"], row["random init @1"], row["distinct texts"]) == (0.75, 0.25, 2)
 
 
 def test_saved_alignment_reloads_identically(tokenizer, pixels, tmp_path):
     model = image_model(tokenizer).eval()
-    batch = align.PairCollator(tokenizer, {"pixel_values": pixels})(
-        [{"row": i, "text": t} for i, t in enumerate(["a red circle", "a blue star", "a star"])])
+    pairs = align.Pairs(pair_set(pixels, ["a red circle", "a blue star", "a star"]))
+    batch = align.PairCollator(tokenizer)([pairs[i] for i in range(3)])
     model.save(tmp_path)
     again = align.ContrastiveModel.load(tmp_path)
     with torch.no_grad():

@@ -81,3 +81,19 @@ def test_plan_balances_voices_and_follows_image_splits():
     assert speech.plan_clips(rows, plan, seed=0) == clips
     with pytest.raises(ValueError, match="unknown voices"):
         speech.plan_clips(rows, speech.SpeechPlan(voices=("nobody",)), seed=0)
+
+
+def test_speak_adds_seeded_noise_per_clip(tmp_path):
+    rows = {"train": [{"image_id": "i0", "caption": "a red circle", "questions": [], "answers": [],
+                       "question_types": []}]}
+    plan = speech.SpeechPlan(voices=("espeak-us-m",), per_image=1, noise_snr_db=20.0)
+    clips = speech.plan_clips(rows, plan, seed=0)
+    cache = speech.SpeechCache(tmp_path)
+    noisy = speech.speak(clips, plan, cache, seed=0, progress=False)[0]["audio"]
+    assert noisy == speech.speak(clips, plan, cache, seed=0, progress=False)[0]["audio"]
+    assert noisy != speech.speak(clips, plan, cache, seed=1, progress=False)[0]["audio"]
+    clean = speech.speak(clips, speech.SpeechPlan(voices=("espeak-us-m",)), cache, seed=0, progress=False)[0]["audio"]
+    x, _, _ = decode_audio(clean)
+    y, _, _ = decode_audio(noisy)
+    snr = 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean((y - x).astype(np.float64) ** 2))
+    assert abs(snr - 20.0) < 0.5

@@ -205,8 +205,11 @@ def plot_gallery(dataset: datasets.Dataset, qa: pd.DataFrame, captions: pd.DataF
     return fig
 
 
-ORDER = {"shape": ("circle", "rectangle", "triangle", "star"), "size": ("small", "large"),
-         "colour": ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")}
+def _order() -> dict[str, tuple]:
+    from .easyvqa import COLOURS
+    from .scenes import SHAPES, SIZES
+
+    return {"shape": SHAPES, "colour": COLOURS, "size": tuple(SIZES)}
 
 
 def plot_attribute_distribution(images: datasets.DatasetDict):
@@ -225,8 +228,8 @@ def plot_attribute_distribution(images: datasets.DatasetDict):
             ax.set_axis_off()
             continue
         shares = (frame.groupby("split")[column].value_counts(normalize=True).rename("share").reset_index())
-        order = sorted(shares[column].unique(), key=lambda v: (ORDER.get(column, ()).index(v)
-                                                               if v in ORDER.get(column, ()) else 99, str(v)))
+        known = _order().get(column, ())
+        order = sorted(shares[column].unique(), key=lambda v: (known.index(v) if v in known else len(known), str(v)))
         sns.barplot(shares, x=column, y="share", hue="split", hue_order=list(images), order=order, ax=ax,
                     legend=column == "shape")
         if column == "shape":

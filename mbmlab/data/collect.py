@@ -20,6 +20,7 @@ from pathlib import Path
 
 import datasets
 
+from ..params import NB_COLLECT, SCHEMA, check_sources
 from . import easyvqa, scenes, speech, user
 from .clean import Cleaner, DropReport, EmptySourceError
 
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 DATA_VERSION = 2  # bump when the same parameters would build different data
 SPLITS = ("train", "validation", "test")
-IMAGE_SOURCES = ("easyvqa", "scenes", "user")
 
 OBJECT = {"shape": datasets.Value("string"), "colour": datasets.Value("string"),
           "size": datasets.Value("string"), "x": datasets.Value("float32"), "y": datasets.Value("float32")}
@@ -185,22 +185,9 @@ def by_image(cleaned: dict[str, list[dict]], params: dict, salt: str) -> dict[st
     return out
 
 
-def check_sources(params: dict) -> None:
-    sources = params["sources"]
-    if not sources:
-        raise ValueError("sources is empty; choose from easyvqa, scenes, speech, user")
-    if "speech" in sources and not set(sources) & set(IMAGE_SOURCES):
-        raise ValueError("the speech source speaks the captions and questions of an image source; "
-                         "add easyvqa, scenes or user to sources")
-    if "user" in sources and bool(params["user_dir"]) == bool(params["user_hub"]):
-        raise ValueError("the user source needs exactly one of user_dir (a folder) or user_hub (a dataset name)")
-    if "scenes" in sources:
-        scenes.parse_bias_pairs(params["bias_pairs"])
-
-
 def build(params: dict, data_root: Path, progress: bool = True) -> dict:
     """All sources, cleaned: ``{"images": {split: rows}, "speech": {split: rows}, "drops": DropReport}``."""
-    check_sources(params)
+    check_sources(params)  # the same rules `mbmlab run` applies before a run starts
     drops = DropReport()
     cleaner = Cleaner(drops, params["min_image_size"], params["min_audio_seconds"],
                       params["max_audio_seconds"], params["silence_dbfs"])
@@ -246,8 +233,6 @@ def build(params: dict, data_root: Path, progress: bool = True) -> dict:
 
 
 def dataset_name(params: dict) -> str:
-    from ..params import SCHEMA, NB_COLLECT
-
     keys = sorted(k for k, p in SCHEMA.items() if NB_COLLECT in p.notebooks)
     shaping = {k: params[k] for k in keys}
     if "user" in params["sources"] and params["user_dir"]:

@@ -5,11 +5,9 @@ from its question/answer pairs, so the same images serve captioning and VQA.
 """
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass, field
 
-from PIL import Image, UnidentifiedImageError
 
 COLOURS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
 SHAPES = ("circle", "rectangle", "triangle")
@@ -78,19 +76,6 @@ def derive_attributes(questions: list[str], answers: list[str]) -> tuple[str, st
 
 def caption_for(colour: str, shape: str) -> str:
     return f"a {colour} {shape}"
-
-
-def load_image_bytes(path: str) -> bytes:
-    """PNG bytes of an RGB image; raises ``ValueError`` for an undecodable or truncated file."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"undecodable image: {err}") from err
-    buffer = io.BytesIO()
-    rgb.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def raw_records(split: str) -> list[dict]:

@@ -34,10 +34,6 @@ class Voice:
     gender: str
     base_f0: float = 0.0  # flite only: the voice's mean pitch in Hz, measured once with an autocorrelation
 
-    @property
-    def package(self) -> str:
-        return {"espeak-ng": "espeak-ng", "flite": "flite"}[self.engine]
-
 
 # espeak-ng's "+f3"/"+f4" variants are its female voice variants of the same accent.
 VOICES: dict[str, Voice] = {v.name: v for v in [
@@ -204,8 +200,8 @@ def speak(clips: list[dict], plan: SpeechPlan, cache: SpeechCache, seed: int, pr
     out = []
     for clip, wav in zip(clips, audio, strict=True):
         if plan.noise_snr_db:
-            wav = add_noise(wav, plan.noise_snr_db, np.random.default_rng(
-                [seed, int(clip["utterance"].key({"espeak-ng": "", "flite": ""})[:8], 16)]))
+            clip_seed = int(hashlib.sha256(clip["clip_id"].encode()).hexdigest()[:8], 16)
+            wav = add_noise(wav, plan.noise_snr_db, np.random.default_rng([seed, clip_seed]))
         record = {k: v for k, v in clip.items() if k != "utterance"}
         record.update(audio=wav, rate=clip["utterance"].rate, pitch=clip["utterance"].pitch)
         out.append(record)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from transformers import TrainerCallback
 
-from ..train import pad_right
+from ..train import pad_batch
 
 
 def contrastive_loss(logits: torch.Tensor, text_group: torch.Tensor) -> torch.Tensor:
@@ -106,55 +107,55 @@ def text_tower(language_model) -> nn.Module:
 
 
 class Pairs(Dataset):
-    """(row of the input tensors, text) pairs."""
+    """The (input, text) pairs of one split; each item carries its own input tensors, so a batch
+    can never pick rows out of another split's tensors."""
 
-    def __init__(self, rows: list[int], texts: list[str]):
-        if len(rows) != len(texts):
+    def __init__(self, pairs: "PairSet"):
+        if len(pairs.rows) != len(pairs.texts):
             raise ValueError("rows and texts differ in length")
-        self.items = list(zip(rows, texts))
+        self.pairs = pairs
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.pairs.rows)
 
     def __getitem__(self, i: int) -> dict:
-        row, text = self.items[i]
-        return {"row": row, "text": text}
+        row = self.pairs.rows[i]
+        return {"inputs": {name: tensor[row] for name, tensor in self.pairs.inputs.items()},
+                "text": self.pairs.texts[i]}
 
 
 class PairCollator:
-    """Gathers the inputs' rows; tokenises texts right-padded, each ending in EOS; groups equal texts."""
+    """Stacks the items' inputs; tokenises texts right-padded, each ending in EOS; groups equal texts."""
 
-    def __init__(self, tokenizer, inputs: dict[str, torch.Tensor]):
-        self.tokenizer, self.inputs = tokenizer, inputs
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
 
     def __call__(self, items: list[dict]) -> dict:
         texts = [it["text"] for it in items]
         ids = [r + [self.tokenizer.eos_token_id] for r in self.tokenizer(texts)["input_ids"]]
         group_of: dict[str, int] = {}
-        rows = torch.tensor([it["row"] for it in items])
         return {
-            "input_ids": pad_right(ids, self.tokenizer.pad_token_id),
-            "attention_mask": pad_right([[1] * len(r) for r in ids], 0),
+            **pad_batch(ids, self.tokenizer.pad_token_id),
             "text_group": torch.tensor([group_of.setdefault(t, len(group_of)) for t in texts]),
-            **{name: tensor[rows] for name, tensor in self.inputs.items()},
+            **{name: torch.stack([it["inputs"][name] for it in items]) for name in items[0]["inputs"]},
         }
 
 
 @torch.no_grad()
 def encode_texts(model: ContrastiveModel, tokenizer, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-    collate = PairCollator(tokenizer, {})
+    collate = PairCollator(tokenizer)
     out = []
     for start in range(0, len(texts), batch_size):
-        batch = collate([{"row": 0, "text": t} for t in texts[start:start + batch_size]])
+        batch = collate([{"inputs": {}, "text": t} for t in texts[start:start + batch_size]])
         out.append(model.encode_text(batch["input_ids"], batch["attention_mask"]))
     return torch.cat(out)
 
 
 @torch.no_grad()
-def retrieval(model: ContrastiveModel, tokenizer, inputs: dict[str, torch.Tensor], rows: list[int],
-              texts: list[str], ks=(1, 5), batch_size: int = 256) -> dict[str, float]:
+def retrieval(model: ContrastiveModel, tokenizer, pairs: "PairSet", ks=(1, 5), batch_size: int = 256) -> dict[str, float]:
     """Input→text recall@k: rank the distinct texts of the set for each input; a hit when the input's
     own text is among the top k. ``chance@k`` = k / number of distinct texts."""
+    inputs, rows, texts = pairs.inputs, pairs.rows, pairs.texts
     model = model.eval()
     gallery = sorted(set(texts))
     index = {t: i for i, t in enumerate(gallery)}
@@ -174,16 +175,88 @@ def retrieval(model: ContrastiveModel, tokenizer, inputs: dict[str, torch.Tensor
 class RetrievalCallback(TrainerCallback):
     """After each evaluation, validation recall@1/@5 join the Trainer's metrics and logged history,
     so they are plotted beside the losses and ``metric_for_best_model="recall@1"`` can keep the
-    best epoch (the contrastive loss itself rises with overconfident mistakes while recall still
-    improves, so it is a poor criterion)."""
+    best epoch by the number the report shows."""
 
-    def __init__(self, tokenizer, inputs: dict[str, torch.Tensor], rows: list[int], texts: list[str]):
-        self.tokenizer, self.inputs, self.rows, self.texts = tokenizer, inputs, rows, texts
+    def __init__(self, tokenizer, pairs: "PairSet"):
+        self.tokenizer, self.pairs = tokenizer, pairs
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        scores = retrieval(model, self.tokenizer, self.inputs, self.rows, self.texts)
+        scores = retrieval(model, self.tokenizer, self.pairs)
         extra = {f"eval_recall@{k}": scores[f"recall@{k}"] for k in (1, 5)}
         metrics.update(extra)  # the dict the Trainer then uses to pick the best checkpoint
         if state.log_history and "eval_loss" in state.log_history[-1]:
             state.log_history[-1].update(extra)
         return control
+
+
+# ---------------------------------------------------------------- what 02_train runs
+
+@dataclass
+class PairSet:
+    """One split's pairs: the input tensors (all rows), which rows pair with text, and the texts."""
+    inputs: dict[str, torch.Tensor]
+    rows: list[int]
+    texts: list[str]
+
+
+def image_pairs(split, processor) -> PairSet:
+    """Every image of a ``datasets`` split as pixels; the images with a caption pair with it."""
+    from .vision import pixel_values
+
+    captions = split["caption"]
+    rows = [i for i, c in enumerate(captions) if c]
+    return PairSet({"pixel_values": pixel_values(split, processor)}, rows, [captions[i] for i in rows])
+
+
+def audio_pairs(split, extractor) -> PairSet:
+    """Every clip of a speech split as log-mel features (and frame mask), paired with its transcript."""
+    from .audio import log_mel
+
+    features, mask = log_mel(split, extractor)
+    return PairSet({"input_features": features, "frame_mask": mask}, list(range(len(split))), split["transcript"])
+
+
+def align_encoder(modality: str, encoder, language_model, tokenizer, pairs: dict[str, PairSet], output_dir: Path,
+                  *, embed_dim: int, epochs: float, batch_size: int, learning_rate: float, seed: int,
+                  bf16: bool = False, resume: bool = False):
+    """Align ``encoder`` with a copy of ``language_model`` on the train pairs, keeping the epoch with
+    the best validation recall@1. Returns (model, trainer, test recall before, test recall after):
+    "before" is the same model at its random initialisation, the baseline the report shows."""
+    from .. import train
+
+    model = ContrastiveModel(encoder, text_tower(language_model), modality, embed_dim)
+    before = retrieval(model, tokenizer, pairs["test"])
+    args = train.training_arguments(output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                    seed=seed, n_examples=len(pairs["train"].rows), eval_strategy="epoch",
+                                    save_strategy="epoch", save_total_limit=1, bf16=bf16,
+                                    load_best_model_at_end=True, metric_for_best_model="recall@1",
+                                    greater_is_better=True)
+    validation = pairs["validation"]
+    trainer = train.train(model, args, Pairs(pairs["train"]), PairCollator(tokenizer),
+                          eval_dataset=Pairs(validation), resume=resume,
+                          callbacks=[RetrievalCallback(tokenizer, validation)])
+    after = retrieval(model, tokenizer, pairs["test"])
+    return model, trainer, before, after
+
+
+def recall_table(results: dict[str, tuple[dict, dict]]):
+    """One row per direction ("image→text": (before, after)): trained recall, random init, chance."""
+    import pandas as pd
+
+    return pd.DataFrame([{"direction": d, "test inputs": int(a["n"]), "distinct texts": int(a["texts"]),
+                          "recall@1": a["recall@1"], "recall@5": a["recall@5"],
+                          "random init @1": b["recall@1"], "random init @5": b["recall@5"],
+                          "chance @1": a["chance@1"], "chance @5": a["chance@5"]}
+                         for d, (b, a) in results.items()])
+
+
+def recall_metrics(results: dict[str, tuple[dict, dict]]) -> dict[str, float]:
+    """Flat metric names: ``align/<modality>/recall@k`` and the two baselines."""
+    metrics = {}
+    for direction, (before, after) in results.items():
+        key = direction.split("→")[0]
+        for name in (k for k in after if k.startswith("recall")):
+            metrics[f"align/{key}/{name}"] = after[name]
+            metrics[f"baseline/random_init/align/{key}/{name}"] = before[name]
+            metrics[f"baseline/chance/align/{key}/{name}"] = after[name.replace("recall", "chance")]
+    return metrics
