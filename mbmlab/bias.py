@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .data.easyvqa import COLOURS, SHAPES
+from .vocab import COLOURS, SHAPES
 
 
 def parse_caption(text: str) -> tuple[str, str]:

@@ -13,6 +13,8 @@ examples:
   mbmlab run --preset tiny                    # the small series the tests use (about a minute)
   mbmlab run --set fuse_epochs=6 --set projector=linear
   mbmlab params --preset tiny                 # every parameter, its value and what it does
+  mbmlab ask reports/<run> --image pic.png --question "what shape is in the image?"
+  mbmlab ask reports/<run> --image pic.png --audio question.wav --speak answer.wav
 
 Each run writes reports/<run-id>/ (never reusing a folder): the executed notebooks and their
 HTML, index.html (headline metrics, parameters, environment, time per notebook), metrics.json
@@ -32,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="execute 01_collect … 05_bias with papermill and write the report",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     params = sub.add_parser("params", help="list parameters with their values under a preset")
+    ask = sub.add_parser("ask", help="ask a run's fused model about an image, typed or spoken")
+    ask.add_argument("run", type=Path, help="a run folder (or its fused/ folder)")
+    ask.add_argument("--image", type=Path, help="the picture to ask about")
+    ask.add_argument("--question", default="", help="a typed question")
+    ask.add_argument("--audio", type=Path, help="a spoken question (any format FFmpeg reads); alone: transcribe it")
+    ask.add_argument("--speak", type=Path, help="also speak the answer into this WAV file (espeak-ng)")
+    ask.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
     for p in (run, params):
         p.add_argument("--preset", default="default", help=f"one of {', '.join(P.PRESETS)} (default: default)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -40,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--notebooks", type=Path, default=None, help="folder holding the series (default: notebooks/)")
     run.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     args = parser.parse_args(argv)
+    if args.command == "ask":
+        return _ask(args)
 
     try:
         values = P.resolve(args.preset, _overrides(args.overrides))
@@ -63,6 +74,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mbmlab: error: {err}", file=sys.stderr)
         return 1
     except FileNotFoundError as err:
+        print(f"mbmlab: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _ask(args) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from .ask import AskError, ask, load, read_audio, read_image, speak
+
+    try:
+        image = read_image(args.image) if args.image else None
+        audio = read_audio(args.audio) if args.audio else None
+        model, processor = load(args.run)
+        answer = ask(model, processor, image=image, audio=audio, question=args.question, num_beams=args.beams)
+        print(f"{answer.task}: {answer.text}")
+        if args.speak:
+            print(f"spoken answer: {speak(answer.text, args.speak)}")
+    except AskError as err:
         print(f"mbmlab: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -96,8 +96,14 @@ VOICE_NAMES = ("espeak-us-m", "espeak-us-f", "espeak-gb-m", "espeak-gb-f", "espe
 NOTEBOOKS = (NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS)
 ALL = NOTEBOOKS
 
+# Names the model family defines (mbmlab.models); kept here so that checking parameters does not
+# import torch. tests/test_params.py keeps the two in line.
 FUSIONS = ("prefix",)
+IMAGE_CONNECTORS = ("pooled", "patches")
 PROJECTORS = ("linear", "mlp2x_gelu")
+TASKS = ("caption", "vqa", "asr", "spoken_vqa")
+PARTS = ("vision_tower", "audio_tower", "image_projector", "audio_projector", "language_model")
+TOWERS = ("resnet", "vit")
 SOURCES = ("easyvqa", "scenes", "speech", "user")
 IMAGE_SOURCES = ("easyvqa", "scenes", "user")
 
@@ -119,7 +125,7 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           (NB_COLLECT,), minimum=0.0, maximum=1.0),
     Param("speech_voices", list, list(VOICE_NAMES), "speech: TTS voices (espeak-ng and flite)",
           (NB_COLLECT,), choices=VOICE_NAMES),
-    Param("speech_per_image", int, 1, "speech: texts spoken per image (the caption first, then questions)",
+    Param("speech_per_image", int, 2, "speech: texts spoken per image (the caption first, then questions)",
           (NB_COLLECT,), minimum=1),
     Param("speech_max_clips", int, 1000, "speech: cap on clips per split; 0 means no cap", (NB_COLLECT,), minimum=0),
     Param("speech_rate_jitter", float, 0.0, "speech: speaking rate drawn from 1 plus or minus this", (NB_COLLECT,),
@@ -152,9 +158,15 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("lm_epochs", float, 1.0, "language-model pretraining epochs", (NB_TRAIN,), minimum=0.01),
     Param("lm_batch_size", int, 64, "language-model batch size (sequences)", (NB_TRAIN,), minimum=1),
     Param("lm_learning_rate", float, 2e-3, "language-model peak learning rate", (NB_TRAIN,), minimum=0.0),
-    Param("bf16", bool, False, "bf16 autocast for training (CPU or GPU)", (NB_TRAIN,)),
-    Param("resume", bool, False, "continue each training from its newest checkpoint in run_dir", (NB_TRAIN,)),
-    Param("image_encoder", str, "", "pretrained image encoder name or path (ViT); empty: a new ViT", (NB_TRAIN,)),
+    Param("bf16", bool, False, "bf16 autocast for training (CPU or GPU)", (NB_TRAIN, NB_FUSE)),
+    Param("resume", bool, False, "continue each training from its newest checkpoint in run_dir", (NB_TRAIN, NB_FUSE)),
+    Param("image_encoder", str, "", "pretrained image backbone name or path (ViT, ResNet, CLIP); empty: a new one",
+          (NB_TRAIN,)),
+    Param("vision_tower", str, "resnet", "image backbone built from scratch when image_encoder is empty",
+          (NB_TRAIN,), choices=TOWERS),
+    Param("resnet_width", int, 32, "ResNet: width of the first stage (the stages are w, 2w, 4w)", (NB_TRAIN,),
+          minimum=4),
+    Param("resnet_depth", int, 1, "ResNet: basic blocks per stage", (NB_TRAIN,), minimum=1),
     Param("audio_encoder", str, "", "pretrained Whisper name or path (its encoder); empty: a new one", (NB_TRAIN,)),
     Param("audio_dim", int, 64, "audio encoder hidden size", (NB_TRAIN,), minimum=16),
     Param("audio_layers", int, 2, "audio encoder layers", (NB_TRAIN,), minimum=1),
@@ -163,22 +175,37 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("align_epochs", float, 10.0, "contrastive alignment epochs (each encoder)", (NB_TRAIN,), minimum=0.01),
     Param("align_batch_size", int, 64, "pairs per contrastive batch", (NB_TRAIN,), minimum=2),
     Param("align_learning_rate", float, 1e-3, "contrastive alignment peak learning rate", (NB_TRAIN,), minimum=0.0),
-    # 03_fuse (the ViT shape is shared with 02_train, whose aligned ViT 03 can start from)
-    Param("fusion", str, "prefix", "how the image enters the GPT", (NB_FUSE,), choices=FUSIONS),
-    Param("projector", str, "mlp2x_gelu", "vision-to-text connector", (NB_FUSE,), choices=PROJECTORS),
-    Param("image_size", int, 64, "image side in pixels fed to the ViT", (NB_TRAIN, NB_FUSE), minimum=8),
-    Param("patch_size", int, 8, "ViT patch side in pixels (must divide image_size)", (NB_TRAIN, NB_FUSE), minimum=2),
-    Param("pixel_shuffle", int, 2, "merge f×f patches into one image token; f must divide the patch grid",
-          (NB_FUSE,), minimum=1),
-    Param("vit_dim", int, 128, "ViT hidden size", (NB_TRAIN, NB_FUSE), minimum=16),
-    Param("vit_layers", int, 3, "ViT layers", (NB_TRAIN, NB_FUSE), minimum=1),
-    Param("vit_heads", int, 4, "ViT attention heads", (NB_TRAIN, NB_FUSE), minimum=1),
-    Param("vision_init", str, "aligned", "start the ViT from 02_train's text-aligned encoder, or from random",
+    Param("image_size", int, 64, "image side in pixels fed to the image tower", (NB_TRAIN,), minimum=8),
+    Param("patch_size", int, 8, "ViT patch side in pixels (must divide image_size)", (NB_TRAIN,), minimum=2),
+    Param("vit_dim", int, 128, "ViT hidden size", (NB_TRAIN,), minimum=16),
+    Param("vit_layers", int, 3, "ViT layers", (NB_TRAIN,), minimum=1),
+    Param("vit_heads", int, 4, "ViT attention heads", (NB_TRAIN,), minimum=1),
+    # 03_fuse: the towers are 02_train's (aligned, or re-initialised with *_init=random)
+    Param("fusion", str, "prefix", "how the image and audio enter the GPT", (NB_FUSE,), choices=FUSIONS),
+    Param("projector", str, "mlp2x_gelu", "encoder-to-text connector (image and audio)", (NB_FUSE,),
+          choices=PROJECTORS),
+    Param("image_connector", str, "pooled", "pooled: the image's pooled vector → image_prefix_length tokens "
+          "(ClipCap); patches: its grid of states, pixel-shuffled (LLaVA)", (NB_FUSE,), choices=IMAGE_CONNECTORS),
+    Param("image_prefix_length", int, 4, "pooled connector: tokens per image", (NB_FUSE,), minimum=1),
+    Param("pixel_shuffle", int, 2, "patches connector: merge f×f image states into one token; f must divide the "
+          "state grid", (NB_FUSE,), minimum=1),
+    Param("audio_frame_pool", int, 4, "average this many audio encoder frames into one token", (NB_FUSE,),
+          minimum=1),
+    Param("tasks", list, list(TASKS), "tasks trained together (those without data are skipped)", (NB_FUSE,),
+          choices=TASKS),
+    Param("vision_init", str, "aligned", "start the image tower from 02_train's text-aligned one, or from random",
           (NB_FUSE,), choices=("aligned", "random")),
-    Param("fuse_epochs", float, 3.0, "fusion training epochs (over images; every question of an image is used)",
+    Param("audio_init", str, "aligned", "start the audio tower from 02_train's text-aligned one, or from random",
+          (NB_FUSE,), choices=("aligned", "random")),
+    Param("fuse_stage1_epochs", float, 0.25, "stage 1: epochs training only the connectors; 0 skips it",
+          (NB_FUSE,), minimum=0.0),
+    Param("fuse_stage1_learning_rate", float, 2e-3, "stage 1 peak learning rate", (NB_FUSE,), minimum=0.0),
+    Param("fuse_train_parts", list, ["image_projector", "audio_projector", "language_model", "audio_tower"],
+          "stage 2: the parts trained (the rest stays frozen)", (NB_FUSE,), choices=PARTS),
+    Param("fuse_epochs", float, 3.0, "stage 2 epochs (over images; every task of an image is used)",
           (NB_FUSE,), minimum=0.01),
-    Param("fuse_batch_images", int, 16, "images per fusion training batch", (NB_FUSE,), minimum=1),
-    Param("fuse_learning_rate", float, 1e-3, "fusion peak learning rate", (NB_FUSE,), minimum=0.0),
+    Param("fuse_batch_images", int, 8, "images (or clips) per fusion training batch", (NB_FUSE,), minimum=1),
+    Param("fuse_learning_rate", float, 1e-3, "stage 2 peak learning rate", (NB_FUSE,), minimum=0.0),
     # 04_evaluate
     Param("eval_batch_size", int, 256, "sequences per generation batch", (NB_EVALUATE,), minimum=1),
     Param("num_beams", int, 1, "beam width for generation; 1 means greedy", (NB_EVALUATE,), minimum=1),
@@ -192,14 +219,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "bias_pairs": ["circle:red"], "speech_max_clips": 40,
         "max_train_images": 300, "max_test_images": 100, "vocab_size": 300,
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
-        "vit_dim": 64, "vit_layers": 1, "vit_heads": 2, "patch_size": 16, "pixel_shuffle": 1,
-        "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "align_epochs": 2.0, "align_batch_size": 32,
-        "fuse_epochs": 6.0, "fuse_batch_images": 8, "fuse_learning_rate": 2e-3, "gallery_size": 4,
+        "resnet_width": 8, "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "align_epochs": 2.0,
+        "align_batch_size": 32, "fuse_stage1_epochs": 1.0, "fuse_epochs": 6.0, "fuse_batch_images": 8,
+        "fuse_learning_rate": 2e-3, "gallery_size": 4,
     },
     "default": {},
     "full": {
         "vocab_size": 1000, "lm_dim": 256, "lm_layers": 6, "lm_heads": 8, "lm_epochs": 3.0,
-        "vit_dim": 256, "vit_layers": 6, "vit_heads": 8, "fuse_epochs": 20.0, "num_beams": 3,
+        "resnet_width": 64, "resnet_depth": 2, "fuse_epochs": 10.0, "num_beams": 3,
         "audio_dim": 128, "audio_layers": 4, "audio_heads": 4, "align_epochs": 20.0, "speech_max_clips": 0,
     },
 }
@@ -239,13 +266,20 @@ def resolve(preset: str = "default", overrides: dict[str, Any] | None = None) ->
 
 def check_consistency(values: dict[str, Any]) -> None:
     """Rules that involve more than one parameter."""
-    if {"image_size", "patch_size"} <= values.keys():
+    if {"image_size", "patch_size"} <= values.keys() and values.get("vision_tower") == "vit":
         if values["image_size"] % values["patch_size"]:
             raise ParameterError(
                 f"patch_size={values['patch_size']} must divide image_size={values['image_size']}")
-        grid = values["image_size"] // values["patch_size"]
-        if "pixel_shuffle" in values and grid % values["pixel_shuffle"]:
-            raise ParameterError(f"pixel_shuffle={values['pixel_shuffle']} must divide the {grid}×{grid} patch grid")
+    if {"image_size", "vision_tower", "pixel_shuffle"} <= values.keys() and not values.get("image_encoder"):
+        # the tower's state grid: ViT patches, or the ResNet's 16× downsampling
+        stride = values["patch_size"] if values["vision_tower"] == "vit" else 16
+        grid = values["image_size"] // stride
+        if grid < 1 or grid % values["pixel_shuffle"]:
+            raise ParameterError(f"pixel_shuffle={values['pixel_shuffle']} must divide the {grid}×{grid} grid of "
+                                 f"image states ({values['vision_tower']} at image_size={values['image_size']})")
+    for name in ("tasks", "fuse_train_parts"):
+        if name in values and not values[name]:
+            raise ParameterError(f"{name} is empty; allowed values: {', '.join(SCHEMA[name].choices)}")
     if "sources" in values:
         check_sources(values)
     if values.get("min_audio_seconds", 0) >= values.get("max_audio_seconds", float("inf")):

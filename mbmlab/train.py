@@ -1,4 +1,5 @@
-"""Training: datasets and collators for the LM and the fused model, run by the HF ``Trainer``."""
+"""Training with the HF ``Trainer``: arguments, checkpoints and resume, loss curves; the LM's
+text dataset and collator. (The fused model's task data and stages are in ``mbmlab.fuse``.)"""
 from __future__ import annotations
 
 import logging
@@ -11,9 +12,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from .models.text import CAPTION_PROMPT, vqa_prompt
-
-IGNORE_INDEX = -100  # positions that carry no loss (image placeholders, prompts, padding)
+from .models.processing_mbm import IGNORE_INDEX
 
 
 class TextLines(Dataset):
@@ -49,66 +48,6 @@ class LMCollator:
         return batch
 
 
-def image_tasks(record: dict, tasks: tuple[str, ...] = ("vqa", "caption")) -> list[tuple[str, str]]:
-    """(prompt, target) pairs for one image: each of its questions, and its caption if known."""
-    pairs = []
-    if "vqa" in tasks:
-        pairs += [(vqa_prompt(q), f" {a}") for q, a in zip(record["questions"], record["answers"], strict=True)]
-    if "caption" in tasks and record["caption"]:
-        pairs.append((CAPTION_PROMPT, f" {record['caption']}"))
-    return pairs
-
-
-class ImageTasks(Dataset):
-    """One item per image: its pixels' row and every (prompt, target) pair it supports.
-
-    Batching whole images lets the model encode each image once for all its questions.
-    """
-
-    def __init__(self, dataset, pixel_values: torch.Tensor, tokenizer, tasks=("vqa", "caption")):
-        self.pixel_values = pixel_values
-        self.items = []
-        for i, record in enumerate(dataset.select_columns(["questions", "answers", "caption"])):
-            pairs = image_tasks(record, tasks)
-            if not pairs:
-                continue
-            prompts = tokenizer([p for p, _ in pairs])["input_ids"]
-            targets = tokenizer([t for _, t in pairs])["input_ids"]
-            self.items.append((i, list(zip(prompts, targets))))
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict:
-        image_row, pairs = self.items[i]
-        return {"image_row": image_row, "pairs": pairs}
-
-
-class FusionCollator:
-    """Rows ``<image>×P prompt target EOS``; loss only on ``target EOS``."""
-
-    def __init__(self, pixel_values: torch.Tensor, image_token_id: int, num_image_tokens: int,
-                 eos_token_id: int, pad_token_id: int):
-        self.pixel_values = pixel_values
-        self.image = [image_token_id] * num_image_tokens
-        self.eos, self.pad = eos_token_id, pad_token_id
-
-    def __call__(self, items: list[dict]) -> dict:
-        ids, labels, image_index = [], [], []
-        for n, item in enumerate(items):
-            for prompt, target in item["pairs"]:
-                context = self.image + prompt
-                ids.append(context + target + [self.eos])
-                labels.append([IGNORE_INDEX] * len(context) + target + [self.eos])
-                image_index.append(n)
-        return {
-            **pad_batch(ids, self.pad),
-            "labels": pad_right(labels, IGNORE_INDEX),
-            "pixel_values": self.pixel_values[[it["image_row"] for it in items]],
-            "image_index": torch.tensor(image_index),
-        }
-
-
 def training_arguments(output_dir: Path, *, epochs: float, batch_size: int, learning_rate: float, seed: int,
                        n_examples: int | None = None, **extra) -> TrainingArguments:
     """CPU-friendly defaults: no checkpoints mid-run, cosine schedule, about 25 log lines a run."""
@@ -138,13 +77,48 @@ class StopAfter(TrainerCallback):
         return control
 
 
+class LengthGroupedEpochSampler(torch.utils.data.Sampler):
+    """transformers' length grouping (shuffle, then sort by length within mega-batches of 50
+    batches) with the shuffle seeded by (seed, epoch): the order of an epoch does not depend on
+    the global RNG, so a run resumed mid-epoch sees the same batches as an uninterrupted one."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class LengthAwareTrainer(Trainer):
+    """A ``Trainer`` that batches items of similar length together when the training dataset
+    knows its items' lengths (a ``lengths`` attribute), as ``group_by_length`` does for datasets
+    with an ``input_ids`` column: a few long rows (speech) no longer pad a whole batch of short ones."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = getattr(dataset, "lengths", None)
+        if lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        return LengthGroupedEpochSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                         self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
+
 def train(model, args: TrainingArguments, train_dataset, collator, eval_dataset=None, resume: bool = False,
           callbacks: list | None = None) -> Trainer:
     """Train with the HF ``Trainer``; with ``resume``, continue from the newest checkpoint in
     ``args.output_dir`` (model, optimiser, scheduler, RNG states and data position), if there is one."""
     logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
-    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      data_collator=collator, callbacks=callbacks)
+    trainer = LengthAwareTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                                 data_collator=collator, callbacks=callbacks)
     checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=checkpoint)
     return trainer

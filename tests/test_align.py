@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mbmlab.models import align, attention, audio, text, vision
+from mbmlab import align
+from mbmlab.models import attention, audio, text, vision
 
 
 def test_attention_formula_by_hand():
@@ -179,4 +180,4 @@ def test_pretrained_encoders_and_lm_load_by_path(tokenizer, tmp_path):
     loaded = text.load_language_model(str(tmp_path / "lm"), loaded_tokenizer)
     ids = torch.tensor([loaded_tokenizer("caption: a red circle")["input_ids"]])
     assert torch.equal(lm.eval()(ids).logits, loaded.eval()(ids).logits)
-    assert text.image_token_id(loaded_tokenizer) == text.image_token_id(tokenizer)
+    assert text.token_id(loaded_tokenizer, text.IMAGE) == text.token_id(tokenizer, text.IMAGE)

@@ -27,3 +27,15 @@ def test_train_throughput_prints_mfu_per_model():
 def test_scenes_scale_reports_time_and_memory():
     out = run("scenes_scale.py", "--images", "200")
     assert "200 scenes requested" in out and "images/s" in out and "MiB on disk" in out
+
+
+def test_generate_throughput_prints_the_ratios():
+    out = run("generate_throughput.py", "--preset", "tiny", "--batch", "4", "--new-tokens", "4", "--repeats", "1")
+    assert "batched vs one at a time:" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("kv-cache speed-up: ") and last.endswith("×")
+
+
+def test_vision_towers_prints_accuracy_per_tower():
+    out = run("vision_towers.py", "--epochs", "1", "--train-images", "60", "--test-images", "20")
+    assert "resnet" in out and "vit" in out and "%" in out.splitlines()[-1]

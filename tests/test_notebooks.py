@@ -1,16 +1,20 @@
 """The series itself: the tiny preset through papermill, then nbval re-executes the outputs.
 
 Cells marked ``# NBVAL_CHECK_OUTPUT`` (data counts, seeded metrics) must reproduce exactly;
-``tests/nbval_sanitize.cfg`` masks paths and timings.
+``tests/nbval_sanitize.cfg`` masks paths and timings. Then what a user does with a run: load
+``fused/`` through the Auto classes, ``mbmlab ask`` by text and by voice, the fusion training as
+an ``accelerate launch`` script; and user folders with captions only or questions only.
 """
 import json
 import os
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import pytest
 
+from helpers import png
 from mbmlab import params as P
 from mbmlab.runner import run_series
 
@@ -27,10 +31,11 @@ def test_tiny_series_writes_the_report(tiny_run):
     assert run["status"] == "ok" and [nb["status"] for nb in run["notebooks"]] == ["ok"] * 5
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     for name in ("vqa/accuracy", "baseline/majority/vqa/accuracy", "caption/BLEU-4", "caption/CIDEr",
+                 "asr/wer", "asr/cer", "spoken_vqa/accuracy", "spoken_vqa/typed_accuracy",
                  "lm/perplexity", "data/test/images", "bias/vqa_accuracy_gap/colour",
                  "attention/max_abs_difference/sdpa", "attention/max_abs_difference/gpt2",
                  "align/image/recall@1", "align/audio/recall@5", "baseline/random_init/align/image/recall@1",
-                 "baseline/chance/align/audio/recall@1"):
+                 "baseline/chance/align/audio/recall@1", "fuse/final_validation_loss"):
         assert name in metrics, name
     tiny = P.PRESETS["tiny"]
     assert metrics["data/test/images"] == tiny["max_test_images"] + tiny["scenes_test_images"]
@@ -54,6 +59,66 @@ def test_tiny_model_learns_something(tiny_run):
     assert metrics["vqa/accuracy"] > metrics["baseline/majority/vqa/accuracy"]
 
 
+def test_a_run_loads_through_the_auto_classes(tiny_run):
+    import mbmlab  # noqa: F401  (registers the family)
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_run / "fused")
+    processor = AutoProcessor.from_pretrained(tiny_run / "fused")
+    assert type(model).__name__ == "MbmForConditionalGeneration" and type(processor).__name__ == "MbmProcessor"
+    assert set(model.config.modalities) == {"image", "audio"}
+
+
+def mbmlab(*args):
+    return subprocess.run([str(Path(sys.executable).with_name("mbmlab")), *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+
+
+def test_ask_answers_a_typed_and_a_spoken_question(tiny_run, tmp_path):
+    from mbmlab.data import load_processed
+
+    processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
+    clips = processed.speech["test"]
+    row = next(i for i, k in enumerate(clips["kind"]) if k == "question")
+    image_row = processed.images["test"]["image_id"].index(clips[row]["image_id"])
+    picture = tmp_path / "picture.png"
+    processed.images["test"][image_row]["image"].save(picture)
+    question = tmp_path / "question.wav"
+    samples = clips[row]["audio"].get_all_samples()
+    with wave.open(str(question), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(samples.sample_rate)
+        out.writeframes((samples.data[0].numpy() * 32767).astype("<i2").tobytes())
+
+    typed = mbmlab("ask", tiny_run, "--image", picture, "--question", "what shape is in the image?")
+    assert typed.returncode == 0 and typed.stdout.startswith("vqa: "), typed.stderr[-2000:]
+    spoken = mbmlab("ask", tiny_run, "--image", picture, "--audio", question, "--speak", tmp_path / "answer.wav")
+    assert spoken.returncode == 0 and spoken.stdout.startswith("spoken_vqa: "), spoken.stderr[-2000:]
+    answer = spoken.stdout.splitlines()[0].split(": ", 1)[1]
+    if answer:
+        assert (tmp_path / "answer.wav").stat().st_size > 1000
+    bad = mbmlab("ask", tiny_run, "--image", tmp_path / "nope.png", "--question", "hi?")
+    assert bad.returncode == 2 and "no image at" in bad.stderr
+
+
+def test_fusion_training_under_accelerate_launch_two_cpu_processes(tiny_run, tmp_path):
+    accelerate = Path(sys.executable).with_name("accelerate")
+    tiny = P.for_notebook("03_fuse", P.resolve("tiny"))
+    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "mbmlab.fuse", "--run", str(tiny_run),
+               "--out", str(tmp_path / "out"), "--params", json.dumps(tiny), "--max-steps", "2"]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ranks = sorted(line.split(" (pid")[0] for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert ranks == ["rank 0 of 2", "rank 1 of 2"], done.stdout[-2000:]
+    summary = json.loads((tmp_path / "out" / "fuse.json").read_text())
+    assert summary["world_size"] == 2 and summary["backend"] == "gloo"
+    assert summary["steps"] == {"stage1": 2, "stage2": 2}
+    assert (tmp_path / "out" / "fused" / "model.safetensors").exists()
+
+
 def test_nbval_reproduces_the_checked_outputs(tiny_run):
     notebooks = [str(tiny_run / f"{name}.ipynb") for name in P.NOTEBOOKS]
     result = subprocess.run(
@@ -62,3 +127,38 @@ def test_nbval_reproduces_the_checked_outputs(tiny_run):
         capture_output=True, text=True, cwd=tiny_run, env=os.environ | {"HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 160, 60), "yellow": (230, 210, 30)}
+
+
+def user_folder(path: Path, kind: str) -> Path:
+    """24 small pictures of coloured squares with captions only, or with questions only."""
+    path.mkdir()
+    rows = ["file_name,text" if kind == "captions" else "file_name,question,answer"]
+    for i in range(24):
+        name, rgb = list(COLOURS.items())[i % 4]
+        shade = tuple(max(0, c - 3 * (i // 4)) for c in rgb)  # each picture different (no duplicates)
+        (path / f"{i}.png").write_bytes(png(shade, size=(32, 32)))
+        rows.append(f"{i}.png,a {name} square" if kind == "captions" else f"{i}.png,what color is it?,{name}")
+    (path / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("kind, present, absent", [
+    ("captions", "caption/CIDEr", ("vqa/accuracy", "asr/wer", "spoken_vqa/accuracy")),
+    ("questions", "vqa/accuracy", ("caption/CIDEr", "asr/wer", "spoken_vqa/accuracy")),
+])
+def test_a_user_folder_runs_through_the_series(tmp_path, kind, present, absent):
+    folder = user_folder(tmp_path / kind, kind)
+    run = run_series("tiny", {"sources": ["user"], "user_dir": str(folder), "val_fraction": 0.2,
+                              "align_epochs": 1.0, "fuse_epochs": 2.0, "lm_epochs": 1.0},
+                     reports=tmp_path / "reports", progress=False)
+    assert json.loads((run / "run.json").read_text())["status"] == "ok"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert present in metrics
+    for name in absent:
+        assert name not in metrics, name
+    assert all(v == v for v in metrics.values())  # no NaN
+    fuse_json = json.loads((run / "fuse.json").read_text())
+    assert {"asr", "spoken_vqa", absent[0].split("/")[0]} == set(fuse_json["skipped"])

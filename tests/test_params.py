@@ -27,9 +27,13 @@ def test_bad_choice_lists_allowed_values():
     ({"seed": "abc"}, "not an integer"),
     ({"seed": -1}, "below the minimum"),
     ({"val_fraction": 0.9}, "above the maximum"),
-    ({"patch_size": 5}, "must divide image_size"),
+    ({"vision_tower": "vit", "patch_size": 5}, "must divide image_size"),
     ({"lm_heads": 3}, "must divide lm_dim"),
-    ({"patch_size": 4, "pixel_shuffle": 3}, "must divide the 16×16 patch grid"),
+    ({"vision_tower": "vit", "patch_size": 4, "pixel_shuffle": 3}, "must divide the 16×16 grid"),
+    ({"pixel_shuffle": 3}, "must divide the 4×4 grid of image states \\(resnet"),
+    ({"tasks": []}, "tasks is empty"),
+    ({"tasks": ["vqa", "ocr"]}, "allowed values: caption, vqa, asr, spoken_vqa"),
+    ({"fuse_train_parts": ["eyes"]}, "allowed values: vision_tower"),
     ({"projector": "mlp9x"}, "allowed values: linear, mlp2x_gelu"),
     ({"sources": ["easyvqa", "nope"]}, "allowed values: easyvqa, scenes, speech, user"),
     ({"sources": ["speech"]}, "speaks the captions and questions of an image source"),
@@ -40,6 +44,18 @@ def test_bad_choice_lists_allowed_values():
 def test_bad_values_are_refused(override, message):
     with pytest.raises(P.ParameterError, match=message):
         P.resolve("default", override)
+
+
+def test_the_schema_names_what_the_model_family_defines():
+    """params.py keeps these names without importing torch; they must agree with the models'."""
+    from mbmlab.models import configuration_mbm, connectors, modeling_mbm, processing_mbm, vision
+
+    assert P.FUSIONS == configuration_mbm.FUSIONS
+    assert P.IMAGE_CONNECTORS == configuration_mbm.IMAGE_CONNECTORS
+    assert P.PROJECTORS == tuple(connectors.PROJECTORS)
+    assert P.TASKS == tuple(processing_mbm.TASKS)
+    assert P.PARTS == modeling_mbm.PARTS
+    assert P.TOWERS == vision.TOWERS
 
 
 def test_unknown_preset():
@@ -69,10 +85,3 @@ def test_notebook_parameters_cell_agrees_with_schema(notebook):
     assert set(declared) == set(expected)
     for name, info in declared.items():
         assert ast.literal_eval(info["default"]) == expected[name], name
-
-
-def test_schema_choices_match_what_the_model_builds():
-    """The schema keeps its own copy (the CLI validates without importing torch); they must agree."""
-    from mbmlab.models import fused
-    assert P.FUSIONS == fused.FUSIONS
-    assert P.PROJECTORS == fused.PROJECTORS

@@ -131,8 +131,7 @@ def plot_attribute_cooccurrence(images: datasets.DatasetDict, source: str | None
         if objects.empty:
             ax.set_axis_off()
             continue
-        from .easyvqa import COLOURS
-        from .scenes import SHAPES
+        from ..vocab import COLOURS, SHAPES
 
         table = pd.crosstab(objects["shape"], objects["colour"], normalize="index")
         table = table.reindex(index=[s for s in SHAPES if s in table.index] + sorted(set(table.index) - set(SHAPES)),
@@ -206,8 +205,7 @@ def plot_gallery(dataset: datasets.Dataset, qa: pd.DataFrame, captions: pd.DataF
 
 
 def _order() -> dict[str, tuple]:
-    from .easyvqa import COLOURS
-    from .scenes import SHAPES, SIZES
+    from ..vocab import COLOURS, SHAPES, SIZES
 
     return {"shape": SHAPES, "colour": COLOURS, "size": tuple(SIZES)}
 

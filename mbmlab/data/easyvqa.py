@@ -9,8 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 
-COLOURS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
-SHAPES = ("circle", "rectangle", "triangle")
+from ..vocab import COLOURS, EASYVQA_SHAPES as SHAPES  # noqa: F401  (easy-VQA draws three shapes)
 NEGATIONS = {"not", "no"}
 
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from .easyvqa import COLOURS
+from .. import vocab
+from ..vocab import COLOURS, SHAPES
 
-SHAPES = ("circle", "rectangle", "triangle", "star")
-SIZES = {"small": 0.10, "large": 0.16}  # half-width as a fraction of the image side
+SIZES = dict(zip(vocab.SIZES, (0.10, 0.16)))  # half-width as a fraction of the image side
 RGB = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "black": (20, 20, 20),
        "gray": (128, 128, 128), "teal": (0, 128, 128), "brown": (130, 80, 30), "yellow": (235, 205, 30)}
 NUMBERS = {1: "one", 2: "two", 3: "three"}

@@ -3,27 +3,32 @@ from __future__ import annotations
 
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from .processing_mbm import AUDIO, IMAGE, MbmProcessor
+
 EOS = "<|endoftext|>"
 PAD = "<pad>"
-IMAGE = "<image>"
-SPECIAL_TOKENS = (EOS, PAD, IMAGE)
+SPECIAL_TOKENS = (EOS, PAD, IMAGE, AUDIO)
 
 
-def vqa_prompt(question: str) -> str:
-    return f"question: {question} answer:"
+def text_prompt(task: str, question: str = "") -> str:
+    """A task's prompt without its placeholders: what the language model alone reads."""
+    return MbmProcessor.prompt(task, question).replace(IMAGE, "").replace(AUDIO, "")
 
 
-CAPTION_PROMPT = "caption:"
-
-
-def corpus_lines(dataset) -> list[str]:
-    """The text the LM learns from: every QA pair and caption of a split, prompt + target."""
+def corpus_lines(images=None, speech=None) -> list[str]:
+    """The text the LM learns from: every QA pair and caption of a split's images and every
+    transcript of its clips, prompt + target, in the words the fused model's prompts use."""
     lines = []
-    for r in dataset.select_columns(["questions", "answers", "caption"]):
-        for q, a in zip(r["questions"], r["answers"], strict=True):
-            lines.append(f"{vqa_prompt(q)} {a}")
-        if r["caption"]:
-            lines.append(f"{CAPTION_PROMPT} {r['caption']}")
+    if images is not None:
+        for r in images.select_columns(["questions", "answers", "caption"]):
+            for q, a in zip(r["questions"], r["answers"], strict=True):
+                lines.append(f"{text_prompt('vqa', q)} {a}")
+            if r["caption"]:
+                lines.append(f"{text_prompt('caption')} {r['caption']}")
+    if speech is not None:
+        lines += [f"{text_prompt('asr')} {t}" for t in speech["transcript"] if t]
+    if not lines:
+        raise ValueError("no text to train the language model on: the split has no captions, questions or transcripts")
     return lines
 
 
@@ -36,18 +41,18 @@ def train_tokenizer(lines: list[str], vocab_size: int) -> PreTrainedTokenizerFas
                             special_tokens=list(SPECIAL_TOKENS), show_progress=False)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, pad_token=PAD,
-        extra_special_tokens={"image_token": IMAGE},
+        extra_special_tokens={"image_token": IMAGE, "audio_token": AUDIO},
     )
     tokenizer.padding_side = "left"  # generation pads on the left; training collators pad themselves
     return tokenizer
 
 
-def image_token_id(tokenizer) -> int:
-    token_id = tokenizer.convert_tokens_to_ids(IMAGE)
-    if token_id is None or token_id == tokenizer.unk_token_id:
-        raise ValueError(f"tokenizer has no {IMAGE!r} token; train it with mbmlab.models.text.train_tokenizer "
-                         f"or add it with tokenizer.add_special_tokens")
-    return token_id
+def token_id(tokenizer, token: str) -> int:
+    found = tokenizer.convert_tokens_to_ids(token)
+    if found is None or found == tokenizer.unk_token_id:
+        raise ValueError(f"tokenizer has no {token!r} token; train it with mbmlab.models.text.train_tokenizer "
+                         f"or load it with mbmlab.models.text.load_tokenizer, which add it")
+    return found
 
 
 def gpt2_config(tokenizer, dim: int, layers: int, heads: int, max_positions: int = 128) -> GPT2Config:
@@ -68,7 +73,7 @@ def new_language_model(tokenizer, dim: int, layers: int, heads: int, seed: int) 
 
 def load_tokenizer(name_or_path: str):
     """A pretrained tokenizer by hub name (needs network) or local path, made ready for this
-    workbench: a pad token (EOS when it has none), the ``<image>`` token, left padding."""
+    workbench: a pad token (EOS when it has none), the ``<image>`` and ``<audio>`` tokens, left padding."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
@@ -76,8 +81,9 @@ def load_tokenizer(name_or_path: str):
         raise ValueError(f"tokenizer {name_or_path!r} has no end-of-text token; GPT-style training needs one")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if IMAGE not in tokenizer.get_vocab():
-        tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE]})
+    missing = [t for t in (IMAGE, AUDIO) if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing})
     tokenizer.padding_side = "left"
     return tokenizer
 

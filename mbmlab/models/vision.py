@@ -1,12 +1,16 @@
-"""Image preprocessing for the ViT: transformers' ViT image processor, PIL backend.
+"""The image side: backbone configs (a ResNet or a ViT from scratch), the image processor, and
+pretrained backbones by hub name or local path (a ViT, CLIP's vision tower, a ResNet, …).
 
-Without torchvision ``ViTImageProcessor`` falls back to this backend anyway (with a warning);
-naming ``ViTImageProcessorPil`` directly says what runs.
+The image processor is transformers' ViT image processor with its PIL backend (without
+torchvision ``ViTImageProcessor`` falls back to it anyway; naming it says what runs): resize
+to the tower's input side and scale pixels to [-1, 1].
 """
 from __future__ import annotations
 
 import torch
-from transformers import ViTConfig, ViTImageProcessorPil
+from transformers import ResNetConfig, ViTConfig, ViTImageProcessorPil
+
+TOWERS = ("resnet", "vit")  # the towers 02_train can build from scratch
 
 
 def image_processor(image_size: int) -> ViTImageProcessorPil:
@@ -19,8 +23,30 @@ def vit_config(image_size: int, patch_size: int, dim: int, layers: int, heads: i
                      num_attention_heads=heads, intermediate_size=4 * dim)
 
 
-def load_image_processor(path) -> ViTImageProcessorPil:
-    return ViTImageProcessorPil.from_pretrained(path)
+def resnet_config(width: int, depth: int) -> ResNetConfig:
+    """A small ResNet of basic blocks, three stages of widths w, 2w, 4w with ``depth`` blocks each.
+    The stem (7×7 stride-2 convolution, 3×3 max-pool) and two stride-2 stages make a 64×64 image
+    a 4×4 grid of 4w-wide states."""
+    return ResNetConfig(embedding_size=width, hidden_sizes=[width, 2 * width, 4 * width], depths=[depth] * 3,
+                        layer_type="basic", downsample_in_first_stage=False)
+
+
+def tower_config(params: dict):
+    """The config of the image tower the parameters ask for (``vision_tower``: resnet or vit)."""
+    if params["vision_tower"] == "resnet":
+        return resnet_config(params["resnet_width"], params["resnet_depth"])
+    if params["vision_tower"] == "vit":
+        return vit_config(params["image_size"], params["patch_size"], params["vit_dim"], params["vit_layers"],
+                          params["vit_heads"])
+    raise ValueError(f"unknown vision_tower {params['vision_tower']!r}; allowed values: {', '.join(TOWERS)}")
+
+
+def new_image_encoder(config, seed: int):
+    from transformers import AutoModel
+
+    torch.manual_seed(seed)
+    extra = {"add_pooling_layer": False} if config.model_type == "vit" else {}
+    return AutoModel.from_config(config, **extra)
 
 
 def pixel_values(dataset, processor, batch_size: int = 512) -> torch.Tensor:
@@ -32,35 +58,30 @@ def pixel_values(dataset, processor, batch_size: int = 512) -> torch.Tensor:
     return torch.cat(chunks) if chunks else torch.empty(0)
 
 
-def load_image_encoder(name_or_path: str):
-    """(encoder, image processor) of a pretrained image model by hub name (needs network) or local
-    path: a ViT (``ViTModel``), the vision tower of a CLIP checkpoint, or one saved by 02_train."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel, CLIPVisionModel
+def load_image_backbone(name_or_path: str):
+    """A pretrained image backbone by hub name (needs network) or local path: a ViT, a ResNet,
+    the vision tower of a CLIP checkpoint, or one saved by 02_train."""
+    from transformers import AutoConfig, AutoModel, CLIPVisionModel
 
     config = AutoConfig.from_pretrained(name_or_path)
-    if config.model_type == "clip":
-        encoder = CLIPVisionModel.from_pretrained(name_or_path)
-    elif config.model_type == "vit":  # patch and CLS states are used; ViT's pooler head is not
-        encoder = AutoModel.from_pretrained(name_or_path, add_pooling_layer=False)
-    else:
-        encoder = AutoModel.from_pretrained(name_or_path)
-    return encoder, AutoImageProcessor.from_pretrained(name_or_path)
+    if config.model_type == "clip":  # a whole CLIP checkpoint: its vision tower
+        return CLIPVisionModel.from_pretrained(name_or_path)
+    if config.model_type == "vit":  # patch and CLS states are used; ViT's pooler head is not
+        return AutoModel.from_pretrained(name_or_path, add_pooling_layer=False)
+    return AutoModel.from_pretrained(name_or_path)
 
 
-def new_image_encoder(config, seed: int):
-    from transformers import ViTModel
+def load_image_encoder(name_or_path: str):
+    """(backbone, image processor) of a pretrained image model (see ``load_image_backbone``)."""
+    from transformers import AutoImageProcessor
 
-    torch.manual_seed(seed)
-    return ViTModel._from_config(config, add_pooling_layer=False)
+    return load_image_backbone(name_or_path), AutoImageProcessor.from_pretrained(name_or_path)
 
 
-def check_same_shape(found, wanted) -> None:
-    """Refuse a pretrained ViT whose shape differs from the parameters asked for (rather than
-    silently training another architecture than the report's parameters say)."""
-    keys = ("model_type", "image_size", "patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
-    differ = {k: (getattr(found, k, None), getattr(wanted, k, None)) for k in keys
-              if getattr(found, k, None) != getattr(wanted, k, None)}
-    if differ:
-        detail = ", ".join(f"{k}: {a} (encoder) vs {b} (parameters)" for k, (a, b) in differ.items())
-        raise ValueError(f"the aligned image encoder does not match the ViT parameters ({detail}); "
-                         f"use the same ViT parameters in 02_train and 03_fuse, or vision_init='random'")
+def input_size(encoder, processor) -> int:
+    """The image side the processor resizes to (what the fused config's ``image_size`` must be)."""
+    size = getattr(processor, "size", None) or {}
+    side = size.get("height") or size.get("shortest_edge") or getattr(encoder.config, "image_size", None)
+    if not side:
+        raise ValueError(f"cannot tell the input size of {type(encoder).__name__}; its processor has size={size!r}")
+    return int(side)

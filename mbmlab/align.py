@@ -22,7 +22,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from transformers import TrainerCallback
 
-from ..train import pad_batch
+from .models.connectors import pooled_image
+from .train import pad_batch
 
 
 def contrastive_loss(logits: torch.Tensor, text_group: torch.Tensor) -> torch.Tensor:
@@ -34,7 +35,8 @@ def contrastive_loss(logits: torch.Tensor, text_group: torch.Tensor) -> torch.Te
 
 
 class ContrastiveModel(nn.Module):
-    """An encoder (``ViTModel`` → CLS token, or ``WhisperEncoder`` → mean over the clip's frames)
+    """An encoder (an image backbone → its pooled output or CLS state, or ``WhisperEncoder`` → mean
+    over the clip's frames)
     and a text model (GPT-2, hidden state at the final EOS), each with a linear projection."""
 
     def __init__(self, encoder: nn.Module, text_model: nn.Module, modality: str, embed_dim: int = 64,
@@ -45,13 +47,15 @@ class ContrastiveModel(nn.Module):
         self.modality = modality
         self.encoder = encoder
         self.text = text_model
-        self.encoder_proj = nn.Linear(encoder.config.hidden_size, embed_dim, bias=False)
+        width = encoder.config.hidden_sizes[-1] if modality == "image" and hasattr(encoder.config, "hidden_sizes") \
+            else encoder.config.hidden_size  # a CNN's last stage width, or a transformer's width
+        self.encoder_proj = nn.Linear(width, embed_dim, bias=False)
         self.text_proj = nn.Linear(text_model.config.hidden_size, embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / init_temperature)))
 
     def encode_inputs(self, pixel_values=None, input_features=None, frame_mask=None) -> torch.Tensor:
         if self.modality == "image":
-            pooled = self.encoder(pixel_values=pixel_values).last_hidden_state[:, 0]
+            pooled = pooled_image(self.encoder(pixel_values=pixel_values))
         else:
             hidden = self.encoder(input_features=input_features).last_hidden_state
             # the conv stem halves the frame rate; average over the frames that hold the clip
@@ -92,7 +96,12 @@ class ContrastiveModel(nn.Module):
         with safe_open(str(path / "heads.safetensors"), "pt") as f:
             modality = f.metadata()["modality"]
             heads = {k: f.get_tensor(k) for k in f.keys()}
-        encoder = (AutoModel if modality == "image" else WhisperEncoder).from_pretrained(path / "encoder")
+        if modality == "image":
+            from .models.vision import load_image_backbone
+
+            encoder = load_image_backbone(str(path / "encoder"))
+        else:
+            encoder = WhisperEncoder.from_pretrained(path / "encoder")
         model = cls(encoder, AutoModel.from_pretrained(path / "text"), modality, heads["encoder_proj"].shape[0])
         with torch.no_grad():
             model.encoder_proj.weight.copy_(heads["encoder_proj"])
@@ -201,7 +210,7 @@ class PairSet:
 
 def image_pairs(split, processor) -> PairSet:
     """Every image of a ``datasets`` split as pixels; the images with a caption pair with it."""
-    from .vision import pixel_values
+    from .models.vision import pixel_values
 
     captions = split["caption"]
     rows = [i for i, c in enumerate(captions) if c]
@@ -210,7 +219,7 @@ def image_pairs(split, processor) -> PairSet:
 
 def audio_pairs(split, extractor) -> PairSet:
     """Every clip of a speech split as log-mel features (and frame mask), paired with its transcript."""
-    from .audio import log_mel
+    from .models.audio import log_mel
 
     features, mask = log_mel(split, extractor)
     return PairSet({"input_features": features, "frame_mask": mask}, list(range(len(split))), split["transcript"])
@@ -222,7 +231,7 @@ def align_encoder(modality: str, encoder, language_model, tokenizer, pairs: dict
     """Align ``encoder`` with a copy of ``language_model`` on the train pairs, keeping the epoch with
     the best validation recall@1. Returns (model, trainer, test recall before, test recall after):
     "before" is the same model at its random initialisation, the baseline the report shows."""
-    from .. import train
+    from . import train
 
     model = ContrastiveModel(encoder, text_tower(language_model), modality, embed_dim)
     before = retrieval(model, tokenizer, pairs["test"])

@@ -1,0 +1,78 @@
+"""``MbmConfig``: a language model and up to two input modalities, joined by connectors.
+
+Each tower is any transformers model named by its own config (resolved through ``AutoConfig``):
+the text side any causal LM (GPT-2, Llama, Qwen2, …), the image side any image backbone (ViT,
+CLIP's vision tower, ResNet, …), the audio side a Whisper encoder. How many tokens an image or a
+clip becomes is worked out once from the towers' configs (a shape-only forward pass on the meta
+device) and stored, so the processor and the model agree on the placeholder count.
+"""
+from __future__ import annotations
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+FUSIONS = ("prefix",)
+IMAGE_CONNECTORS = ("pooled", "patches")
+
+
+class MbmConfig(PreTrainedConfig):
+    model_type = "mbm"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="gpt2"),
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="resnet", optional=True),
+        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper", optional=True),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
+    audio_config: dict | PreTrainedConfig | None = None
+    fusion: str = "prefix"
+    image_size: int = 64  # the side the image processor resizes to
+    image_connector: str = "pooled"  # pooled: the pooled image vector → prefix_length tokens; patches: the grid
+    image_prefix_length: int = 4
+    image_projector: str = "mlp2x_gelu"
+    image_pixel_shuffle: int = 1
+    audio_projector: str = "mlp2x_gelu"
+    audio_frame_pool: int = 1
+    image_token_id: int | None = None
+    audio_token_id: int | None = None
+    image_seq_length: int | None = None  # worked out from the towers when not given
+    audio_seq_length: int | None = None
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        from .connectors import PROJECTORS
+
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}; allowed values: {', '.join(FUSIONS)}")
+        if self.image_connector not in IMAGE_CONNECTORS:
+            raise ValueError(f"unknown image connector {self.image_connector!r}; allowed values: "
+                             f"{', '.join(IMAGE_CONNECTORS)}")
+        for projector in (self.image_projector, self.audio_projector):
+            if projector not in PROJECTORS:
+                raise ValueError(f"unknown projector {projector!r}; allowed values: {', '.join(PROJECTORS)}")
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id", "vocab_size"):
+            setattr(self, name, getattr(self.text_config, name, None))
+        self.tie_word_embeddings = bool(getattr(self.text_config, "tie_word_embeddings", True))
+        if self.vision_config is not None:
+            if self.image_token_id is None:
+                raise ValueError("a config with a vision tower needs image_token_id (the <image> token's id)")
+            if self.image_seq_length is None:
+                from .modeling_mbm import image_feature_shape
+
+                self.image_seq_length = image_feature_shape(self)[0]
+        if self.audio_config is not None:
+            if self.audio_token_id is None:
+                raise ValueError("a config with an audio tower needs audio_token_id (the <audio> token's id)")
+            if self.audio_seq_length is None:
+                from .connectors import pooled_length
+
+                self.audio_seq_length = pooled_length(self.audio_config.max_source_positions, self.audio_frame_pool)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m, c in (("image", self.vision_config), ("audio", self.audio_config)) if c is not None)
+
+
+__all__ = ["MbmConfig", "FUSIONS", "IMAGE_CONNECTORS"]

@@ -1,0 +1,80 @@
+"""What joins an encoder to the GPT: token reducers (pixel shuffle for image patches, frame
+pooling for audio frames) and the projector registry, named as in LLaVA's config strings."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def linear(in_dim: int, out_dim: int) -> nn.Module:
+    return nn.Linear(in_dim, out_dim)
+
+
+def mlp2x_gelu(in_dim: int, out_dim: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+
+
+PROJECTORS = {"linear": linear, "mlp2x_gelu": mlp2x_gelu}
+
+
+def build_projector(kind: str, in_dim: int, out_dim: int, normalise: bool = False) -> nn.Module:
+    """A projector by name; ``normalise`` puts a LayerNorm on its input (for pooled CNN features,
+    whose dimensions differ in scale by orders of magnitude: hue sits in the small ones)."""
+    if kind not in PROJECTORS:
+        raise ValueError(f"unknown projector {kind!r}; allowed values: {', '.join(PROJECTORS)}")
+    projector = PROJECTORS[kind](in_dim, out_dim)
+    return nn.Sequential(nn.LayerNorm(in_dim), projector) if normalise else projector
+
+
+def pixel_shuffle(patches: torch.Tensor, factor: int) -> torch.Tensor:
+    """Space-to-depth on the patch grid (nanoVLM, Idefics3): each f×f block of patches becomes one
+    token with f²× the width, so the GPT reads f² times fewer image tokens at no loss of detail."""
+    if factor == 1:
+        return patches
+    n, p, d = patches.shape
+    side = int(round(p ** 0.5))
+    if side * side != p or side % factor:
+        raise ValueError(f"pixel shuffle {factor} needs a square patch grid divisible by it; got {p} patches")
+    grid = patches.reshape(n, side // factor, factor, side // factor, factor, d)  # (N, h, f, w, f, D)
+    grid = grid.permute(0, 1, 3, 2, 4, 5)  # (N, h, w, f, f, D)
+    return grid.reshape(n, (side // factor) ** 2, factor * factor * d)  # (N, P/f², f²·D)
+
+
+def frame_pool(frames: torch.Tensor, factor: int) -> torch.Tensor:
+    """Average every ``factor`` consecutive encoder frames into one token (the last, shorter
+    window averages what it has), so a clip costs the GPT ``factor``× fewer positions."""
+    if factor == 1:
+        return frames
+    n, t, d = frames.shape
+    pad = (-t) % factor
+    counts = torch.ones(1, t, 1, dtype=frames.dtype, device=frames.device)
+    if pad:
+        frames = torch.cat([frames, frames.new_zeros(n, pad, d)], dim=1)
+        counts = torch.cat([counts, counts.new_zeros(1, pad, 1)], dim=1)
+    sums = frames.reshape(n, -1, factor, d).sum(2)  # (N, T/f, D)
+    return sums / counts.reshape(1, -1, factor, 1).sum(2)
+
+
+def pooled_length(frames: int, factor: int) -> int:
+    return -(-frames // factor)
+
+
+def patch_states(last_hidden_state: torch.Tensor) -> torch.Tensor:
+    """(N, P, D) patch states of any image backbone: a CNN's (N, C, h, w) map is flattened row
+    by row; a ViT/CLIP sequence of 1 + side² states loses its leading [CLS] state."""
+    if last_hidden_state.dim() == 4:
+        return last_hidden_state.flatten(2).transpose(1, 2)  # (N, h·w, C)
+    n, length, d = last_hidden_state.shape
+    side = int(round((length - 1) ** 0.5))
+    if length > 1 and side * side == length - 1:
+        return last_hidden_state[:, 1:]
+    return last_hidden_state
+
+
+def pooled_image(outputs) -> torch.Tensor:
+    """One vector per image for contrastive alignment: the backbone's pooled output when it has
+    one (a CNN's global average pool, CLIP's normalised CLS), otherwise the [CLS] state."""
+    pooled = getattr(outputs, "pooler_output", None)
+    if pooled is not None:
+        return pooled.flatten(1)
+    return outputs.last_hidden_state[:, 0]

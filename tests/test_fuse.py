@@ -1,0 +1,110 @@
+"""Fusion training: task examples, the collator's loss masking, staged training, resume."""
+import datasets
+import pytest
+import torch
+
+import family
+from mbmlab import fuse
+from mbmlab.data.tasks import Example, task_counts, task_examples, units
+from mbmlab.models.processing_mbm import IGNORE_INDEX
+from mbmlab.train import StopAfter
+
+IMAGES = datasets.Dataset.from_dict({
+    "image_id": ["a", "b"], "caption": ["a blue circle", ""],
+    "questions": [["what color is the shape?", "is there a red shape?"], ["what shape is in the image?"]],
+    "answers": [["blue", "no"], ["circle"]], "question_types": [["color", "yes/no"], ["shape"]]})
+SPEECH = datasets.Dataset.from_dict({
+    "image_id": ["a", "b", ""], "transcript": ["a blue circle", "what shape is in the image?", "hello there"],
+    "kind": ["caption", "question", "transcript"], "answer": ["", "circle", ""], "question_type": ["", "shape", ""]})
+
+
+def test_task_examples_from_images_and_speech():
+    examples = task_examples(IMAGES, SPEECH)
+    assert task_counts(examples) == {"caption": 1, "vqa": 3, "asr": 3, "spoken_vqa": 1}
+    spoken = next(e for e in examples if e.task == "spoken_vqa")
+    assert (spoken.image, spoken.clip, spoken.target, spoken.question_type) == (1, 1, "circle", "shape")
+    assert task_counts(task_examples(IMAGES, None, ("vqa", "asr")))["asr"] == 0  # no speech, no ASR
+    assert task_counts(task_examples(None, SPEECH)) == {"caption": 0, "vqa": 0, "asr": 3, "spoken_vqa": 0}
+    with pytest.raises(ValueError, match="unknown tasks"):
+        task_examples(IMAGES, None, ("vqa", "ocr"))
+    grouped = units(examples)
+    assert [u.image for u in grouped] == [0, 1, None, None, None]  # by image, then each clip alone
+    assert {e.task for e in grouped[1].examples} == {"vqa", "spoken_vqa"}
+
+
+def data(processor, seed=0):
+    pixels = processor.pixel_values(__import__("test_models").pictures(2, seed))
+    features = processor.audio_features(family.clips(3, seed))
+    return fuse.TaskUnits(task_examples(IMAGES, SPEECH), processor, pixels, features)
+
+
+def test_collator_puts_loss_only_on_targets_and_encodes_each_input_once(tokenizer):
+    _, processor = family.build(tokenizer)
+    units_ = data(processor)
+    batch = fuse.FusionCollator(processor)([units_[i] for i in range(len(units_))])
+    assert batch["input_ids"].shape[0] == 8  # 3 rows for image a, 2 for b, 3 ASR clips
+    assert batch["pixel_values"].shape[0] == 2 and batch["image_index"].tolist() == [0, 0, 0, 1, 1]
+    # clip 1 (spoken question of image b) is encoded once though two rows read it (spoken VQA, ASR)
+    assert batch["input_features"].shape[0] == 3 and batch["audio_index"].tolist() == [0, 1, 0, 2]
+    targets = set()
+    for row in range(8):
+        ids, labels, mask = batch["input_ids"][row], batch["labels"][row], batch["attention_mask"][row]
+        placeholder = (ids == processor.image_token_id) | (ids == processor.audio_token_id)
+        assert (labels[placeholder] == IGNORE_INDEX).all()
+        assert (labels[mask == 0] == IGNORE_INDEX).all()  # padding carries no loss
+        supervised = labels[labels != IGNORE_INDEX].tolist()
+        assert supervised[-1] == tokenizer.eos_token_id
+        targets.add(tokenizer.decode(supervised[:-1]))
+    assert targets == {" blue", " no", " circle", " a blue circle", " what shape is in the image?", " hello there"}
+
+
+def run_args(**extra):
+    return dict(batch_size=2, seed=0, disable_tqdm=True, logging_steps=1) | extra
+
+
+def test_stage1_trains_only_the_connectors(tokenizer, tmp_path):
+    model, processor = family.build(tokenizer, "gpt2", "resnet")  # a ResNet: BatchNorm statistics too
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = fuse.stages(2, 1e-2, 1, 1e-3, fuse.PARTS)[:1]
+    fuse.train_stages(model, data(processor), fuse.FusionCollator(processor), plan, tmp_path, **run_args())
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("model.image_projector", "model.audio_projector")) for k in changed), changed
+    assert any(k.startswith("model.image_projector") for k in changed)
+    assert any(k.startswith("model.audio_projector") for k in changed)
+    counts = fuse.parameter_counts(model, plan[0].parts).set_index("part")
+    assert counts.loc["language_model", "trainable"] == 0 and counts.loc["image_projector", "trainable"] > 0
+
+
+def test_resuming_an_interrupted_fusion_gives_the_same_weights(tokenizer, tmp_path):
+    """Both stages uninterrupted vs stopped in stage 2 and resumed in a fresh model: the same
+    weights bit for bit (dropout on, so the RNG state matters)."""
+    plan = fuse.stages(1, 1e-2, 2, 1e-3, fuse.PARTS)
+    runs = {}
+    for name, callbacks, seed in (("whole", None, 0), ("split", {"stage2": [StopAfter(4)]}, 0)):
+        model, processor = family.build(tokenizer, "gpt2", "resnet", seed=seed)
+        runs[name] = fuse.train_stages(model, data(processor), fuse.FusionCollator(processor), plan,
+                                       tmp_path / name, callbacks=callbacks, save_strategy="steps", save_steps=2,
+                                       **run_args())
+    assert runs["split"]["stage2"].state.global_step == 4 < runs["whole"]["stage2"].state.global_step
+    fresh, processor = family.build(tokenizer, "gpt2", "resnet", seed=123)
+    resumed = fuse.train_stages(fresh, data(processor), fuse.FusionCollator(processor), plan, tmp_path / "split",
+                                resume=True, save_strategy="steps", save_steps=2, **run_args())
+    whole = runs["whole"]["stage2"].model.state_dict()
+    assert resumed["stage2"].state.global_step == runs["whole"]["stage2"].state.global_step
+    for name, tensor in resumed["stage2"].model.state_dict().items():
+        assert torch.equal(tensor, whole[name]), name
+
+
+def test_unknown_parts_are_refused():
+    with pytest.raises(ValueError, match="unknown parts"):
+        fuse.stages(1, 1e-3, 1, 1e-3, ["vision_tower", "eyes"])
+    assert [s.name for s in fuse.stages(0, 1e-3, 1, 1e-3, ["language_model"])] == ["stage2"]
+
+
+def test_bf16_autocast_trains_the_fused_model(tokenizer, tmp_path):
+    model, processor = family.build(tokenizer, "gpt2", "resnet")
+    trainers = fuse.train_stages(model, data(processor), fuse.FusionCollator(processor),
+                                 fuse.stages(0, 0, 1, 1e-3, fuse.PARTS), tmp_path, bf16=True, **run_args())
+    assert trainers["stage2"].args.bf16 and trainers["stage2"].state.global_step > 0
+    assert next(model.parameters()).dtype == torch.float32
