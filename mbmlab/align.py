@@ -111,8 +111,9 @@ class ContrastiveModel(nn.Module):
 
 
 def text_tower(language_model) -> nn.Module:
-    """A trainable copy of the LM's transformer (GPT2Model), so aligning never changes the LM."""
-    return copy.deepcopy(language_model.transformer if hasattr(language_model, "transformer") else language_model)
+    """A trainable copy of the LM without its head (``GPT2Model``, ``LlamaModel``, …: its
+    ``base_model``), so aligning never changes the LM."""
+    return copy.deepcopy(language_model.base_model)
 
 
 class Pairs(Dataset):

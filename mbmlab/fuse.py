@@ -147,13 +147,14 @@ def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: li
     trainers = {}
     for stage in plan:
         set_trainable(model, stage.parts)
-        settings = dict(save_strategy="epoch", save_total_limit=1, bf16=bf16,
-                        eval_strategy="epoch" if eval_set is not None else "no") | extra
+        settings = dict(save_strategy="epoch", save_total_limit=1, bf16=bf16) | extra
         args = T.training_arguments(Path(output_dir) / stage.name, epochs=stage.epochs, batch_size=batch_size,
                                     learning_rate=stage.learning_rate, seed=seed, n_examples=len(train_set),
                                     **settings)
         trainers[stage.name] = T.train(model, args, train_set, collator, eval_dataset=eval_set, resume=resume,
                                        callbacks=(callbacks or {}).get(stage.name))
+        if eval_set is not None:  # the validation loss once per stage (each pass costs seconds on a CPU)
+            trainers[stage.name].evaluate()
         if trainers[stage.name].control.should_training_stop and trainers[stage.name].state.global_step < \
                 trainers[stage.name].state.max_steps:
             break  # interrupted on purpose (StopAfter): later stages wait for the resume

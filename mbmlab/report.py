@@ -7,7 +7,9 @@ from pathlib import Path
 
 import jinja2
 
-HEADLINE = ("vqa/accuracy", "baseline/majority/vqa/accuracy", "baseline/majority_by_type/vqa/accuracy",
+HEADLINE = ("vqa/accuracy", "vqa/accuracy/colour", "vqa/accuracy/shape", "vqa/accuracy/yes/no",
+            "baseline/majority/vqa/accuracy", "baseline/majority_by_type/vqa/accuracy",
+            "spoken_vqa/accuracy", "spoken_vqa/typed_accuracy", "asr/wer", "asr/cer",
             "caption/exact_match", "baseline/majority/caption/exact_match", "caption/BLEU-3", "caption/BLEU-4",
             "caption/CIDEr", "lm/perplexity", "align/image/recall@1", "baseline/random_init/align/image/recall@1",
             "align/audio/recall@1", "baseline/random_init/align/audio/recall@1")

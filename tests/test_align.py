@@ -181,3 +181,19 @@ def test_pretrained_encoders_and_lm_load_by_path(tokenizer, tmp_path):
     ids = torch.tensor([loaded_tokenizer("caption: a red circle")["input_ids"]])
     assert torch.equal(lm.eval()(ids).logits, loaded.eval()(ids).logits)
     assert text.token_id(loaded_tokenizer, text.IMAGE) == text.token_id(tokenizer, text.IMAGE)
+
+
+def test_alignment_runs_with_a_llama_text_tower(tokenizer, pixels):
+    """02_train with lm_name set to another LM family: the text tower is that LM's base model."""
+    import family
+    from transformers import AutoModelForCausalLM
+
+    llama = AutoModelForCausalLM.from_config(family.text_config(tokenizer, "llama"))
+    encoder = vision.new_image_encoder(vision.resnet_config(8, 1), seed=0)
+    model = align.ContrastiveModel(encoder, align.text_tower(llama), "image", embed_dim=16)
+    assert type(model.text).__name__ == "LlamaModel"
+    batch = align.PairCollator(tokenizer)([align.Pairs(pair_set(pixels, ["a red circle", "a blue star"]))[i]
+                                           for i in range(2)])
+    out = model(**batch)
+    out["loss"].backward()
+    assert out["logits"].shape == (2, 2) and model.encoder_proj.weight.grad is not None
