@@ -217,9 +217,6 @@ def main(argv=None) -> dict:
     return summary
 
 
-if __name__ == "__main__":
-    main()
-
 
 # ---------------------------------------------------------------- from a run folder to a model and data
 
@@ -315,3 +312,7 @@ def prepare(run: Path, values: dict, splits=("train", "validation")) -> Prepared
     for split in splits:
         sets[split] = TaskUnits(examples[split], processor, pixels.get(split), features.get(split))
     return Prepared(model, processor, tasks, skipped, examples, sets, FusionCollator(processor), pixels, features)
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ def test_cooccurrence_conditional_hand_worked():
     assert table.loc["red", "triangle"] == pytest.approx(1 / 3)
     assert table.loc["blue", "circle"] == 1.0
     assert math.isnan(table.loc["green", "circle"])  # no green at all: undefined, not zero
-    assert list(table.columns) == ["circle", "rectangle", "triangle"]
+    assert list(table.columns) == ["circle", "rectangle", "triangle", "star"]  # the one vocabulary (mbmlab.vocab)
 
 
 def test_joint_and_total_variation_hand_worked():

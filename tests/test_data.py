@@ -108,7 +108,8 @@ def test_no_image_is_in_two_splits_and_clips_follow_their_image(built):
         for image_id in split["image_id"]:
             assert image_id not in split_of, image_id
             split_of[image_id] = name
-    assert {k: len(v) for k, v in processed.speech.items()} == {"train": 12, "validation": 9, "test": 12}
+    # two texts per image (speech_per_image=2), capped at 12 clips per split
+    assert {k: len(v) for k, v in processed.speech.items()} == {"train": 12, "validation": 12, "test": 12}
     for name, split in processed.speech.items():
         assert all(split_of[i] == name for i in split["image_id"])
     clip = processed.speech["test"][0]

@@ -80,6 +80,7 @@ def counts_table(card: dict) -> pd.DataFrame:
 
 
 def plot_answer_distribution(card: dict):
+    """Share of each answer per split; None when the data has no questions."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -87,6 +88,8 @@ def plot_answer_distribution(card: dict):
         {"split": name, "answer": answer, "share": n / split["questions"]}
         for name, split in card["splits"].items() for answer, n in split["answers"].items()
     ])
+    if frame.empty:
+        return None
     fig, ax = plt.subplots(figsize=(9, 3.5))
     sns.barplot(frame, x="answer", y="share", hue="split", ax=ax)
     ax.set_title("Answer distribution per split")
@@ -197,7 +200,8 @@ def plot_gallery(dataset: datasets.Dataset, qa: pd.DataFrame, captions: pd.DataF
         ok = pick.prediction.strip().lower() == pick.answer.lower()
         ax.set_title(f"{pick.question}\ntrue: {pick.answer} · model: {pick.prediction}", fontsize=7,
                      color="black" if ok else "red")
-        ax.set_xlabel(f"caption: {caption_of.get(pick.image_id, '')}", fontsize=7)
+        shown = caption_of[pick.image_id] if pick.image_id in caption_of else '— (no reference, not generated)'
+        ax.set_xlabel(f"caption: {shown}", fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
