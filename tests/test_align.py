@@ -197,3 +197,23 @@ def test_alignment_runs_with_a_llama_text_tower(tokenizer, pixels):
     out = model(**batch)
     out["loss"].backward()
     assert out["logits"].shape == (2, 2) and model.encoder_proj.weight.grad is not None
+
+
+def test_a_clip_checkpoint_loads_as_its_vision_tower(tmp_path):
+    """`image_encoder` naming a whole CLIP checkpoint: its vision tower is what 02 and 03 use."""
+    from transformers import CLIPConfig, CLIPModel
+
+    config = CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "vocab_size": 100},
+                        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+                                       "num_hidden_layers": 1, "num_attention_heads": 2}, projection_dim=16)
+    torch.manual_seed(0)
+    clip = CLIPModel(config).eval()
+    clip.save_pretrained(tmp_path)
+    vision.image_processor(32).save_pretrained(tmp_path)
+    encoder, processor = vision.load_image_encoder(str(tmp_path))
+    assert type(encoder).__name__ == "CLIPVisionModel" and vision.input_size(encoder, processor) == 32
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(encoder.eval()(pixel_values=pixels).pooler_output,
+                           clip.vision_model(pixel_values=pixels).pooler_output)
