@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from transformers import TrainerCallback
 
 from .models.connectors import pooled_image
-from .train import pad_batch
+from .models.processing_mbm import pad
 
 
 def contrastive_loss(logits: torch.Tensor, text_group: torch.Tensor) -> torch.Tensor:
@@ -145,7 +145,7 @@ class PairCollator:
         ids = [r + [self.tokenizer.eos_token_id] for r in self.tokenizer(texts)["input_ids"]]
         group_of: dict[str, int] = {}
         return {
-            **pad_batch(ids, self.tokenizer.pad_token_id),
+            **pad(ids, self.tokenizer.pad_token_id, side="right"),
             "text_group": torch.tensor([group_of.setdefault(t, len(group_of)) for t in texts]),
             **{name: torch.stack([it["inputs"][name] for it in items]) for name in items[0]["inputs"]},
         }

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from .models.processing_mbm import IGNORE_INDEX
+from .models.processing_mbm import IGNORE_INDEX, pad
 
 
 class TextLines(Dataset):
@@ -28,22 +28,12 @@ class TextLines(Dataset):
         return {"input_ids": self.ids[i]}
 
 
-def pad_right(rows: list[list[int]], value: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
-
-
-def pad_batch(ids: list[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids`` and the matching ``attention_mask``."""
-    return {"input_ids": pad_right(ids, pad_token_id), "attention_mask": pad_right([[1] * len(r) for r in ids], 0)}
-
-
 class LMCollator:
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
     def __call__(self, items: list[dict]) -> dict:
-        batch = pad_batch([it["input_ids"] for it in items], self.pad_token_id)
+        batch = pad([it["input_ids"] for it in items], self.pad_token_id, side="right")
         batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE_INDEX)
         return batch
 

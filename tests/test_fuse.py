@@ -108,3 +108,20 @@ def test_bf16_autocast_trains_the_fused_model(tokenizer, tmp_path):
                                  fuse.stages(0, 0, 1, 1e-3, fuse.PARTS), tmp_path, bf16=True, **run_args())
     assert trainers["stage2"].args.bf16 and trainers["stage2"].state.global_step > 0
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_predictions_frame_joins_image_and_clip_columns():
+    from mbmlab.evaluate import predictions_frame
+
+    images = IMAGES.add_column("source", ["s", "s"]).add_column("colour", ["blue", ""]).add_column("shape", ["circle", ""])
+    speech = SPEECH.add_column("clip_id", ["c0", "c1", "c2"]).add_column("voice", ["v0", "v1", "v2"]) \
+        .add_column("accent", ["US"] * 3).add_column("gender", ["male"] * 3).add_column("engine", ["flite"] * 3)
+    examples = task_examples(IMAGES, SPEECH)
+    frame = predictions_frame(examples, [f"p{i}" for i in range(len(examples))], "spoken_vqa", images, speech)
+    assert frame.to_dict("records") == [{
+        "question": "what shape is in the image?", "answer": "circle", "question_type": "shape",
+        "prediction": f"p{[e.task for e in examples].index('spoken_vqa')}", "image_id": "b", "source": "s",
+        "colour": "", "shape": "", "clip_id": "c1", "voice": "v1", "accent": "US", "gender": "male",
+        "engine": "flite"}]
+    with pytest.raises(ValueError, match="examples for"):
+        predictions_frame(examples, [], "vqa", images, speech)
