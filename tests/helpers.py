@@ -25,3 +25,24 @@ def wav(seconds=1.0, rate=16_000, channels=1, amplitude=0.3, freq=440.0) -> byte
         out.setframerate(rate)
         out.writeframes((frames * 32767).astype("<i2").tobytes())
     return buffer.getvalue()
+
+
+def launch_two_cpu_processes(module: str, *args: str):
+    """``accelerate launch`` of ``python -m module`` with 2 CPU processes; asserts it succeeded and
+    that both ranks reported (each script prints ``rank R of N (pid …)``). Returns the process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    accelerate = Path(sys.executable).with_name("accelerate")
+    # --multi_gpu selects accelerate's multi-process launcher (torchrun); without GPUs each process
+    # trains on the CPU and the Trainer joins them with gloo. (--cpu would start a single process.)
+    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", module, *args]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ranks = sorted(line.split(" (pid")[0] for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert ranks == ["rank 0 of 2", "rank 1 of 2"], done.stdout[-2000:]
+    return done

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import png
+from helpers import launch_two_cpu_processes, png
 from mbmlab import params as P
 from mbmlab.runner import run_series
 
@@ -103,16 +103,9 @@ def test_ask_answers_a_typed_and_a_spoken_question(tiny_run, tmp_path):
 
 
 def test_fusion_training_under_accelerate_launch_two_cpu_processes(tiny_run, tmp_path):
-    accelerate = Path(sys.executable).with_name("accelerate")
     tiny = P.for_notebook("03_fuse", P.resolve("tiny"))
-    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "mbmlab.fuse", "--run", str(tiny_run),
-               "--out", str(tmp_path / "out"), "--params", json.dumps(tiny), "--max-steps", "2"]
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    ranks = sorted(line.split(" (pid")[0] for line in done.stdout.splitlines() if line.startswith("rank "))
-    assert ranks == ["rank 0 of 2", "rank 1 of 2"], done.stdout[-2000:]
+    launch_two_cpu_processes("mbmlab.fuse", "--run", str(tiny_run), "--out", str(tmp_path / "out"),
+                             "--params", json.dumps(tiny), "--max-steps", "2")
     summary = json.loads((tmp_path / "out" / "fuse.json").read_text())
     assert summary["world_size"] == 2 and summary["backend"] == "gloo"
     assert summary["steps"] == {"stage1": 2, "stage2": 2}
