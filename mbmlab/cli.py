@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mbmlab", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="execute 01_collect … 05_bias with papermill and write the report",
+    run = sub.add_parser("run", help="execute the series (01_collect … 05_bias; fusion-study: 01, 02, 06) with papermill and write the report",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     params = sub.add_parser("params", help="list parameters with their values under a preset")
     ask = sub.add_parser("ask", help="ask a run's fused model about an image, typed or spoken")

@@ -25,7 +25,7 @@ from .data.tasks import Example, Unit, units
 from .models.modeling_mbm import PARTS
 from .models.processing_mbm import TASKS, pad
 
-CONNECTORS = ("image_projector", "audio_projector")
+CONNECTORS = ("image_projector", "audio_projector", "fusion")  # stage 1: what joins, not what is joined
 
 
 class TaskUnits(Dataset):
@@ -249,6 +249,27 @@ def split_inputs(processed, processor, splits=("train", "validation", "test"), m
     return pixels, features
 
 
+def check_lengths(sets: dict[str, TaskUnits], text_config, values: dict) -> None:
+    """Refuse rows longer than the language model's positions, before any training, saying what
+    to change (media placed in the sequence are what make rows long)."""
+    limit = getattr(text_config, "max_position_embeddings", None)
+    if not limit:
+        return
+    longest = max((len(p) + len(t) for s in sets.values() for rows in s.rows for _, _, p, t in rows), default=0)
+    if longest > limit:
+        raise ValueError(
+            f"the longest {values['fusion']} training row takes {longest} positions but the language model has "
+            f"{limit}; place fewer media tokens (early fusion: a larger early_patch_size or early_audio_frames; "
+            f"prefix: a larger audio_frame_pool or pixel_shuffle, or the pooled connector) or pretrain an LM with "
+            f"more positions")
+
+
+def cross_attention_layers(count: int, every: int) -> list[int]:
+    """Flamingo's spacing: a gated block before every ``every``-th decoder layer, counted so that
+    the last layer always has one (every=1: all layers; every=2 of 4: layers 1 and 3)."""
+    return [i for i in range(count) if (count - 1 - i) % every == 0]
+
+
 def prepare(run: Path, values: dict, splits=("train", "validation")) -> Prepared:
     """The fused model (from 02_train's LM and, with ``*_init="aligned"``, its aligned encoders),
     its processor and the task data of ``splits``, as 03_fuse's parameters ask."""
@@ -260,6 +281,7 @@ def prepare(run: Path, values: dict, splits=("train", "validation")) -> Prepared
     from .models import audio as A
     from .models import text
     from .models import vision as V
+    from .models.fusion import FUSIONS
     from .report import load_json
 
     run = Path(run)
@@ -289,14 +311,18 @@ def prepare(run: Path, values: dict, splits=("train", "validation")) -> Prepared
         audio_config=audio_tower.config if audio_tower is not None else None, fusion=values["fusion"],
         image_size=image_size, image_connector=values["image_connector"],
         image_prefix_length=values["image_prefix_length"], image_projector=values["projector"],
+        resampler_queries=values["resampler_queries"], early_patch_size=values["early_patch_size"],
+        early_audio_frames=values["early_audio_frames"],
+        cross_attention_layers=cross_attention_layers(lm.config.num_hidden_layers, values["cross_attention_every"]),
         image_pixel_shuffle=values["pixel_shuffle"],
         audio_projector=values["projector"], audio_frame_pool=values["audio_frame_pool"],
         image_token_id=text.token_id(tokenizer, text.IMAGE), audio_token_id=text.token_id(tokenizer, text.AUDIO))
     torch.manual_seed(values["seed"])
+    towers = FUSIONS[values["fusion"]].encoders  # early fusion has none: raw patches and frames
     model = MbmForConditionalGeneration.from_parts(
         config, language_model=lm,
-        vision_tower=vision_tower if values["vision_init"] == "aligned" else None,
-        audio_tower=audio_tower if values["audio_init"] == "aligned" else None)
+        vision_tower=vision_tower if towers and values["vision_init"] == "aligned" else None,
+        audio_tower=audio_tower if towers and values["audio_init"] == "aligned" else None)
     processor = MbmProcessor(image_processor, extractor, tokenizer, config.image_seq_length or 0,
                              config.audio_seq_length or 0)
     pixels, features = split_inputs(processed, processor, splits, needed)
@@ -311,6 +337,7 @@ def prepare(run: Path, values: dict, splits=("train", "validation")) -> Prepared
         raise ValueError(f"none of the tasks {list(wanted)} has {splits[0]} examples in this run")
     for split in splits:
         sets[split] = TaskUnits(examples[split], processor, pixels.get(split), features.get(split))
+    check_lengths(sets, lm.config, values)
     return Prepared(model, processor, tasks, skipped, examples, sets, FusionCollator(processor), pixels, features)
 
 

@@ -7,6 +7,7 @@ before any notebook runs, so a typo never costs a half-finished run.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -86,23 +87,24 @@ class Param:
         raise TypeError(f"unsupported parameter type {kind}")  # schema bug, not user error
 
 
-NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS = (
-    "01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias",
+NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS, NB_FUSION_STUDY = (
+    "01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias", "06_fusion_study",
 )
 # The voice names of mbmlab.data.speech.VOICES (a test keeps the two in line; importing the
 # data package here would make parameter checking load datasets and torch).
 VOICE_NAMES = ("espeak-us-m", "espeak-us-f", "espeak-gb-m", "espeak-gb-f", "espeak-scot-m", "espeak-carib-m",
                "flite-slt-f", "flite-rms-m", "flite-awb-m", "flite-kal-m")
-NOTEBOOKS = (NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS)
-ALL = NOTEBOOKS
+NOTEBOOKS = (NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS)  # the default series
+STUDY_SERIES = {"fusion-study": (NB_COLLECT, NB_TRAIN, NB_FUSION_STUDY)}  # presets that run another series
+ALL = NOTEBOOKS + (NB_FUSION_STUDY,)
 
 # Names the model family defines (mbmlab.models); kept here so that checking parameters does not
 # import torch. tests/test_params.py keeps the two in line.
-FUSIONS = ("prefix",)
+FUSIONS = ("prefix", "cross_attention", "early")
 IMAGE_CONNECTORS = ("pooled", "patches")
-PROJECTORS = ("linear", "mlp2x_gelu")
+PROJECTORS = ("linear", "mlp2x_gelu", "resampler")
 TASKS = ("caption", "vqa", "asr", "spoken_vqa")
-PARTS = ("vision_tower", "audio_tower", "image_projector", "audio_projector", "language_model")
+PARTS = ("vision_tower", "audio_tower", "image_projector", "audio_projector", "fusion", "language_model")
 TOWERS = ("resnet", "vit")
 SOURCES = ("easyvqa", "scenes", "speech", "user")
 IMAGE_SOURCES = ("easyvqa", "scenes", "user")
@@ -181,9 +183,18 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("vit_layers", int, 3, "ViT layers", (NB_TRAIN,), minimum=1),
     Param("vit_heads", int, 4, "ViT attention heads", (NB_TRAIN,), minimum=1),
     # 03_fuse: the towers are 02_train's (aligned, or re-initialised with *_init=random)
-    Param("fusion", str, "prefix", "how the image and audio enter the GPT", (NB_FUSE,), choices=FUSIONS),
-    Param("projector", str, "mlp2x_gelu", "encoder-to-text connector (image and audio)", (NB_FUSE,),
-          choices=PROJECTORS),
+    Param("fusion", str, "prefix", "how the image and audio enter the GPT: prefix (soft tokens, LLaVA), "
+          "cross_attention (gated blocks, Flamingo), early (raw patches and frames, no towers, Fuyu)", (NB_FUSE,),
+          choices=FUSIONS),
+    Param("projector", str, "mlp2x_gelu", "encoder-to-text connector (image and audio); resampler: learned "
+          "queries (Flamingo's Perceiver resampler)", (NB_FUSE,), choices=PROJECTORS),
+    Param("resampler_queries", int, 8, "resampler projector: tokens per image or clip", (NB_FUSE,), minimum=1),
+    Param("cross_attention_every", int, 1, "cross_attention fusion: a gated block before every n-th decoder "
+          "layer (the last layer always has one)", (NB_FUSE,), minimum=1),
+    Param("early_patch_size", int, 16, "early fusion: pixels per patch side (must divide image_size)", (NB_FUSE,),
+          minimum=1),
+    Param("early_audio_frames", int, 16, "early fusion: log-mel frames (10 ms each) per token", (NB_FUSE,),
+          minimum=1),
     Param("image_connector", str, "pooled", "pooled: the image's pooled vector → image_prefix_length tokens "
           "(ClipCap); patches: its grid of states, pixel-shuffled (LLaVA)", (NB_FUSE,), choices=IMAGE_CONNECTORS),
     Param("image_prefix_length", int, 4, "pooled connector: tokens per image", (NB_FUSE,), minimum=1),
@@ -200,7 +211,7 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("fuse_stage1_epochs", float, 0.25, "stage 1: epochs training only the connectors; 0 skips it",
           (NB_FUSE,), minimum=0.0),
     Param("fuse_stage1_learning_rate", float, 2e-3, "stage 1 peak learning rate", (NB_FUSE,), minimum=0.0),
-    Param("fuse_train_parts", list, ["image_projector", "audio_projector", "language_model", "audio_tower"],
+    Param("fuse_train_parts", list, ["image_projector", "audio_projector", "fusion", "language_model", "audio_tower"],
           "stage 2: the parts trained (the rest stays frozen)", (NB_FUSE,), choices=PARTS),
     Param("fuse_epochs", float, 3.0, "stage 2 epochs (over images; every task of an image is used)",
           (NB_FUSE,), minimum=0.01),
@@ -210,7 +221,16 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("eval_batch_size", int, 256, "sequences per generation batch", (NB_EVALUATE,), minimum=1),
     Param("num_beams", int, 1, "beam width for generation; 1 means greedy", (NB_EVALUATE,), minimum=1),
     Param("gallery_size", int, 8, "test examples shown with their predictions", (NB_EVALUATE,), minimum=0),
+    # 06_fusion_study: 03_fuse's parameters (and eval_batch_size) too, for every strategy alike
+    Param("study_fusions", list, list(FUSIONS), "the fusion strategies compared", (NB_FUSION_STUDY,),
+          choices=FUSIONS),
+    Param("study_seeds", int, 1, "seeds per strategy (seed, seed+1, …); 2 or more give mean ± std",
+          (NB_FUSION_STUDY,), minimum=1),
 ]}
+# the study trains and evaluates as 03_fuse and 04_evaluate do, so it takes their parameters
+for _name, _param in list(SCHEMA.items()):
+    if (NB_FUSE in _param.notebooks and _name not in ("resume", "fusion")) or _name == "eval_batch_size":
+        SCHEMA[_name] = dataclasses.replace(_param, notebooks=_param.notebooks + (NB_FUSION_STUDY,))
 
 # Presets only override schema defaults; ``default`` is the schema itself.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -229,7 +249,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "resnet_width": 64, "resnet_depth": 2, "fuse_epochs": 10.0, "num_beams": 3,
         "audio_dim": 128, "audio_layers": 4, "audio_heads": 4, "align_epochs": 20.0, "speech_max_clips": 0,
     },
+    # 01 and 02 as in default, then every fusion strategy through 03 and 04's headline at
+    # default's budget (06_fusion_study); seeds: --set study_seeds=3
+    "fusion-study": {},
 }
+
+
+def series(preset: str) -> tuple[str, ...]:
+    """The notebooks a preset runs, in order."""
+    return STUDY_SERIES.get(preset, NOTEBOOKS)
 
 
 def defaults() -> dict[str, Any]:
@@ -270,6 +298,9 @@ def check_consistency(values: dict[str, Any]) -> None:
         if values["image_size"] % values["patch_size"]:
             raise ParameterError(
                 f"patch_size={values['patch_size']} must divide image_size={values['image_size']}")
+    if {"image_size", "early_patch_size"} <= values.keys() and values["image_size"] % values["early_patch_size"]:
+        raise ParameterError(f"early_patch_size={values['early_patch_size']} must divide "
+                             f"image_size={values['image_size']}")
     if {"image_size", "vision_tower", "pixel_shuffle"} <= values.keys() and not values.get("image_encoder"):
         # the tower's state grid: ViT patches, or the ResNet's 16× downsampling
         stride = values["patch_size"] if values["vision_tower"] == "vit" else 16
@@ -306,6 +337,13 @@ def check_sources(values: dict[str, Any]) -> None:
             parse_bias_pairs(values["bias_pairs"])
         except BiasSpecError as err:
             raise ParameterError(str(err)) from None
+
+
+def parameters_cell(notebook: str, run_dir_help: str) -> str:
+    """The source of ``notebook``'s parameters cell, written from the schema (defaults and help)."""
+    lines = [f'run_dir = ""  # {run_dir_help}']
+    lines += [f"{name} = {p.default!r}  # {p.help}" for name, p in SCHEMA.items() if notebook in p.notebooks]
+    return "\n".join(lines)
 
 
 def for_notebook(notebook: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     import papermill as pm
 
     values = P.resolve(preset, overrides)  # refuse bad input before any work starts
-    series = Series(Path(notebooks_dir or project_root() / "notebooks"))
+    series = Series(Path(notebooks_dir or project_root() / "notebooks"), P.series(preset))
     sources = {name: series.path(name) for name in series.names}
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)

@@ -32,14 +32,24 @@ def vision_config(kind: str):
     raise ValueError(kind)
 
 
+def open_gates(model, value: float = 1.0):
+    """Cross-attention gates start at zero (the fused model is then exactly its LM); tests that
+    check how media flow through the blocks open them, as training would."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("attn_gate", "ff_gate")):
+                parameter.fill_(value)
+    return model
+
+
 def build(tokenizer, lm: str = "gpt2", tower: str = "vit", with_audio: bool = True, seed: int = 0, **extra):
-    """(model in eval mode, processor) with fresh random weights."""
+    """(model in eval mode, processor) with fresh random weights; cross-attention gates opened."""
     torch.manual_seed(seed)
     config = MbmConfig(text_config=text_config(tokenizer, lm), vision_config=vision_config(tower),
                        audio_config=audio.whisper_config(SECONDS, 32, 1, 2) if with_audio else None,
                        image_size=IMAGE_SIZE, image_token_id=text.token_id(tokenizer, text.IMAGE),
                        audio_token_id=text.token_id(tokenizer, text.AUDIO), **extra)
-    model = MbmForConditionalGeneration(config).eval()
+    model = open_gates(MbmForConditionalGeneration(config).eval())
     processor = MbmProcessor(vision.image_processor(IMAGE_SIZE), audio.feature_extractor(SECONDS), tokenizer,
                              config.image_seq_length, config.audio_seq_length or 0)
     return model, processor

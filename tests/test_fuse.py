@@ -125,3 +125,22 @@ def test_predictions_frame_joins_image_and_clip_columns():
         "engine": "flite"}]
     with pytest.raises(ValueError, match="examples for"):
         predictions_frame(examples, [], "vqa", images, speech)
+
+
+@pytest.mark.parametrize("fusion, joins", [("cross_attention", ("model.image_projector", "model.audio_projector",
+                                                                "model.fusion")),
+                                            ("early", ("model.image_projector", "model.audio_projector"))])
+def test_stage1_trains_what_each_strategy_joins_with(tokenizer, tmp_path, fusion, joins):
+    model, processor = family.build(tokenizer, "gpt2", "resnet", fusion=fusion)
+    family.open_gates(model, 0.0)  # as built: Flamingo's closed gates must open by training
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = fuse.stages(2, 1e-2, 1, 1e-3, fuse.PARTS)
+    fuse.train_stages(model, data(processor), fuse.FusionCollator(processor), plan[:1], tmp_path, **run_args())
+    changed = {k for k in before if not torch.equal(before[k], model.state_dict()[k])}
+    assert changed and all(k.startswith(joins) for k in changed), changed
+    assert all(any(k.startswith(prefix) for k in changed) for prefix in joins)
+    if fusion == "cross_attention":
+        assert any(k.endswith("attn_gate") for k in changed)
+    counts = fuse.parameter_counts(model, plan[0].parts).set_index("part")
+    assert counts.loc["language_model", "trainable"] == 0
+    assert ("vision_tower" in counts.index) == (fusion != "early")

@@ -155,3 +155,37 @@ def test_a_user_folder_runs_through_the_series(tmp_path, kind, present, absent):
     assert all(v == v for v in metrics.values())  # no NaN
     fuse_json = json.loads((run / "fuse.json").read_text())
     assert {"asr", "spoken_vqa", absent[0].split("/")[0]} == set(fuse_json["skipped"])
+
+
+def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_run):
+    """06_fusion_study on the tiny run: three strategies, the same steps and target tokens, the
+    comparison in metrics.json, and each saved model answers through ``mbmlab ask``."""
+    import papermill as pm
+    import pandas as pd
+
+    values = P.for_notebook(P.NB_FUSION_STUDY, P.resolve("tiny"))
+    out = tiny_run / f"{P.NB_FUSION_STUDY}.ipynb"
+    pm.execute_notebook(str(HERE.parent / "notebooks" / f"{P.NB_FUSION_STUDY}.ipynb"), str(out),
+                        parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run))
+    rows = pd.read_csv(tiny_run / "fusion_study.csv")
+    assert list(rows["fusion"]) == list(P.FUSIONS)
+    assert rows["train/steps"].nunique() == 1 and rows["train/target_tokens"].nunique() == 1
+    by = rows.set_index("fusion")
+    # what differs by design: positions per row (one marker vs the media in the sequence), towers
+    assert by.loc["cross_attention", "train/decoder_positions_per_row"] < by.loc["prefix", "train/decoder_positions_per_row"]
+    assert by.loc["early", "parameters/total"] < by.loc["prefix", "parameters/total"]
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    for fusion in P.FUSIONS:
+        for name in ("vqa/accuracy", "caption/CIDEr", "asr/wer", "spoken_vqa/accuracy", "train/seconds",
+                     "generate/tokens_per_second", "parameters/trainable"):
+            assert f"fusion_study/{fusion}/{name}" in metrics, (fusion, name)
+    study = json.loads((tiny_run / "fusion_study.json").read_text())
+    assert study["chosen"] in P.FUSIONS and len(study["findings"]) >= 4
+    picture = tiny_run / "picture.png"
+    from mbmlab.data import load_processed
+    processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
+    processed.images["test"][0]["image"].save(picture)
+    for fusion in P.FUSIONS:
+        answer = mbmlab("ask", tiny_run / "fusion_study" / f"{fusion}-seed0", "--image", picture,
+                        "--question", "what color is the shape?")
+        assert answer.returncode == 0 and answer.stdout.startswith("vqa: "), (fusion, answer.stderr[-2000:])

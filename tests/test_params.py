@@ -59,7 +59,7 @@ def test_the_schema_names_what_the_model_family_defines():
 
 
 def test_unknown_preset():
-    with pytest.raises(P.ParameterError, match="allowed values: tiny, default, full"):
+    with pytest.raises(P.ParameterError, match="allowed values: tiny, default, full, fusion-study"):
         P.resolve("huge")
 
 
@@ -76,7 +76,7 @@ def test_notebook_check_refuses_foreign_parameters():
         P.check("01_collect", {"fusion": "prefix"})
 
 
-@pytest.mark.parametrize("notebook", P.NOTEBOOKS)
+@pytest.mark.parametrize("notebook", P.ALL)
 def test_notebook_parameters_cell_agrees_with_schema(notebook):
     """One source of truth: each notebook declares exactly its schema parameters, with schema defaults."""
     path = project_root() / "notebooks" / f"{notebook}.ipynb"

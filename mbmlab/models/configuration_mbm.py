@@ -5,13 +5,17 @@ the text side any causal LM (GPT-2, Llama, Qwen2, …), the image side any image
 CLIP's vision tower, ResNet, …), the audio side a Whisper encoder. How many tokens an image or a
 clip becomes is worked out once from the towers' configs (a shape-only forward pass on the meta
 device) and stored, so the processor and the model agree on the placeholder count.
+
+``fusion`` names one of the strategies of ``mbmlab.models.fusion`` (prefix, cross_attention,
+early). Under ``early`` there are no towers: ``vision_config`` and ``audio_config`` then only
+state the inputs (image size and channels; mel bins and frames per clip) that the processor makes.
 """
 from __future__ import annotations
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-FUSIONS = ("prefix",)
+FUSIONS = ("prefix", "cross_attention", "early")
 IMAGE_CONNECTORS = ("pooled", "patches")
 
 
@@ -36,7 +40,11 @@ class MbmConfig(PreTrainedConfig):
     audio_frame_pool: int = 1
     image_token_id: int | None = None
     audio_token_id: int | None = None
-    image_seq_length: int | None = None  # worked out from the towers when not given
+    resampler_queries: int = 8  # tokens a resampler projector emits per image or clip
+    cross_attention_layers: list[int] | None = None  # decoder layers with a gated block before them; None: all
+    early_patch_size: int = 16  # early fusion: pixels per patch side
+    early_audio_frames: int = 16  # early fusion: log-mel frames per token
+    image_seq_length: int | None = None  # placeholder positions per image, worked out when not given
     audio_seq_length: int | None = None
     tie_word_embeddings: bool = True
 
@@ -46,6 +54,9 @@ class MbmConfig(PreTrainedConfig):
 
         if self.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {self.fusion!r}; allowed values: {', '.join(FUSIONS)}")
+        from .fusion import FUSIONS as STRATEGIES
+
+        strategy = STRATEGIES[self.fusion]
         if self.image_connector not in IMAGE_CONNECTORS:
             raise ValueError(f"unknown image connector {self.image_connector!r}; allowed values: "
                              f"{', '.join(IMAGE_CONNECTORS)}")
@@ -61,14 +72,20 @@ class MbmConfig(PreTrainedConfig):
             if self.image_seq_length is None:
                 from .modeling_mbm import image_feature_shape
 
-                self.image_seq_length = image_feature_shape(self)[0]
+                self.image_seq_length = strategy.placeholders(image_feature_shape(self)[0])
         if self.audio_config is not None:
             if self.audio_token_id is None:
                 raise ValueError("a config with an audio tower needs audio_token_id (the <audio> token's id)")
             if self.audio_seq_length is None:
-                from .connectors import pooled_length
+                from .modeling_mbm import audio_feature_length
 
-                self.audio_seq_length = pooled_length(self.audio_config.max_source_positions, self.audio_frame_pool)
+                self.audio_seq_length = strategy.placeholders(audio_feature_length(self))
+        if self.fusion == "cross_attention" and self.cross_attention_layers is not None:
+            count = self.text_config.num_hidden_layers
+            bad = [i for i in self.cross_attention_layers if not 0 <= i < count]
+            if bad or not self.cross_attention_layers:
+                raise ValueError(f"cross_attention_layers {self.cross_attention_layers} must name decoder layers "
+                                 f"0..{count - 1}")
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -1,5 +1,6 @@
 """What joins an encoder to the GPT: token reducers (pixel shuffle for image patches, frame
-pooling for audio frames) and the projector registry, named as in LLaVA's config strings."""
+pooling for audio frames) and the projector registry, named as in LLaVA's config strings, plus
+Flamingo's Perceiver resampler (a fixed number of learned queries reading the encoder states)."""
 from __future__ import annotations
 
 import torch
@@ -14,15 +15,55 @@ def mlp2x_gelu(in_dim: int, out_dim: int) -> nn.Module:
     return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
 
-PROJECTORS = {"linear": linear, "mlp2x_gelu": mlp2x_gelu}
+class Resampler(nn.Module):
+    """Perceiver resampler (Alayrac et al. 2022, "Flamingo", §2.1 and Fig. 5; Jaegle et al. 2021):
+    ``queries`` learned latents attend to the encoder states (and to themselves) through
+    ``depth`` blocks of cross-attention + feed-forward, so any number of input states becomes a
+    fixed number of output tokens of the GPT's width. (N, L, in_dim) → (N, queries, out_dim).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, queries: int = 8, depth: int = 1):
+        super().__init__()
+        heads = next(h for h in (8, 4, 2, 1) if (out_dim % h == 0 and out_dim // h >= 8) or h == 1)
+        self.input = nn.Linear(in_dim, out_dim)
+        self.latents = nn.Parameter(torch.randn(queries, out_dim) * 0.02)
+        self.blocks = nn.ModuleList(nn.ModuleDict({
+            "norm_media": nn.LayerNorm(out_dim), "norm_latents": nn.LayerNorm(out_dim),
+            "attention": nn.MultiheadAttention(out_dim, heads, batch_first=True),
+            "norm_ff": nn.LayerNorm(out_dim),
+            "ff": nn.Sequential(nn.Linear(out_dim, 4 * out_dim), nn.GELU(), nn.Linear(4 * out_dim, out_dim)),
+        }) for _ in range(depth))
+        self.norm = nn.LayerNorm(out_dim)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        if states.dim() == 2:  # one pooled vector per item: a sequence of one
+            states = states.unsqueeze(1)
+        media = self.input(states)  # (N, L, D)
+        latents = self.latents.unsqueeze(0).expand(len(media), -1, -1)  # (N, Q, D)
+        for block in self.blocks:
+            q = block["norm_latents"](latents)
+            kv = torch.cat([block["norm_media"](media), q], dim=1)  # Flamingo: the latents also read themselves
+            latents = latents + block["attention"](q, kv, kv, need_weights=False)[0]
+            latents = latents + block["ff"](block["norm_ff"](latents))
+        return self.norm(latents)
 
 
-def build_projector(kind: str, in_dim: int, out_dim: int, normalise: bool = False) -> nn.Module:
+def resampler(in_dim: int, out_dim: int, queries: int = 8) -> nn.Module:
+    return Resampler(in_dim, out_dim, queries)
+
+
+PROJECTORS = {"linear": linear, "mlp2x_gelu": mlp2x_gelu, "resampler": resampler}
+SEQUENCE_PROJECTORS = ("resampler",)  # those that read a sequence and emit a fixed number of tokens
+
+
+def build_projector(kind: str, in_dim: int, out_dim: int, normalise: bool = False, queries: int = 8) -> nn.Module:
     """A projector by name; ``normalise`` puts a LayerNorm on its input (for pooled CNN features,
-    whose dimensions differ in scale by orders of magnitude: hue sits in the small ones)."""
+    whose dimensions differ in scale by orders of magnitude: hue sits in the small ones);
+    ``queries`` is the resampler's number of output tokens."""
     if kind not in PROJECTORS:
         raise ValueError(f"unknown projector {kind!r}; allowed values: {', '.join(PROJECTORS)}")
-    projector = PROJECTORS[kind](in_dim, out_dim)
+    projector = PROJECTORS[kind](in_dim, out_dim, queries) if kind in SEQUENCE_PROJECTORS \
+        else PROJECTORS[kind](in_dim, out_dim)
     return nn.Sequential(nn.LayerNorm(in_dim), projector) if normalise else projector
 
 

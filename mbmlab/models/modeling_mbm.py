@@ -1,12 +1,13 @@
-"""``MbmModel`` and ``MbmForConditionalGeneration``: towers → connectors → a causal LM.
+"""``MbmModel`` and ``MbmForConditionalGeneration``: towers → connectors → a fusion strategy → a causal LM.
 
-``fusion="prefix"``: the image and the clip become soft tokens written into the decoder input
-at ``<image>`` / ``<audio>`` placeholder positions. An image becomes either ``k`` tokens mapped
-from its pooled vector by one MLP (``image_connector="pooled"``, ClipCap: Mokady et al. 2021)
-or its grid of patch states, pixel-shuffled and projected token by token (``"patches"``,
-LLaVA/Idefics3); a clip becomes its encoder frames, pooled in time and projected. The towers
-are built from their configs through the Auto classes, so any causal LM and
-any image backbone transformers has can take their place.
+An image becomes either ``k`` tokens mapped from its pooled vector by one MLP
+(``image_connector="pooled"``, ClipCap: Mokady et al. 2021) or its grid of patch states,
+pixel-shuffled and projected token by token (``"patches"``, LLaVA/Idefics3), or a fixed number
+of tokens read by a Perceiver resampler (``image_projector="resampler"``, Flamingo); a clip
+becomes its encoder frames, pooled in time and projected (or resampled). How those tokens reach
+the decoder is ``config.fusion``, one of the strategies in ``fusion.py`` (prefix, gated
+cross-attention, early fusion without towers). The towers are built from their configs through
+the Auto classes, so any causal LM and any image backbone transformers has can take their place.
 """
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_mbm import MbmConfig
-from .connectors import build_projector, frame_pool, patch_states, pixel_shuffle, pooled_image
+from .connectors import SEQUENCE_PROJECTORS, build_projector, frame_pool, patch_states, pixel_shuffle, pooled_image
+from .connectors import pooled_length
+from .fusion import FUSIONS, FrameEmbedding, Media, PatchEmbedding
 
-PARTS = ("vision_tower", "audio_tower", "image_projector", "audio_projector", "language_model")
+# what staged training freezes and unfreezes by name; ``fusion`` is the strategy's own layers
+# (cross-attention blocks), absent where the strategy has none
+PARTS = ("vision_tower", "audio_tower", "image_projector", "audio_projector", "fusion", "language_model")
 
 
 def build_vision_tower(vision_config) -> nn.Module:
@@ -37,15 +42,33 @@ def build_audio_tower(audio_config) -> nn.Module:
 
 def image_feature_shape(config: MbmConfig) -> tuple[int, int]:
     """(tokens per image, width of what the projector reads), worked out by a shape-only forward
-    pass of the vision tower on the meta device (no memory, no compute)."""
+    pass of the vision tower on the meta device (no memory, no compute). Early fusion: the patch
+    count and a patch's C·p·p values."""
     channels = getattr(config.vision_config, "num_channels", 3)
+    if not FUSIONS[config.fusion].encoders:
+        patch = config.early_patch_size
+        if config.image_size % patch:
+            raise ValueError(f"early_patch_size={patch} must divide image_size={config.image_size}")
+        return (config.image_size // patch) ** 2, channels * patch * patch
+    resampled = config.image_projector in SEQUENCE_PROJECTORS
     with torch.device("meta"):
         tower = build_vision_tower(config.vision_config)
         outputs = tower(pixel_values=torch.empty(1, channels, config.image_size, config.image_size))
         if config.image_connector == "pooled":
-            return config.image_prefix_length, pooled_image(outputs).shape[-1]
+            tokens = config.resampler_queries if resampled else config.image_prefix_length
+            return tokens, pooled_image(outputs).shape[-1]
         shuffled = pixel_shuffle(patch_states(outputs.last_hidden_state), config.image_pixel_shuffle)
-    return shuffled.shape[1], shuffled.shape[2]
+    return (config.resampler_queries if resampled else shuffled.shape[1]), shuffled.shape[2]
+
+
+def audio_feature_length(config: MbmConfig) -> int:
+    """Tokens a clip becomes before fusion: its encoder frames (half the log-mel frames), pooled
+    in time, or the resampler's queries; early fusion: the log-mel frames in groups."""
+    if not FUSIONS[config.fusion].encoders:
+        return pooled_length(2 * config.audio_config.max_source_positions, config.early_audio_frames)
+    if config.audio_projector in SEQUENCE_PROJECTORS:
+        return config.resampler_queries
+    return pooled_length(config.audio_config.max_source_positions, config.audio_frame_pool)
 
 
 class MbmPreTrainedModel(PreTrainedModel):
@@ -63,17 +86,31 @@ class MbmModel(MbmPreTrainedModel):
     def __init__(self, config: MbmConfig):
         super().__init__(config)
         width = config.text_config.hidden_size
+        strategy = FUSIONS[config.fusion]
         if config.vision_config is not None:
-            self.vision_tower = build_vision_tower(config.vision_config)
             tokens, feature_dim = image_feature_shape(config)
-            # pooled (ClipCap): one vector → all prefix tokens at once; patches (LLaVA): token by token
-            pooled = config.image_connector == "pooled"
-            self.image_projector = build_projector(config.image_projector, feature_dim,
-                                                   tokens * width if pooled else width, normalise=pooled)
+            if strategy.encoders:
+                self.vision_tower = build_vision_tower(config.vision_config)
+                # pooled (ClipCap): one vector → all prefix tokens at once; patches (LLaVA): token
+                # by token; a resampler emits its queries whatever it reads
+                pooled = config.image_connector == "pooled"
+                at_once = pooled and config.image_projector not in SEQUENCE_PROJECTORS
+                self.image_projector = build_projector(config.image_projector, feature_dim,
+                                                       tokens * width if at_once else width, normalise=pooled,
+                                                       queries=config.resampler_queries)
+            else:
+                self.image_projector = PatchEmbedding(getattr(config.vision_config, "num_channels", 3),
+                                                      config.early_patch_size, width)
         if config.audio_config is not None:
-            self.audio_tower = build_audio_tower(config.audio_config)
-            self.audio_projector = build_projector(config.audio_projector, config.audio_config.d_model, width)
+            if strategy.encoders:
+                self.audio_tower = build_audio_tower(config.audio_config)
+                self.audio_projector = build_projector(config.audio_projector, config.audio_config.d_model, width,
+                                                       queries=config.resampler_queries)
+            else:
+                self.audio_projector = FrameEmbedding(config.audio_config.num_mel_bins, config.early_audio_frames,
+                                                      width)
         self.language_model = AutoModel.from_config(config.text_config)
+        self.fusion = strategy(config, self.language_model)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -83,54 +120,51 @@ class MbmModel(MbmPreTrainedModel):
         self.language_model.set_input_embeddings(value)
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(N, tokens, D): what an image becomes before fusion."""
+        if getattr(self, "vision_tower", None) is None:  # early fusion: patches, embedded
+            return self.image_projector(pixel_values)
         outputs = self.vision_tower(pixel_values=pixel_values)
         if self.config.image_connector == "pooled":
-            prefix = self.image_projector(pooled_image(outputs))  # (N, k·D)
-            return prefix.view(len(prefix), self.config.image_prefix_length, -1)  # (N, k, D)
+            prefix = self.image_projector(pooled_image(outputs))  # (N, k·D), or (N, Q, D) resampled
+            if prefix.dim() == 2:
+                prefix = prefix.view(len(prefix), self.config.image_prefix_length, -1)  # (N, k, D)
+            return prefix
         states = patch_states(outputs.last_hidden_state)  # (N, P, Dv)
         return self.image_projector(pixel_shuffle(states, self.config.image_pixel_shuffle))  # (N, P/f², D)
 
     def get_audio_features(self, input_features: torch.Tensor) -> torch.Tensor:
+        """(N, tokens, D): what a clip becomes before fusion."""
+        if getattr(self, "audio_tower", None) is None:  # early fusion: log-mel frames, embedded
+            return self.audio_projector(input_features)
         frames = self.audio_tower(input_features=input_features).last_hidden_state  # (N, T/2, Da)
         return self.audio_projector(frame_pool(frames, self.config.audio_frame_pool))  # (N, T/2f, D)
 
-    @staticmethod
-    def _scatter(embeds, input_ids, features, token_id: int, index, what: str) -> torch.Tensor:
-        """Write ``features[index]`` (one row per input row that has placeholders, in order) over
-        the placeholder positions; refuse a count that does not add up."""
-        mask = input_ids == token_id  # (B, T)
-        if index is not None:
-            features = features[index]  # (rows with placeholders, tokens, D)
-        n_slots, n_features = int(mask.sum()), features.shape[0] * features.shape[1]
-        if n_slots != n_features:
-            raise ValueError(f"{n_slots} <{what}> placeholders in input_ids but {n_features} {what} features "
-                             f"({features.shape[0]} {what}s × {features.shape[1]} tokens); build inputs with "
-                             f"MbmProcessor, which places {features.shape[1]} per {what}")
-        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
-
-    def embed(self, input_ids, pixel_values=None, input_features=None, image_index=None, audio_index=None):
-        """Token embeddings with image and audio features written over their placeholders.
-
-        ``image_index[k]`` names the row of ``pixel_values`` that the k-th input row holding
-        ``<image>`` placeholders shows (so many questions about one image encode it once); by
-        default the rows of ``pixel_values`` go to those input rows in order. Same for audio.
-        """
-        embeds = self.get_input_embeddings()(input_ids)  # (B, T, D)
+    def media(self, pixel_values=None, input_features=None, image_index=None, audio_index=None,
+              dtype=None) -> list[Media]:
+        """The batch's images and clips, encoded. ``image_index[k]`` names the row of
+        ``pixel_values`` that the k-th input row holding ``<image>`` shows (so many questions about
+        one image encode it once); by default the rows go to those input rows in order. Same for audio."""
+        out = []
         if pixel_values is not None:
-            features = self.get_image_features(pixel_values.to(embeds.dtype))
-            embeds = self._scatter(embeds, input_ids, features, self.config.image_token_id, image_index, "image")
+            out.append(Media("image", self.get_image_features(pixel_values.to(dtype)), image_index,
+                             self.config.image_token_id))
         if input_features is not None:
-            features = self.get_audio_features(input_features.to(embeds.dtype))
-            embeds = self._scatter(embeds, input_ids, features, self.config.audio_token_id, audio_index, "audio")
-        return embeds
+            out.append(Media("audio", self.get_audio_features(input_features.to(dtype)), audio_index,
+                             self.config.audio_token_id))
+        return out
 
     def forward(self, input_ids=None, pixel_values=None, input_features=None, attention_mask=None,
                 position_ids=None, cache=None, inputs_embeds=None, image_index=None, audio_index=None,
                 use_cache=None, **kwargs) -> BaseModelOutputWithPast:
+        media = []
         if inputs_embeds is None:
-            inputs_embeds = self.embed(input_ids, pixel_values, input_features, image_index, audio_index)
-        return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                   position_ids=position_ids, cache=cache, use_cache=use_cache, **kwargs)
+            inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, T, D)
+            media = self.media(pixel_values, input_features, image_index, audio_index, inputs_embeds.dtype)
+        elif pixel_values is not None or input_features is not None:
+            raise ValueError("pass input_ids (not inputs_embeds) with pixel_values or input_features: the "
+                             "placeholder and marker tokens say where the media go")
+        return self.fusion(self.language_model, inputs_embeds, input_ids, media, cache=cache,
+                           attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache, **kwargs)
 
 
 class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
@@ -152,6 +186,10 @@ class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
         """A new fused model that starts from trained parts (weights copied in): a causal LM
         (``AutoModelForCausalLM``), an image backbone, an audio encoder. Connectors start fresh."""
         model = cls(config)
+        for name, tower in (("vision_tower", vision_tower), ("audio_tower", audio_tower)):
+            if tower is not None and model.part(name) is None:
+                raise ValueError(f"fusion={config.fusion!r} has no {name} to load (early fusion embeds raw "
+                                 f"inputs); pass {name}=None")
         if language_model is not None:
             model.model.language_model.load_state_dict(language_model.base_model.state_dict())
             with torch.no_grad():
@@ -188,7 +226,8 @@ class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
             raise ValueError(f"unknown part {name!r}; parts: {', '.join(PARTS)}")
         if name == "language_model":
             return nn.ModuleList([self.model.language_model, self.lm_head])
-        return getattr(self.model, name, None)
+        part = getattr(self.model, name, None)
+        return part if part is not None and any(True for _ in part.parameters()) else None
 
     def forward(self, input_ids=None, pixel_values=None, input_features=None, attention_mask=None,
                 position_ids=None, cache=None, inputs_embeds=None, labels=None, image_index=None,

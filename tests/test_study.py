@@ -1,0 +1,44 @@
+"""The fusion study's summary and findings on a hand-made table of results."""
+import math
+
+import pandas as pd
+
+from mbmlab import study
+
+ROWS = pd.DataFrame([
+    {"fusion": "prefix", "seed": 0, "vqa/accuracy": 0.90, "vqa/accuracy/colour": 0.8, "asr/wer": 0.5,
+     "train/seconds": 10.0, "train/steps": 100},
+    {"fusion": "prefix", "seed": 1, "vqa/accuracy": 0.92, "vqa/accuracy/colour": 0.8, "asr/wer": 0.7,
+     "train/seconds": 12.0, "train/steps": 100},
+    {"fusion": "early", "seed": 0, "vqa/accuracy": 0.70, "vqa/accuracy/colour": 0.8, "asr/wer": 0.55,
+     "train/seconds": 8.0, "train/steps": 100},
+    {"fusion": "early", "seed": 1, "vqa/accuracy": 0.72, "vqa/accuracy/colour": 0.8, "asr/wer": 0.55,
+     "train/seconds": 9.0, "train/steps": 100},
+])
+
+
+def test_summary_is_mean_and_sample_std_per_strategy():
+    summary = study.summarise(ROWS)
+    assert list(summary.index) == ["prefix", "early"] and summary.loc["prefix", "seeds"] == 2
+    assert math.isclose(summary.loc["prefix", "vqa/accuracy"], 0.91)
+    # sample std of 0.90 and 0.92: sqrt(((0.01)² + (0.01)²) / (2 − 1)) = 0.01·√2
+    assert math.isclose(summary.loc["prefix", "vqa/accuracy std"], 0.01 * math.sqrt(2))
+    assert study.metric_columns(ROWS)[:2] == ["vqa/accuracy", "vqa/accuracy/colour"]
+
+
+def test_findings_name_the_best_and_say_whether_the_margin_beats_the_spread():
+    lines = {line.split(":")[0]: line for line in study.findings(study.summarise(ROWS))}
+    # VQA: 0.91 vs 0.71, margin 0.2 > 2 × 0.0141
+    assert lines["vqa/accuracy"].startswith("vqa/accuracy: prefix 0.91, then early 0.71")
+    assert "more than twice the seeds' spread" in lines["vqa/accuracy"]
+    # WER, lower is better: early 0.55 vs prefix 0.6 ± 0.141 (std of 0.5, 0.7): 0.05 < 2 × 0.141
+    assert lines["asr/wer"].startswith("asr/wer: early 0.55, then prefix 0.6 (margin 0.05;")
+    assert lines["asr/wer"].endswith("within twice the seeds' spread (0.141): not a clear difference).")
+    assert lines["vqa/accuracy/colour"] == "vqa/accuracy/colour: prefix and early tie at 0.8."
+    assert "train/steps" not in lines  # a budget figure, not a result
+    assert study.choose(study.summarise(ROWS)) == "prefix"
+
+
+def test_findings_with_one_seed_say_no_spread_was_measured():
+    lines = study.findings(study.summarise(ROWS[ROWS["seed"] == 0]))
+    assert any("one seed each, so no spread was measured" in line for line in lines)
