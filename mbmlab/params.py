@@ -213,7 +213,7 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("fuse_stage1_learning_rate", float, 2e-3, "stage 1 peak learning rate", (NB_FUSE,), minimum=0.0),
     Param("fuse_train_parts", list, ["image_projector", "audio_projector", "fusion", "language_model", "audio_tower"],
           "stage 2: the parts trained (the rest stays frozen)", (NB_FUSE,), choices=PARTS),
-    Param("fuse_epochs", float, 3.0, "stage 2 epochs (over images; every task of an image is used)",
+    Param("fuse_epochs", float, 4.0, "stage 2 epochs (over images; every task of an image is used)",
           (NB_FUSE,), minimum=0.01),
     Param("fuse_batch_images", int, 8, "images (or clips) per fusion training batch", (NB_FUSE,), minimum=1),
     Param("fuse_learning_rate", float, 1e-3, "stage 2 peak learning rate", (NB_FUSE,), minimum=0.0),

@@ -166,11 +166,24 @@ def findings(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
-def choose(summary: pd.DataFrame, metric: str = "vqa/accuracy") -> str:
-    """The strategy the study supports for the default run: the best on ``metric`` (ties broken
-    by training time)."""
-    ranked = summary.sort_values([metric, "train/seconds"], ascending=[False, True])
-    return str(ranked.index[0])
+TASK_METRICS = ("vqa/accuracy", "caption/CIDEr", "asr/wer", "spoken_vqa/accuracy")  # one per task
+
+
+def ranks(summary: pd.DataFrame, metrics=TASK_METRICS) -> pd.DataFrame:
+    """Each strategy's rank (1 = best) on each task's headline metric that was measured, and the
+    mean rank over them."""
+    shown = [m for m in metrics if m in summary.columns and summary[m].notna().any()]
+    table = pd.DataFrame({m: summary[m].rank(ascending=not higher_is_better(m), method="min") for m in shown})
+    table["mean rank"] = table.mean(axis=1)
+    return table
+
+
+def choose(summary: pd.DataFrame, metrics=TASK_METRICS) -> str:
+    """The strategy the study supports: the best mean rank over the tasks' headline metrics (VQA
+    accuracy, caption CIDEr, WER, spoken-VQA accuracy — one vote per task, so no task counts
+    twice), ties broken by training time."""
+    table = ranks(summary, metrics).join(summary["train/seconds"])
+    return str(table.sort_values(["mean rank", "train/seconds"]).index[0])
 
 
 def plot_curves(histories: pd.DataFrame):
@@ -182,7 +195,8 @@ def plot_curves(histories: pd.DataFrame):
     for fusion, group in losses.groupby("fusion", sort=False):
         curve = group.groupby("step")["loss"].mean()
         ax.plot(curve.index, curve.values, label=fusion)
-    boundary = histories.loc[histories["stage"] == "stage2", "step"].min() if "stage" in histories else None
+    # the end of stage 1: its last logged step
+    boundary = histories.loc[histories["stage"] == "stage1", "step"].max() if "stage" in histories else None
     if boundary is not None and not np.isnan(boundary):
         ax.axvline(boundary, color="grey", lw=0.8, ls="--")
         ax.text(boundary, ax.get_ylim()[1], " stage 2", va="top", fontsize=8, color="grey")

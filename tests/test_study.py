@@ -36,9 +36,25 @@ def test_findings_name_the_best_and_say_whether_the_margin_beats_the_spread():
     assert lines["asr/wer"].endswith("within twice the seeds' spread (0.141): not a clear difference).")
     assert lines["vqa/accuracy/colour"] == "vqa/accuracy/colour: prefix and early tie at 0.8."
     assert "train/steps" not in lines  # a budget figure, not a result
-    assert study.choose(study.summarise(ROWS)) == "prefix"
+    # prefix wins VQA, early wins WER: mean ranks tie at 1.5 and early trained faster (8.5 s vs 11 s)
+    assert study.choose(study.summarise(ROWS)) == "early"
 
 
 def test_findings_with_one_seed_say_no_spread_was_measured():
     lines = study.findings(study.summarise(ROWS[ROWS["seed"] == 0]))
     assert any("one seed each, so no spread was measured" in line for line in lines)
+
+
+def test_choice_is_the_best_mean_rank_over_the_tasks():
+    summary = pd.DataFrame({
+        # xattn wins VQA and captions, loses speech twice; prefix is second, second, first, first
+        "vqa/accuracy": [0.93, 0.95, 0.79], "caption/CIDEr": [7.4, 7.5, 4.5], "asr/wer": [0.40, 0.78, 0.45],
+        "spoken_vqa/accuracy": [0.59, 0.33, 0.49], "train/seconds": [200.0, 250.0, 250.0],
+    }, index=["prefix", "cross_attention", "early"])
+    ranking = study.ranks(summary)
+    assert ranking["mean rank"].to_dict() == {"prefix": 1.5, "cross_attention": 2.0, "early": 2.5}
+    assert study.choose(summary) == "prefix"
+    # a tie on mean rank goes to the faster strategy
+    tied = pd.DataFrame({"vqa/accuracy": [0.9, 0.8], "caption/CIDEr": [7.0, 6.0], "asr/wer": [0.8, 0.4],
+                         "spoken_vqa/accuracy": [0.3, 0.6], "train/seconds": [300.0, 200.0]}, index=["a", "b"])
+    assert study.ranks(tied)["mean rank"].tolist() == [1.5, 1.5] and study.choose(tied) == "b"

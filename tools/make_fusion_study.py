@@ -74,19 +74,26 @@ if params["study_seeds"] > 1:
 display(table)
 report.save_figure(study.plot_curves(histories), run, "06_fusion_study_loss")
 report.save_figure(study.plot_metrics(rows), run, "06_fusion_study_metrics")"""),
-    new_markdown_cell("## What the comparison shows"),
+    new_markdown_cell("""## What the comparison shows
+Generated from the numbers above: per metric the best strategy, its margin over the runner-up,
+and whether that margin is larger than twice the seeds' spread (with one seed there is no spread
+to compare with, and a small margin may be noise). Then each strategy's rank on each task."""),
     new_code_cell("""lines = study.findings(summary)
-chosen = study.choose(summary) if "vqa/accuracy" in summary.columns else None
+ranking = study.ranks(summary)
+display(ranking)
+chosen = study.choose(summary) if len(ranking.columns) > 1 else None
 text = "\\n".join(f"- {line}" for line in lines)
 if chosen is not None:
-    text += (f"\\n\\nOn VQA accuracy, the metric the default run is held to, **{chosen}** comes first "
-             f"({summary.loc[chosen, 'vqa/accuracy']:.4f}, trained in {summary.loc[chosen, 'train/seconds']:.0f} s).")
+    text += (f"\\n\\nBy mean rank over the tasks' headline metrics ({', '.join(ranking.columns[:-1])}; one vote "
+             f"per task, ties broken by training time) the study supports **{chosen}** "
+             f"(mean rank {ranking.loc[chosen, 'mean rank']:.2f}, trained in {summary.loc[chosen, 'train/seconds']:.0f} s).")
 display(Markdown(text))
 metrics = {f"fusion_study/{fusion}/{metric}": value for fusion, values in summary[shown].iterrows()
            for metric, value in values.items() if pd.notna(value)}
 report.log_metrics(run, metrics)
 report.save_json(run, "fusion_study.json", {"strategies": list(summary.index), "seeds": params["study_seeds"],
-                                            "chosen": chosen, "findings": lines});"""),
+                                            "chosen": chosen, "findings": lines,
+                                            "mean_rank": ranking["mean rank"].to_dict()});"""),
     new_markdown_cell("""## Ask each strategy
 The saved models load through the Auto classes like `fused/` does (`mbmlab ask
 reports/<run>/fusion_study/<strategy>-seed0 --image … --question …`)."""),
