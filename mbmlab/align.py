@@ -164,7 +164,10 @@ def encode_texts(model: ContrastiveModel, tokenizer, texts: list[str], batch_siz
 @torch.no_grad()
 def retrieval(model: ContrastiveModel, tokenizer, pairs: "PairSet", ks=(1, 5), batch_size: int = 256) -> dict[str, float]:
     """Input→text recall@k: rank the distinct texts of the set for each input; a hit when the input's
-    own text is among the top k. ``chance@k`` = k / number of distinct texts."""
+    own text is among the top k. ``chance@k`` = k / number of distinct texts. ``recall@k/ci95_low``
+    and ``…/ci95_high``: the bootstrap interval over the inputs."""
+    from .evaluate.bootstrap import mean_interval
+
     inputs, rows, texts = pairs.inputs, pairs.rows, pairs.texts
     model = model.eval()
     gallery = sorted(set(texts))
@@ -177,7 +180,9 @@ def retrieval(model: ContrastiveModel, tokenizer, pairs: "PairSet", ks=(1, 5), b
     rank = (sims > sims[torch.arange(len(truth)), truth].unsqueeze(1)).sum(dim=1)  # texts scored higher
     scores = {"n": float(len(rows)), "texts": float(len(gallery))}
     for k in ks:
-        scores[f"recall@{k}"] = (rank < k).float().mean().item()
+        hits = (rank < k).float()
+        scores[f"recall@{k}"] = hits.mean().item()
+        scores[f"recall@{k}/ci95_low"], scores[f"recall@{k}/ci95_high"] = mean_interval(hits.numpy())
         scores[f"chance@{k}"] = min(1.0, k / len(gallery))
     return scores
 
@@ -265,8 +270,9 @@ def recall_metrics(results: dict[str, tuple[dict, dict]]) -> dict[str, float]:
     metrics = {}
     for direction, (before, after) in results.items():
         key = direction.split("→")[0]
-        for name in (k for k in after if k.startswith("recall")):
+        for name in (k for k in after if k.startswith("recall")):  # recall@k and its interval bounds
             metrics[f"align/{key}/{name}"] = after[name]
             metrics[f"baseline/random_init/align/{key}/{name}"] = before[name]
-            metrics[f"baseline/chance/align/{key}/{name}"] = after[name.replace("recall", "chance")]
+            if "/" not in name:
+                metrics[f"baseline/chance/align/{key}/{name}"] = after[name.replace("recall", "chance")]
     return metrics

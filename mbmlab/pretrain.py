@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 from pathlib import Path
 
@@ -67,7 +66,11 @@ def main(argv=None) -> dict:
                "global_steps": trainer.state.global_step,
                "train_loss": trainer.state.log_history[-1].get("train_loss"),
                "eval_loss": next((r["eval_loss"] for r in reversed(trainer.state.log_history) if "eval_loss" in r), None)}
-    summary["perplexity"] = math.exp(summary["eval_loss"]) if summary["eval_loss"] is not None else None
+    # perplexity as defined (exp of total NLL over total predicted tokens), not exp(eval_loss)
+    from .evaluate.perplexity import perplexity
+
+    summary["perplexity"] = perplexity(model, TextLines(text.corpus_lines(images["validation"]), tokenizer),
+                                       LMCollator(tokenizer.pad_token_id))["perplexity"]
     if trainer.is_world_process_zero():
         trainer.save_model(str(out / "lm"))
         tokenizer.save_pretrained(out / "lm")

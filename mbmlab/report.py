@@ -7,11 +7,11 @@ from pathlib import Path
 
 import jinja2
 
-HEADLINE = ("vqa/accuracy", "vqa/accuracy/colour", "vqa/accuracy/shape", "vqa/accuracy/yes/no",
-            "baseline/majority/vqa/accuracy", "baseline/majority_by_type/vqa/accuracy",
-            "spoken_vqa/accuracy", "spoken_vqa/typed_accuracy", "asr/wer", "asr/cer",
+HEADLINE = ("vqa/exact_match", "vqa/exact_match/colour", "vqa/exact_match/shape", "vqa/exact_match/yes/no",
+            "baseline/majority/vqa/exact_match", "baseline/majority_by_type/vqa/exact_match",
+            "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match", "asr/wer", "asr/cer",
             "caption/exact_match", "baseline/majority/caption/exact_match", "caption/BLEU-3", "caption/BLEU-4",
-            "caption/CIDEr", "lm/perplexity", "align/image/recall@1", "baseline/random_init/align/image/recall@1",
+            "caption/METEOR", "caption/ROUGE-L", "caption/CIDEr", "lm/perplexity", "align/image/recall@1", "baseline/random_init/align/image/recall@1",
             "align/audio/recall@1", "baseline/random_init/align/audio/recall@1")
 
 
@@ -67,8 +67,9 @@ pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 {% if run.total_seconds is not none %}· {{ '%.1f' % run.total_seconds }} s in all{% endif %}</p>
 {% if run.error %}<pre class="failed">{{ run.error }}</pre>{% endif %}
 <h2>Headline metrics</h2>
-{% if headline %}<table><tr><th>metric</th><th>value</th></tr>
-{% for name, value in headline %}<tr><td>{{ name }}</td><td class="num">{{ '%.4f' % value }}</td></tr>{% endfor %}
+{% if headline %}<table><tr><th>metric</th><th>value</th><th>95% interval</th></tr>
+{% for name, value, ci in headline %}<tr><td>{{ name }}</td><td class="num">{{ '%.4f' % value }}</td>
+<td class="num">{% if ci %}{{ '[%.4f, %.4f]' % ci }}{% endif %}</td></tr>{% endfor %}
 </table>{% else %}<p>No metrics recorded.</p>{% endif %}
 <h2>Notebooks</h2>
 <table><tr><th>notebook</th><th>status</th><th>seconds</th><th>report</th></tr>
@@ -80,8 +81,9 @@ pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 {% if figures %}<h2>Figures</h2><div class="figs">
 {% for fig in figures %}<a href="{{ fig }}"><img src="{{ fig }}" alt="{{ fig }}"></a>{% endfor %}</div>{% endif %}
 <h2>All metrics</h2><p><a href="metrics.json">metrics.json</a></p>
-<table><tr><th>metric</th><th>value</th></tr>
-{% for name, value in metrics %}<tr><td>{{ name }}</td><td class="num">{{ '%.6g' % value }}</td></tr>{% endfor %}
+<table><tr><th>metric</th><th>value</th><th>95% interval</th></tr>
+{% for name, value, ci in metrics %}<tr><td>{{ name }}</td><td class="num">{{ '%.6g' % value }}</td>
+<td class="num">{% if ci %}{{ '[%.6g, %.6g]' % ci }}{% endif %}</td></tr>{% endfor %}
 </table>
 <h2>Parameters</h2><table><tr><th>name</th><th>value</th></tr>
 {% for name, value in run.params.items() %}<tr><td>{{ name }}</td><td>{{ value }}</td></tr>{% endfor %}
@@ -94,16 +96,23 @@ pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 
 
 def write_index(run_dir: Path, run: dict) -> Path:
-    """``index.html``: headline metrics, per-notebook status and time, figures, parameters, environment.
+    """``index.html``: headline metrics with their 95% intervals where recorded, per-notebook status
+    and time, figures, parameters, environment.
 
     All text goes through Jinja's autoescape, so user-provided strings cannot inject HTML.
     """
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    headline = [(name, metrics[name]) for name in HEADLINE if name in metrics]
+    def interval(name):
+        low, high = metrics.get(f"{name}/ci95_low"), metrics.get(f"{name}/ci95_high")
+        return (low, high) if low is not None and high is not None else None
+
+    headline = [(name, metrics[name], interval(name)) for name in HEADLINE if name in metrics]
+    listed = [(name, value, interval(name)) for name, value in sorted(metrics.items())
+              if not name.endswith(("/ci95_low", "/ci95_high"))]
     figures = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "figures").glob("*.png"))
-    html = _INDEX.render(run=run, headline=headline, metrics=sorted(metrics.items()), figures=figures)
+    html = _INDEX.render(run=run, headline=headline, metrics=listed, figures=figures)
     path = run_dir / "index.html"
     path.write_text(html, encoding="utf-8")
     return path

@@ -21,8 +21,9 @@ from .data.tasks import task_examples
 
 # the columns of the comparison, in order, and whether larger is better
 METRICS = {
-    "vqa/accuracy": True, "vqa/accuracy/colour": True, "vqa/accuracy/shape": True, "vqa/accuracy/yes/no": True,
-    "caption/CIDEr": True, "asr/wer": False, "spoken_vqa/accuracy": True,
+    "vqa/exact_match": True, "vqa/exact_match/colour": True, "vqa/exact_match/shape": True,
+    "vqa/exact_match/yes/no": True,
+    "caption/CIDEr": True, "asr/wer": False, "spoken_vqa/exact_match": True,
     "parameters/trainable": None, "parameters/total": None, "train/seconds": False,
     "generate/tokens_per_second": True, "train/steps": None, "train/target_tokens": None,
     "train/decoder_positions_per_row": None, "train/final_loss": False,
@@ -30,7 +31,7 @@ METRICS = {
 
 
 def headline_metrics(model, processor, processed, tasks, batch_size: int = 256) -> dict[str, float]:
-    """VQA accuracy (overall and per question type), caption CIDEr, ASR WER, spoken-VQA accuracy
+    """VQA exact match (overall and per question type), caption CIDEr, ASR WER, spoken-VQA exact match
     on the test split, and generation speed (new tokens of the decoded outputs, plus EOS, per
     second of ``generate``)."""
     modalities = model.config.modalities
@@ -50,7 +51,7 @@ def headline_metrics(model, processor, processed, tasks, batch_size: int = 256) 
     present = {e.task for e in examples}
     if "vqa" in present:
         qa = E.predictions_frame(examples, predictions, "vqa", images, speech)
-        metrics |= {f"vqa/{k}": v for k, v in E.vqa_accuracy(qa).items()}
+        metrics |= {f"vqa/{k}": v for k, v in E.exact_match_by_type(qa).items()}
     if "caption" in present:
         captions = E.predictions_frame(examples, predictions, "caption", images, speech)
         references = {r.image_id: [r.answer] for r in captions.itertuples()}
@@ -61,7 +62,7 @@ def headline_metrics(model, processor, processed, tasks, batch_size: int = 256) 
         metrics["asr/wer"] = E.error_rates(list(asr["answer"]), list(asr["prediction"]))["wer"]
     if "spoken_vqa" in present:
         spoken = E.predictions_frame(examples, predictions, "spoken_vqa", images, speech)
-        metrics["spoken_vqa/accuracy"] = E.vqa_accuracy(spoken)["accuracy"]
+        metrics["spoken_vqa/exact_match"] = E.exact_match_by_type(spoken)["exact_match"]
     return metrics
 
 
@@ -110,15 +111,15 @@ def train_and_evaluate(run: Path, values: dict, out: Path | None = None) -> tupl
 
 
 def metric_columns(rows: pd.DataFrame) -> list[str]:
-    """The comparison's metrics present in ``rows``: VQA accuracy, then every question type the
+    """The comparison's metrics present in ``rows``: VQA exact match, then every question type the
     data has, then the rest of ``METRICS`` in order."""
-    types = sorted(c for c in rows.columns if c.startswith("vqa/accuracy/"))
-    return list(dict.fromkeys(c for c in ["vqa/accuracy", *types, *METRICS] if c in rows.columns))
+    types = sorted(c for c in rows.columns if c.startswith("vqa/exact_match/"))
+    return list(dict.fromkeys(c for c in ["vqa/exact_match", *types, *METRICS] if c in rows.columns))
 
 
 def higher_is_better(metric: str) -> bool | None:
     """True or False for a quality or cost metric; None for a budget figure (parameters, steps)."""
-    if metric.startswith("vqa/accuracy"):
+    if metric.startswith("vqa/exact_match"):
         return True
     return METRICS.get(metric)
 
@@ -166,7 +167,7 @@ def findings(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
-TASK_METRICS = ("vqa/accuracy", "caption/CIDEr", "asr/wer", "spoken_vqa/accuracy")  # one per task
+TASK_METRICS = ("vqa/exact_match", "caption/CIDEr", "asr/wer", "spoken_vqa/exact_match")  # one per task
 
 
 def ranks(summary: pd.DataFrame, metrics=TASK_METRICS) -> pd.DataFrame:
@@ -180,7 +181,7 @@ def ranks(summary: pd.DataFrame, metrics=TASK_METRICS) -> pd.DataFrame:
 
 def choose(summary: pd.DataFrame, metrics=TASK_METRICS) -> str:
     """The strategy the study supports: the best mean rank over the tasks' headline metrics (VQA
-    accuracy, caption CIDEr, WER, spoken-VQA accuracy — one vote per task, so no task counts
+    exact match, caption CIDEr, WER, spoken-VQA exact match — one vote per task, so no task counts
     twice), ties broken by training time."""
     table = ranks(summary, metrics).join(summary["train/seconds"])
     return str(table.sort_values(["mean rank", "train/seconds"]).index[0])
@@ -207,7 +208,7 @@ def plot_curves(histories: pd.DataFrame):
     return fig
 
 
-def plot_metrics(rows: pd.DataFrame, metrics=("vqa/accuracy", "caption/CIDEr", "asr/wer", "spoken_vqa/accuracy")):
+def plot_metrics(rows: pd.DataFrame, metrics=("vqa/exact_match", "caption/CIDEr", "asr/wer", "spoken_vqa/exact_match")):
     """One panel per metric: each strategy's mean with its seeds as dots."""
     import matplotlib.pyplot as plt
 

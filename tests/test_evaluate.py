@@ -1,17 +1,17 @@
 import pandas as pd
 import pytest
 
-from mbmlab.evaluate import caption_scores, majority_answer, majority_by_type, normalise_answer, vqa_accuracy
+from mbmlab.evaluate import caption_scores, exact_match_by_type, majority_answer, majority_by_type, normalise_answer
 
 
-def test_vqa_accuracy_hand_worked():
+def test_exact_match_by_type_hand_worked():
     frame = pd.DataFrame({
         "answer": ["blue", "no", "yes", "circle"],
         "question_type": ["colour", "yes/no", "yes/no", "shape"],
         "prediction": ["Blue.", "no", "no", "triangle"],
     })
-    assert vqa_accuracy(frame) == {"accuracy": 0.5, "accuracy/colour": 1.0, "accuracy/shape": 0.0,
-                                   "accuracy/yes/no": 0.5}
+    assert exact_match_by_type(frame) == {"exact_match": 0.5, "exact_match/colour": 1.0, "exact_match/shape": 0.0,
+                                          "exact_match/yes/no": 0.5}
 
 
 def test_normalise_answer():

@@ -30,8 +30,8 @@ def test_tiny_series_writes_the_report(tiny_run):
     run = json.loads((tiny_run / "run.json").read_text())
     assert run["status"] == "ok" and [nb["status"] for nb in run["notebooks"]] == ["ok"] * 5
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    for name in ("vqa/accuracy", "baseline/majority/vqa/accuracy", "caption/BLEU-4", "caption/CIDEr",
-                 "asr/wer", "asr/cer", "spoken_vqa/accuracy", "spoken_vqa/typed_accuracy",
+    for name in ("vqa/exact_match", "baseline/majority/vqa/exact_match", "caption/BLEU-4", "caption/CIDEr",
+                 "asr/wer", "asr/cer", "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match",
                  "lm/perplexity", "data/test/images", "bias/vqa_accuracy_gap/colour",
                  "attention/max_abs_difference/sdpa", "attention/max_abs_difference/gpt2",
                  "align/image/recall@1", "align/audio/recall@5", "baseline/random_init/align/image/recall@1",
@@ -40,9 +40,9 @@ def test_tiny_series_writes_the_report(tiny_run):
     tiny = P.PRESETS["tiny"]
     assert metrics["data/test/images"] == tiny["max_test_images"] + tiny["scenes_test_images"]
     assert metrics["data/train/clips"] == tiny["speech_max_clips"]
-    assert {"vqa/source/easyvqa/accuracy", "vqa/source/scenes/accuracy"} <= set(metrics)
+    assert {"vqa/source/easyvqa/exact_match", "vqa/source/scenes/exact_match"} <= set(metrics)
     index = (tiny_run / "index.html").read_text()
-    assert "vqa/accuracy" in index and "baseline/majority/vqa/accuracy" in index
+    assert "vqa/exact_match" in index and "baseline/majority/vqa/exact_match" in index
     for name in P.NOTEBOOKS:
         assert (tiny_run / f"{name}.html").stat().st_size > 10_000
         assert (tiny_run / f"{name}.ipynb").exists()
@@ -56,7 +56,7 @@ def test_tiny_series_writes_the_report(tiny_run):
 def test_tiny_model_learns_something(tiny_run):
     """Even the tiny preset must beat answering 'yes' to everything."""
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert metrics["vqa/accuracy"] > metrics["baseline/majority/vqa/accuracy"]
+    assert metrics["vqa/exact_match"] > metrics["baseline/majority/vqa/exact_match"]
 
 
 def test_a_run_loads_through_the_auto_classes(tiny_run):
@@ -139,8 +139,8 @@ def user_folder(path: Path, kind: str) -> Path:
 
 
 @pytest.mark.parametrize("kind, present, absent", [
-    ("captions", "caption/CIDEr", ("vqa/accuracy", "asr/wer", "spoken_vqa/accuracy")),
-    ("questions", "vqa/accuracy", ("caption/CIDEr", "asr/wer", "spoken_vqa/accuracy")),
+    ("captions", "caption/CIDEr", ("vqa/exact_match", "asr/wer", "spoken_vqa/exact_match")),
+    ("questions", "vqa/exact_match", ("caption/CIDEr", "asr/wer", "spoken_vqa/exact_match")),
 ])
 def test_a_user_folder_runs_through_the_series(tmp_path, kind, present, absent):
     folder = user_folder(tmp_path / kind, kind)
@@ -176,7 +176,7 @@ def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_
     assert by.loc["early", "parameters/total"] < by.loc["prefix", "parameters/total"]
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     for fusion in P.FUSIONS:
-        for name in ("vqa/accuracy", "caption/CIDEr", "asr/wer", "spoken_vqa/accuracy", "train/seconds",
+        for name in ("vqa/exact_match", "caption/CIDEr", "asr/wer", "spoken_vqa/exact_match", "train/seconds",
                      "generate/tokens_per_second", "parameters/trainable"):
             assert f"fusion_study/{fusion}/{name}" in metrics, (fusion, name)
     study = json.loads((tiny_run / "fusion_study.json").read_text())

@@ -17,7 +17,7 @@ def test_log_metrics_merges_and_refuses_non_finite(tmp_path):
 
 
 def test_index_escapes_user_text(tmp_path):
-    report.log_metrics(tmp_path, {"vqa/accuracy": 0.9})
+    report.log_metrics(tmp_path, {"vqa/exact_match": 0.9})
     run = {"run_id": "r", "preset": "tiny", "started": "now", "status": "ok", "error": None, "total_seconds": 1.0,
            "params": {"projector": "<script>alert(1)</script>"}, "environment": {},
            "notebooks": [{"name": "01_collect", "status": "ok", "seconds": 1.0, "html": "01_collect.html",
@@ -25,7 +25,7 @@ def test_index_escapes_user_text(tmp_path):
     html = report.write_index(tmp_path, run).read_text()
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;" in html
-    assert "vqa/accuracy" in html and "0.9000" in html
+    assert "vqa/exact_match" in html and "0.9000" in html
 
 
 def test_run_dirs_are_never_reused(tmp_path):
@@ -46,3 +46,14 @@ def test_resolve_run_dir_errors_name_the_missing_piece(tmp_path, monkeypatch):
         resolve_run_dir("", needs="fused")
     assert resolve_run_dir("", needs=None).parent == tmp_path  # first notebook: a fresh run
     assert newer.exists()
+
+
+def test_index_shows_intervals_beside_values(tmp_path):
+    report.log_metrics(tmp_path, {"vqa/exact_match": 0.9, "vqa/exact_match/ci95_low": 0.85,
+                                  "vqa/exact_match/ci95_high": 0.93, "asr/wer": 0.4})
+    run = {"run_id": "r", "preset": "tiny", "started": "now", "status": "ok", "error": None, "total_seconds": 1.0,
+           "params": {}, "environment": {}, "notebooks": []}
+    html = report.write_index(tmp_path, run).read_text()
+    assert "[0.8500, 0.9300]" in html  # headline table
+    assert "[0.85, 0.93]" in html  # all-metrics table, where the bounds are not rows of their own
+    assert "ci95_low</td>" not in html

@@ -43,7 +43,7 @@ for fusion in params["study_fusions"]:
         rows.append(row)
         histories.append(history)
         print(f"{{fusion}} seed {{values['seed']}}: trained in {{row['train/seconds']:.1f}} s, "
-              f"VQA accuracy {{row.get('vqa/accuracy', float('nan')):.4f}}")
+              f"VQA exact match {{row.get('vqa/exact_match', float('nan')):.4f}}")
 rows, histories = pd.DataFrame(rows), pd.concat(histories, ignore_index=True)
 rows.to_csv(run / "fusion_study.csv", index=False)
 histories.to_csv(run / "fusion_study_history.csv", index=False)"""),

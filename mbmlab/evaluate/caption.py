@@ -1,7 +1,9 @@
 """Caption metrics through the COCO caption evaluation code (pycocoevalcap).
 
 Both sides go through the PTB tokenizer (Stanford CoreNLP jar, needs Java), as in the COCO
-evaluation server; BLEU-1..4 and CIDEr-D use the package's scorers unchanged.
+evaluation server; BLEU-1..4, METEOR (1.5, Java), ROUGE-L (LCS F-measure with β = 1.2) and
+CIDEr-D use the package's scorers unchanged. SPICE is not computed: its jar needs the Stanford
+CoreNLP models, which pycocoevalcap downloads on first use, and nothing is downloaded at run time.
 """
 from __future__ import annotations
 
@@ -14,10 +16,17 @@ class JavaMissingError(RuntimeError):
     """The PTB tokenizer needs a Java runtime."""
 
 
-def caption_scores(references: dict[str, list[str]], predictions: dict[str, str]) -> dict[str, float]:
-    """BLEU-1..4 and CIDEr for ``predictions[id]`` against ``references[id]`` (a list per id)."""
+SPICE_UNAVAILABLE = ("SPICE needs the Stanford CoreNLP models (about 1 GB), which pycocoevalcap downloads on "
+                     "first use; the workbench downloads nothing at run time")
+
+
+def caption_scores(references: dict[str, list[str]], predictions: dict[str, str],
+                   meteor: bool = True) -> dict[str, float]:
+    """BLEU-1..4, METEOR, ROUGE-L and CIDEr-D for ``predictions[id]`` against ``references[id]``
+    (a list per id). ``meteor=False`` skips METEOR (a Java process; slow for many resamples)."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     if set(references) != set(predictions):
@@ -32,6 +41,11 @@ def caption_scores(references: dict[str, list[str]], predictions: dict[str, str]
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     cider, _ = Cider().compute_score(gts, res)
     scores = {f"BLEU-{n}": float(b) for n, b in enumerate(bleu, start=1)}
+    if meteor:
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        scores["METEOR"] = float(Meteor().compute_score(gts, res)[0])
+    scores["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
     scores["CIDEr"] = float(cider)
     return scores
 

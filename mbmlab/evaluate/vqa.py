@@ -1,4 +1,6 @@
-"""VQA accuracy: exact match of the normalised answer, overall and per question type."""
+"""Answer exact match (the normalised answer equals the reference), overall and per question
+type; baselines that never look at the image. This is what VQA accuracy reduces to when every
+question has one reference answer (easy-VQA, scenes); ``vqa_v2`` has the full VQA-v2 metric."""
 from __future__ import annotations
 
 import re
@@ -12,12 +14,12 @@ def normalise_answer(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-def vqa_accuracy(frame: pd.DataFrame, prediction: str = "prediction") -> dict[str, float]:
+def exact_match_by_type(frame: pd.DataFrame, prediction: str = "prediction") -> dict[str, float]:
     """``frame`` has ``answer``, ``question_type`` and a prediction column."""
     correct = frame[prediction].map(normalise_answer) == frame["answer"].map(normalise_answer)
-    scores = {"accuracy": float(correct.mean())}
+    scores = {"exact_match": float(correct.mean())}
     for kind, hits in correct.groupby(frame["question_type"]):
-        scores[f"accuracy/{kind}"] = float(hits.mean())
+        scores[f"exact_match/{kind}"] = float(hits.mean())
     return scores
 
 

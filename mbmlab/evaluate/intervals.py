@@ -1,0 +1,98 @@
+"""Headline metrics with their bootstrap 95% intervals, in the ``metrics.json`` form
+``<name>``, ``<name>/ci95_low``, ``<name>/ci95_high`` (see ``bootstrap``). Items are resampled
+as they were sampled: questions, clips, images."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import bootstrap as B
+from .vqa import normalise_answer
+
+
+def accuracy_metrics(correct, groups=None, prefix: str = "accuracy", seed: int = 0) -> dict[str, float]:
+    """Mean of 0/1 ``correct`` with its interval, overall and per value of ``groups``."""
+    correct = pd.Series(np.asarray(correct, dtype=float))
+    out = B.with_interval(prefix, float(correct.mean()), B.mean_interval(correct, seed=seed))
+    if groups is not None:
+        for value, part in correct.groupby(np.asarray(groups)):
+            out |= B.with_interval(f"{prefix}/{value}", float(part.mean()), B.mean_interval(part, seed=seed))
+    return out
+
+
+def answers_correct(predictions, answers) -> np.ndarray:
+    """0/1 per item: the normalised prediction equals the normalised answer (exact match)."""
+    return np.array([normalise_answer(p) == normalise_answer(a) for p, a in zip(predictions, answers)], dtype=float)
+
+
+def error_rate_metrics(references: list[str], predictions: list[str], seed: int = 0) -> dict[str, float]:
+    """Corpus WER and CER (jiwer, after ``normalise_answer`` on both sides) with intervals that
+    resample clips and recompute total edits over total reference words (characters)."""
+    import jiwer
+
+    refs = [normalise_answer(r) for r in references]
+    hyps = [normalise_answer(p) for p in predictions]
+    out = {}
+    for name, process, count in (("wer", jiwer.process_words, lambda r: len(r.split())),
+                                 ("cer", jiwer.process_characters, len)):
+        edits = np.array([_edits(process(r, h)) for r, h in zip(refs, hyps)], dtype=float)
+        sizes = np.array([count(r) for r in refs], dtype=float)
+        out |= B.with_interval(name, float(edits.sum() / sizes.sum()), B.ratio_interval(edits, sizes, seed=seed))
+    return out
+
+
+def _edits(result) -> int:
+    return result.substitutions + result.deletions + result.insertions
+
+
+def caption_metrics_with_intervals(references: dict[str, list[str]], predictions: dict[str, str],
+                                   resamples: int = 200, seed: int = 0) -> dict[str, float]:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D and exact match over the images, with intervals that
+    resample images: BLEU recomputed on each resample (corpus-level); CIDEr-D, ROUGE-L and exact
+    match as means of their per-image scores (CIDEr's document frequencies stay those of the whole
+    test set); METEOR without an interval (a Java process per resample would take minutes)."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    from .caption import caption_scores, exact_match
+
+    scores = caption_scores(references, predictions)
+    ids = sorted(predictions)
+    tokenizer = PTBTokenizer()
+    gts = tokenizer.tokenize({k: [{"caption": c} for c in references[k]] for k in ids})
+    res = tokenizer.tokenize({k: [{"caption": predictions[k]}] for k in ids})
+    out = {}
+
+    def bleu(indices) -> list[float]:
+        keys = [f"{j}" for j in range(len(indices))]
+        picked = [ids[i] for i in indices]
+        return Bleu(4).compute_score(dict(zip(keys, (gts[k] for k in picked))),
+                                     dict(zip(keys, (res[k] for k in picked))), verbose=0)[0]
+
+    draws = np.array([bleu(idx) for idx in B.resample_indices(len(ids), resamples, seed)])  # (resamples, 4)
+    for n in range(4):
+        out |= B.with_interval(f"BLEU-{n + 1}", scores[f"BLEU-{n + 1}"], B.interval(draws[:, n]))
+    per_image = {"CIDEr": Cider().compute_score(gts, res)[1], "ROUGE-L": Rouge().compute_score(gts, res)[1],
+                 "exact_match": [float(normalise_answer(predictions[k]) in {normalise_answer(r) for r in references[k]})
+                                 for k in ids]}
+    for name, values in per_image.items():
+        value = exact_match(references, predictions) if name == "exact_match" else scores[name]
+        out |= B.with_interval(name, value, B.mean_interval(values, seed=seed))
+    out["METEOR"] = scores["METEOR"]
+    return out
+
+
+def table(results: dict[str, dict[str, float]], digits: int = 4) -> pd.DataFrame:
+    """Columns = what was scored (model, baselines), rows = metrics, cells ``value [low, high]``."""
+    columns = {}
+    for who, metrics in results.items():
+        cells = {}
+        for name, value in metrics.items():
+            if name.endswith(("/ci95_low", "/ci95_high")):
+                continue
+            low, high = metrics.get(f"{name}/ci95_low"), metrics.get(f"{name}/ci95_high")
+            cells[name] = f"{value:.{digits}f}" + (f" [{low:.{digits}f}, {high:.{digits}f}]" if low is not None else "")
+        columns[who] = cells
+    return pd.DataFrame(columns)
