@@ -99,17 +99,6 @@ def test_from_parts_on_text_alone_is_the_language_model(tokenizer, lm):
         assert torch.equal(fused.model.audio_tower.state_dict()[name], weight), name
 
 
-def test_the_image_and_the_clip_change_the_output(tokenizer):
-    model, processor = family.build(tokenizer, "gpt2", "resnet")
-    prompt = processor.prompt("spoken_vqa")
-    a = processor(text=prompt, images=pictures(1, seed=0), audio=family.clips(1, seed=0))
-    b = processor(text=prompt, images=pictures(1, seed=1), audio=family.clips(1, seed=0))
-    c = processor(text=prompt, images=pictures(1, seed=0), audio=family.clips(1, seed=1))
-    with torch.no_grad():
-        la, lb, lc = (model(**x).logits[:, -1] for x in (a, b, c))
-    assert not torch.equal(la, lb) and not torch.equal(la, lc)  # small at random init, but there
-
-
 def test_decoder_is_causal(tokenizer):
     """Changing a later token must not change earlier logits (a broken mask lets training cheat)."""
     model, processor = family.build(tokenizer)

@@ -21,6 +21,16 @@ NAMES = ("coco_caption", "vqa_accuracy", "speech_error_rate", "sacrebleu_chrf", 
          "corpus_perplexity")
 
 
+def metric_info(description: str, citation: str, inputs: str, predictions, references):
+    """The ``evaluate.MetricInfo`` every module returns: ``predictions`` and ``references`` are
+    ``datasets`` feature types (a ``Value`` or a ``Sequence``)."""
+    import datasets
+    import evaluate
+
+    return evaluate.MetricInfo(description=description, citation=citation, inputs_description=inputs,
+                               features=datasets.Features({"predictions": predictions, "references": references}))
+
+
 def path(name: str) -> str:
     """The folder of module ``name``, for ``evaluate.load``."""
     if name not in NAMES:

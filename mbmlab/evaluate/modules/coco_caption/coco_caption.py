@@ -3,15 +3,14 @@ import datasets
 import evaluate
 
 from mbmlab.evaluate.caption import SPICE_UNAVAILABLE, caption_scores
+from mbmlab.evaluate.modules import metric_info
 
 
 class CocoCaption(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__ + " SPICE: " + SPICE_UNAVAILABLE + ".", citation="Chen et al. 2015, arXiv:1504.00325",
-            inputs_description="predictions: list of captions; references: list of lists of reference captions",
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Sequence(datasets.Value("string"))}))
+        return metric_info(__doc__ + " SPICE: " + SPICE_UNAVAILABLE + ".", "Chen et al. 2015, arXiv:1504.00325",
+                           "predictions: list of captions; references: list of lists of reference captions",
+                           predictions=datasets.Value("string"), references=datasets.Sequence(datasets.Value("string")))
 
     def _compute(self, predictions, references, meteor: bool = True):
         ids = [str(i) for i in range(len(predictions))]

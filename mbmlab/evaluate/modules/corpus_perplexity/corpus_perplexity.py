@@ -5,15 +5,15 @@ import math
 import datasets
 import evaluate
 
+from mbmlab.evaluate.modules import metric_info
+
 
 class CorpusPerplexity(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__, citation="Jurafsky & Martin, Speech and Language Processing, ch. 3",
-            inputs_description="predictions: per sequence, its total negative log-likelihood in nats; "
-                               "references: its number of predicted tokens",
-            features=datasets.Features({"predictions": datasets.Value("float64"),
-                                        "references": datasets.Value("int64")}))
+        return metric_info(__doc__, "Jurafsky & Martin, Speech and Language Processing, ch. 3",
+                           "predictions: per sequence, its total negative log-likelihood in nats; "
+                           "references: its number of predicted tokens",
+                           predictions=datasets.Value("float64"), references=datasets.Value("int64"))
 
     def _compute(self, predictions, references):
         tokens = sum(references)

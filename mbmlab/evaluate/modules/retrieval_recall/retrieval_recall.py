@@ -4,15 +4,14 @@ import datasets
 import evaluate
 
 from mbmlab.evaluate.retrieval import recall_at_k
+from mbmlab.evaluate.modules import metric_info
 
 
 class RetrievalRecall(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__, citation="e.g. Radford et al. 2021 (CLIP), §3.1",
-            inputs_description="predictions: per query, candidate ids ranked best first; references: the right id",
-            features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("string")),
-                                        "references": datasets.Value("string")}))
+        return metric_info(__doc__, "e.g. Radford et al. 2021 (CLIP), §3.1",
+                           "predictions: per query, candidate ids ranked best first; references: the right id",
+                           predictions=datasets.Sequence(datasets.Value("string")), references=datasets.Value("string"))
 
     def _compute(self, predictions, references, ks=(1, 5, 10)):
         return recall_at_k(predictions, references, ks)

@@ -3,15 +3,15 @@
 import datasets
 import evaluate
 
+from mbmlab.evaluate.modules import metric_info
+
 
 class SacrebleuChrf(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__, citation="Post 2018, WMT; Popović 2015, WMT",
-            inputs_description="predictions: list of texts; references: list of lists of reference texts (the same "
-                               "number per prediction)",
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Sequence(datasets.Value("string"))}))
+        return metric_info(__doc__, "Post 2018, WMT; Popović 2015, WMT",
+                           "predictions: list of texts; references: list of lists of reference texts (the same "
+                           "number per prediction)",
+                           predictions=datasets.Value("string"), references=datasets.Sequence(datasets.Value("string")))
 
     def _compute(self, predictions, references):
         import sacrebleu

@@ -4,15 +4,14 @@ import datasets
 import evaluate
 
 from mbmlab.evaluate.asr import error_rates
+from mbmlab.evaluate.modules import metric_info
 
 
 class SpeechErrorRate(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__, citation="jiwer (https://github.com/jitsi/jiwer)",
-            inputs_description="predictions: list of transcripts; references: list of reference transcripts",
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Value("string")}))
+        return metric_info(__doc__, "jiwer (https://github.com/jitsi/jiwer)",
+                           "predictions: list of transcripts; references: list of reference transcripts",
+                           predictions=datasets.Value("string"), references=datasets.Value("string"))
 
     def _compute(self, predictions, references):
         return error_rates(references, predictions)

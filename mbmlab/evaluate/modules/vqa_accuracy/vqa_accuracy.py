@@ -4,15 +4,14 @@ import datasets
 import evaluate
 
 from mbmlab.evaluate.vqa_v2 import vqa_v2_accuracy
+from mbmlab.evaluate.modules import metric_info
 
 
 class VqaAccuracy(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__, citation="Antol et al. 2015; Goyal et al. 2017",
-            inputs_description="predictions: list of answers; references: list of lists of reference answers",
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Sequence(datasets.Value("string"))}))
+        return metric_info(__doc__, "Antol et al. 2015; Goyal et al. 2017",
+                           "predictions: list of answers; references: list of lists of reference answers",
+                           predictions=datasets.Value("string"), references=datasets.Sequence(datasets.Value("string")))
 
     def _compute(self, predictions, references):
         return vqa_v2_accuracy(predictions, references)
