@@ -20,13 +20,8 @@ SPICE_UNAVAILABLE = ("SPICE needs the Stanford CoreNLP models (about 1 GB), whic
                      "first use; the workbench downloads nothing at run time")
 
 
-def caption_scores(references: dict[str, list[str]], predictions: dict[str, str],
-                   meteor: bool = True) -> dict[str, float]:
-    """BLEU-1..4, METEOR, ROUGE-L and CIDEr-D for ``predictions[id]`` against ``references[id]``
-    (a list per id). ``meteor=False`` skips METEOR (a Java process; slow for many resamples)."""
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
+def tokenize(references: dict[str, list[str]], predictions: dict[str, str]) -> tuple[dict, dict]:
+    """Both sides through the COCO PTB tokenizer (Java), as pycocoevalcap's scorers expect them."""
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     if set(references) != set(predictions):
@@ -36,18 +31,34 @@ def caption_scores(references: dict[str, list[str]], predictions: dict[str, str]
     if shutil.which("java") is None:
         raise JavaMissingError("the COCO PTB tokenizer needs Java: apt-get install default-jre-headless")
     tokenizer = PTBTokenizer()
-    gts = tokenizer.tokenize({k: [{"caption": c} for c in v] for k, v in references.items()})
-    res = tokenizer.tokenize({k: [{"caption": v}] for k, v in predictions.items()})
+    return (tokenizer.tokenize({k: [{"caption": c} for c in v] for k, v in references.items()}),
+            tokenizer.tokenize({k: [{"caption": v}] for k, v in predictions.items()}))
+
+
+def tokenized_scores(gts: dict, res: dict, meteor: bool = True) -> tuple[dict[str, float], dict[str, list]]:
+    """(corpus scores, per-image CIDEr-D and ROUGE-L in ``gts`` order) of tokenized captions."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    cider, _ = Cider().compute_score(gts, res)
+    cider, cider_per_image = Cider().compute_score(gts, res)
+    rouge, rouge_per_image = Rouge().compute_score(gts, res)
     scores = {f"BLEU-{n}": float(b) for n, b in enumerate(bleu, start=1)}
     if meteor:
         from pycocoevalcap.meteor.meteor import Meteor
 
         scores["METEOR"] = float(Meteor().compute_score(gts, res)[0])
-    scores["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
+    scores["ROUGE-L"] = float(rouge)
     scores["CIDEr"] = float(cider)
-    return scores
+    return scores, {"CIDEr": list(cider_per_image), "ROUGE-L": list(rouge_per_image)}
+
+
+def caption_scores(references: dict[str, list[str]], predictions: dict[str, str],
+                   meteor: bool = True) -> dict[str, float]:
+    """BLEU-1..4, METEOR, ROUGE-L and CIDEr-D for ``predictions[id]`` against ``references[id]``
+    (a list per id). ``meteor=False`` skips METEOR (a Java process)."""
+    return tokenized_scores(*tokenize(references, predictions), meteor=meteor)[0]
 
 
 def exact_match(references: dict[str, list[str]], predictions: dict[str, str]) -> float:

@@ -52,17 +52,12 @@ def caption_metrics_with_intervals(references: dict[str, list[str]], predictions
     match as means of their per-image scores (CIDEr's document frequencies stay those of the whole
     test set); METEOR without an interval (a Java process per resample would take minutes)."""
     from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    from .caption import caption_scores, exact_match
+    from .caption import exact_match, tokenize, tokenized_scores
 
-    scores = caption_scores(references, predictions)
     ids = sorted(predictions)
-    tokenizer = PTBTokenizer()
-    gts = tokenizer.tokenize({k: [{"caption": c} for c in references[k]] for k in ids})
-    res = tokenizer.tokenize({k: [{"caption": predictions[k]}] for k in ids})
+    gts, res = tokenize({k: references[k] for k in ids}, {k: predictions[k] for k in ids})
+    scores, per_image = tokenized_scores(gts, res)
     out = {}
 
     def bleu(indices) -> list[float]:
@@ -74,8 +69,7 @@ def caption_metrics_with_intervals(references: dict[str, list[str]], predictions
     draws = np.array([bleu(idx) for idx in B.resample_indices(len(ids), resamples, seed)])  # (resamples, 4)
     for n in range(4):
         out |= B.with_interval(f"BLEU-{n + 1}", scores[f"BLEU-{n + 1}"], B.interval(draws[:, n]))
-    per_image = {"CIDEr": Cider().compute_score(gts, res)[1], "ROUGE-L": Rouge().compute_score(gts, res)[1],
-                 "exact_match": [float(normalise_answer(predictions[k]) in {normalise_answer(r) for r in references[k]})
+    per_image |= {"exact_match": [float(normalise_answer(predictions[k]) in {normalise_answer(r) for r in references[k]})
                                  for k in ids]}
     for name, values in per_image.items():
         value = exact_match(references, predictions) if name == "exact_match" else scores[name]
