@@ -67,10 +67,16 @@ def exact_match(references: dict[str, list[str]], predictions: dict[str, str]) -
     With three-word captions ("a blue rectangle") BLEU-4 has no 4-gram to count and is ~0 for
     any model; exact match says directly how many captions are right.
     """
+    hits = exact_match_hits(references, predictions)
+    return sum(hits.values()) / len(hits)
+
+
+def exact_match_hits(references: dict[str, list[str]], predictions: dict[str, str]) -> dict[str, float]:
+    """Per id, 1.0 when the normalised prediction equals one of its normalised references."""
     if not predictions:
         raise ValueError("no captions to score")
-    hits = [normalise_answer(predictions[k]) in {normalise_answer(r) for r in references[k]} for k in predictions]
-    return sum(hits) / len(hits)
+    return {k: float(normalise_answer(predictions[k]) in {normalise_answer(r) for r in references[k]})
+            for k in predictions}
 
 
 def caption_metrics(references: dict[str, list[str]], predictions: dict[str, str]) -> dict[str, float]:

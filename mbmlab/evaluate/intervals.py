@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from . import bootstrap as B
-from .vqa import normalise_answer
+from .vqa import answers_correct, normalise_answer  # noqa: F401  (answers_correct: 04 calls it here)
 
 
 def accuracy_metrics(correct, groups=None, prefix: str = "accuracy", seed: int = 0) -> dict[str, float]:
@@ -18,11 +18,6 @@ def accuracy_metrics(correct, groups=None, prefix: str = "accuracy", seed: int =
         for value, part in correct.groupby(np.asarray(groups)):
             out |= B.with_interval(f"{prefix}/{value}", float(part.mean()), B.mean_interval(part, seed=seed))
     return out
-
-
-def answers_correct(predictions, answers) -> np.ndarray:
-    """0/1 per item: the normalised prediction equals the normalised answer (exact match)."""
-    return np.array([normalise_answer(p) == normalise_answer(a) for p, a in zip(predictions, answers)], dtype=float)
 
 
 def error_rate_metrics(references: list[str], predictions: list[str], seed: int = 0) -> dict[str, float]:
@@ -53,7 +48,7 @@ def caption_metrics_with_intervals(references: dict[str, list[str]], predictions
     test set); METEOR without an interval (a Java process per resample would take minutes)."""
     from pycocoevalcap.bleu.bleu import Bleu
 
-    from .caption import exact_match, tokenize, tokenized_scores
+    from .caption import exact_match_hits, tokenize, tokenized_scores
 
     ids = sorted(predictions)
     gts, res = tokenize({k: references[k] for k in ids}, {k: predictions[k] for k in ids})
@@ -69,11 +64,11 @@ def caption_metrics_with_intervals(references: dict[str, list[str]], predictions
     draws = np.array([bleu(idx) for idx in B.resample_indices(len(ids), resamples, seed)])  # (resamples, 4)
     for n in range(4):
         out |= B.with_interval(f"BLEU-{n + 1}", scores[f"BLEU-{n + 1}"], B.interval(draws[:, n]))
-    per_image |= {"exact_match": [float(normalise_answer(predictions[k]) in {normalise_answer(r) for r in references[k]})
-                                 for k in ids]}
+    hits = exact_match_hits(references, predictions)
+    per_image |= {"exact_match": [hits[k] for k in ids]}
+    scores["exact_match"] = float(np.mean(per_image["exact_match"]))
     for name, values in per_image.items():
-        value = exact_match(references, predictions) if name == "exact_match" else scores[name]
-        out |= B.with_interval(name, value, B.mean_interval(values, seed=seed))
+        out |= B.with_interval(name, scores[name], B.mean_interval(values, seed=seed))
     out["METEOR"] = scores["METEOR"]
     return out
 

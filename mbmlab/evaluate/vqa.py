@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 
 
@@ -14,9 +15,14 @@ def normalise_answer(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
+def answers_correct(predictions, answers) -> np.ndarray:
+    """0/1 per item: the normalised prediction equals the normalised answer (exact match)."""
+    return np.array([normalise_answer(p) == normalise_answer(a) for p, a in zip(predictions, answers)], dtype=float)
+
+
 def exact_match_by_type(frame: pd.DataFrame, prediction: str = "prediction") -> dict[str, float]:
     """``frame`` has ``answer``, ``question_type`` and a prediction column."""
-    correct = frame[prediction].map(normalise_answer) == frame["answer"].map(normalise_answer)
+    correct = pd.Series(answers_correct(frame[prediction], frame["answer"]), index=frame.index)
     scores = {"exact_match": float(correct.mean())}
     for kind, hits in correct.groupby(frame["question_type"]):
         scores[f"exact_match/{kind}"] = float(hits.mean())

@@ -17,8 +17,8 @@ from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_mbm import MbmConfig
-from .connectors import SEQUENCE_PROJECTORS, build_projector, frame_pool, patch_states, pixel_shuffle, pooled_image
-from .connectors import pooled_length
+from .connectors import (SEQUENCE_PROJECTORS, build_projector, frame_pool, patch_states, pixel_shuffle,
+                         pooled_image, pooled_length)
 from .fusion import FUSIONS, FrameEmbedding, Media, PatchEmbedding
 
 # what staged training freezes and unfreezes by name; ``fusion`` is the strategy's own layers
