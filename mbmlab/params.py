@@ -108,6 +108,7 @@ PARTS = ("vision_tower", "audio_tower", "image_projector", "audio_projector", "f
 TOWERS = ("resnet", "vit")
 SOURCES = ("easyvqa", "scenes", "speech", "user")
 IMAGE_SOURCES = ("easyvqa", "scenes", "user")
+BASELINES = ("blind", "image_only", "random_init")  # mbmlab.baselines.BASELINES
 
 SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("seed", int, 0, "seed for data splits, initialisation and training", ALL, minimum=0),
@@ -221,6 +222,11 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("eval_batch_size", int, 256, "sequences per generation batch", (NB_EVALUATE,), minimum=1),
     Param("num_beams", int, 1, "beam width for generation; 1 means greedy", (NB_EVALUATE,), minimum=1),
     Param("gallery_size", int, 8, "test examples shown with their predictions", (NB_EVALUATE,), minimum=0),
+    Param("baselines", list, list(BASELINES), "VQA baselines trained like the fused model: blind (question only), "
+          "image_only (no question), random_init (untrained)", (NB_EVALUATE,), choices=BASELINES),
+    Param("baseline_epochs", float, 1.0, "stage-2 epochs of the trained baselines over the VQA rows (the fused "
+          "model's budget is fuse_epochs; default uses fewer to keep the series under 10 minutes)",
+          (NB_EVALUATE,), minimum=0.01),
     # 06_fusion_study: 03_fuse's parameters (and eval_batch_size) too, for every strategy alike
     Param("study_fusions", list, list(FUSIONS), "the fusion strategies compared", (NB_FUSION_STUDY,),
           choices=FUSIONS),
@@ -241,12 +247,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
         "resnet_width": 8, "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "align_epochs": 2.0,
         "align_batch_size": 32, "fuse_stage1_epochs": 1.0, "fuse_epochs": 6.0, "fuse_batch_images": 8,
-        "fuse_learning_rate": 2e-3, "gallery_size": 4,
+        "fuse_learning_rate": 2e-3, "gallery_size": 4, "baseline_epochs": 0.5,
     },
     "default": {},
     "full": {
         "vocab_size": 1000, "lm_dim": 256, "lm_layers": 6, "lm_heads": 8, "lm_epochs": 3.0,
-        "resnet_width": 64, "resnet_depth": 2, "fuse_epochs": 10.0, "num_beams": 3,
+        "resnet_width": 64, "resnet_depth": 2, "fuse_epochs": 10.0, "baseline_epochs": 10.0, "num_beams": 3,
         "audio_dim": 128, "audio_layers": 4, "audio_heads": 4, "align_epochs": 20.0, "speech_max_clips": 0,
     },
     # 01 and 02 as in default, then every fusion strategy through 03 and 04's headline at

@@ -15,6 +15,11 @@ from .report import save_json, write_index
 
 # Offline unless the caller says otherwise (HF_HUB_OFFLINE=0 mbmlab run … lets hub names load).
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+# Same seed, same machine → same numbers. MKL (torch's CPU BLAS) may otherwise use fewer threads
+# than asked when the machine is busy (MKL_DYNAMIC) and pick kernels by memory alignment; either
+# changes the order of float additions. Conditional numerical reproducibility (MKL_CBWR) fixes
+# the code path and makes results independent of alignment; the kernels read these at start-up.
+REPRODUCIBLE_ENV = {"MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE", "MKL_CBWR": "AUTO,STRICT"}
 
 
 class NotebookFailed(RuntimeError):
@@ -53,7 +58,7 @@ def environment() -> dict[str, str]:
         "python": sys.version.split()[0], "platform": platform.platform(), "cpus": str(os.cpu_count()),
         "torch": torch.__version__, "transformers": transformers.__version__,
         "torch threads": str(torch.get_num_threads()), "git commit": commit or "unknown",
-    }
+    } | {key: os.environ.get(key, "") for key in REPRODUCIBLE_ENV}
 
 
 def collapse_progress(text: str) -> str:
@@ -106,7 +111,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     values = P.resolve(preset, overrides)  # refuse bad input before any work starts
     series = Series(Path(notebooks_dir or project_root() / "notebooks"), P.series(preset))
     sources = {name: series.path(name) for name in series.names}
-    for key, value in OFFLINE_ENV.items():
+    for key, value in (OFFLINE_ENV | REPRODUCIBLE_ENV).items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("MBMLAB_ROOT", str(project_root()))
     run_dir = new_run_dir(reports or reports_dir(), label=preset).resolve()

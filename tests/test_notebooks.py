@@ -59,6 +59,40 @@ def test_tiny_model_learns_something(tiny_run):
     assert metrics["vqa/exact_match"] > metrics["baseline/majority/vqa/exact_match"]
 
 
+def test_trained_baselines_join_the_vqa_table(tiny_run):
+    """04 trains blind and image-only models like the fused one and scores an untrained one; the
+    saved blind model cannot use the image and the image-only one cannot use the question."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from mbmlab import baselines, fuse
+    from mbmlab.baselines import Baseline
+    from mbmlab.data import load_processed
+    from mbmlab.data.tasks import task_examples
+
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    for kind in P.BASELINES:
+        for name in ("exact_match", "exact_match/ci95_low", "exact_match/ci95_high", "exact_match/yes/no"):
+            assert f"baseline/{kind}/vqa/{name}" in metrics
+        assert f"baseline/{kind}/vqa/exact_match" in (tiny_run / "index.html").read_text()
+    assert metrics["baseline/random_init/vqa/exact_match"] < metrics["baseline/majority/vqa/exact_match"]
+    processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
+    examples = [e for e in task_examples(processed.images["test"], None, ["vqa"])][:60]
+    for kind in ("blind", "image_only"):
+        model = AutoModelForImageTextToText.from_pretrained(tiny_run / "baselines" / kind)
+        processor = AutoProcessor.from_pretrained(tiny_run / "baselines" / kind)
+        pixels, _ = fuse.split_inputs(processed, processor, ("test",), ("image",))
+        trained = Baseline(kind, model, processor, 1.0, 1, 0.0)
+        answers = baselines.answer(trained, examples, pixels["test"], max_new_tokens=3, progress=False)
+        if kind == "blind":  # other images, same answers
+            other = baselines.answer(trained, examples, torch.flip(pixels["test"], dims=[0]), max_new_tokens=3,
+                                     progress=False)
+        else:  # other questions, same answers
+            reworded = [e.__class__(e.task, e.image, e.clip, "what is this?", e.target) for e in examples]
+            other = baselines.answer(trained, reworded, pixels["test"], max_new_tokens=3, progress=False)
+        assert answers == other, kind
+
+
 def test_a_run_loads_through_the_auto_classes(tiny_run):
     import mbmlab  # noqa: F401  (registers the family)
     from transformers import AutoModelForImageTextToText, AutoProcessor

@@ -56,6 +56,8 @@ def test_the_schema_names_what_the_model_family_defines():
     assert P.TASKS == tuple(processing_mbm.TASKS)
     assert P.PARTS == modeling_mbm.PARTS
     assert P.TOWERS == vision.TOWERS
+    from mbmlab import baselines
+    assert P.BASELINES == tuple(baselines.BASELINES)
 
 
 def test_unknown_preset():

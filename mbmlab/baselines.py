@@ -1,0 +1,101 @@
+"""Trained baselines for VQA (notebook 04_evaluate): what the fused model's answers are worth.
+
+Each baseline is the fused model of 03_fuse with one input taken away, trained the way 03_fuse
+trained it — same 02_train starting weights, same stages, batch, learning rates and parts, same
+training questions — for ``epochs`` stage-2 epochs over the VQA rows:
+
+- ``blind`` (question only): every image replaced by a blank one — all-zero pixel values, the
+  training set's mean colour after normalisation — so the model can learn only the language
+  prior (Antol et al. 2015's "question-only" baseline; Goyal et al. 2017 show how far it goes on
+  VQA v1);
+- ``image_only`` (no question): every question replaced by the same text ``HIDDEN_QUESTION``,
+  so the model can learn only what each image makes likely;
+- ``random_init``: the fused model's architecture at its random initialisation (every part
+  random, the LM too), not trained: the floor.
+
+The majority-answer baselines need no training and live in ``mbmlab.evaluate.vqa``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import fuse
+from .data.tasks import Example
+
+BASELINES = {
+    "blind": "question only: the same model trained and asked with a blank image",
+    "image_only": "image only: the same model trained and asked with every question hidden",
+    "random_init": "the fused architecture at random initialisation, untrained",
+}
+HIDDEN_QUESTION = "?"  # what image_only sees instead of each question
+
+
+def check(kinds) -> tuple[str, ...]:
+    unknown = [k for k in kinds if k not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; baselines: {', '.join(BASELINES)}")
+    return tuple(kinds)
+
+
+def ablate(kind: str, examples: list[Example], pixel_values: torch.Tensor | None):
+    """The VQA examples and pixels a baseline trains on or is asked with."""
+    examples = [e for e in examples if e.task == "vqa"]
+    if kind == "blind":
+        return examples, None if pixel_values is None else torch.zeros_like(pixel_values)
+    if kind == "image_only":
+        return [dataclasses.replace(e, question=HIDDEN_QUESTION) for e in examples], pixel_values
+    if kind == "random_init":
+        return examples, pixel_values
+    raise ValueError(f"unknown baseline {kind!r}; baselines: {', '.join(BASELINES)}")
+
+
+@dataclass
+class Baseline:
+    kind: str
+    model: object
+    processor: object
+    epochs: float  # stage-2 epochs over the VQA rows (0: untrained)
+    steps: int  # optimiser steps, both stages
+    seconds: float  # training time
+
+
+def train(run: Path, fuse_params: dict, kind: str, epochs: float, out: Path) -> Baseline:
+    """Train baseline ``kind`` from the run's 02_train models with 03_fuse's parameters
+    ``fuse_params`` (VQA only, stage 2 for ``epochs``); saved under ``out/<kind>/``."""
+    values = dict(fuse_params, tasks=["vqa"])
+    prepared = fuse.prepare(Path(run), values, splits=("train",))
+    if "vqa" not in prepared.tasks:
+        raise ValueError(f"baseline {kind}: the run has no VQA training data ({prepared.skipped.get('vqa', '')})")
+    start = time.perf_counter()
+    if kind == "random_init":
+        from transformers import AutoModelForImageTextToText
+
+        torch.manual_seed(values["seed"])
+        model = AutoModelForImageTextToText.from_config(prepared.model.config)
+        model.eval()
+        return Baseline(kind, model, prepared.processor, 0.0, 0, 0.0)
+    examples, pixels = ablate(kind, prepared.examples["train"], prepared.pixel_values["train"])
+    train_set = fuse.TaskUnits(examples, prepared.processor, pixels)
+    plan = fuse.stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], epochs,
+                       values["fuse_learning_rate"], values["fuse_train_parts"])
+    trainers = fuse.train_stages(prepared.model, train_set, prepared.collator, plan, Path(out) / "checkpoints" / kind,
+                                 batch_size=values["fuse_batch_images"], seed=values["seed"], bf16=values["bf16"],
+                                 save_strategy="no", report_to="none", logging_strategy="no",
+                                 disable_tqdm=True)
+    prepared.model.save_pretrained(Path(out) / kind)
+    prepared.processor.save_pretrained(Path(out) / kind)
+    return Baseline(kind, prepared.model, prepared.processor, epochs,
+                    sum(t.state.global_step for t in trainers.values()), time.perf_counter() - start)
+
+
+def answer(baseline: Baseline, examples: list[Example], pixel_values: torch.Tensor | None, **generate_kwargs) -> list[str]:
+    """The baseline's answers to the VQA ``examples`` (asked with its input taken away), in order."""
+    from .evaluate import generate
+
+    asked, pixels = ablate(baseline.kind, examples, pixel_values)
+    return generate(baseline.model, baseline.processor, asked, pixels, desc=baseline.kind, **generate_kwargs)
