@@ -10,7 +10,8 @@ import jinja2
 HEADLINE = ("vqa/exact_match", "vqa/exact_match/colour", "vqa/exact_match/shape", "vqa/exact_match/yes/no",
             "baseline/majority/vqa/exact_match", "baseline/majority_by_type/vqa/exact_match",
             "baseline/blind/vqa/exact_match", "baseline/image_only/vqa/exact_match", "baseline/random_init/vqa/exact_match",
-            "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match", "asr/wer", "asr/cer",
+            "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match",
+            "explain/object_share", "explain/object_share/randomised", "explain/object_area", "asr/wer", "asr/cer",
             "caption/exact_match", "baseline/majority/caption/exact_match", "caption/BLEU-3", "caption/BLEU-4",
             "caption/METEOR", "caption/ROUGE-L", "caption/CIDEr", "lm/perplexity", "align/image/recall@1", "baseline/random_init/align/image/recall@1",
             "align/audio/recall@1", "baseline/random_init/align/audio/recall@1")
