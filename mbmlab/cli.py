@@ -12,6 +12,7 @@ examples:
   mbmlab run                                  # the default CPU series into reports/<run-id>/
   mbmlab run --preset tiny                    # the small series the tests use (about a minute)
   mbmlab run --set fuse_epochs=6 --set projector=linear
+  mbmlab run --seeds 3                        # three seeds, then each metric's mean ± std
   mbmlab params --preset tiny                 # every parameter, its value and what it does
   mbmlab ask reports/<run> --image pic.png --question "what shape is in the image?"
   mbmlab ask reports/<run> --image pic.png --audio question.wav --speak answer.wav
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--reports", type=Path, default=None, help="folder for run directories (default: reports/)")
     run.add_argument("--notebooks", type=Path, default=None, help="folder holding the series (default: notebooks/)")
     run.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    run.add_argument("--seeds", type=int, default=1, metavar="N",
+                     help="run the series N times (seed, seed+1, …) and summarise each metric as mean ± std")
     args = parser.parse_args(argv)
     if args.command == "ask":
         return _ask(args)
@@ -66,10 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from .runner import NotebookFailed, run_series
+    from .seeds import run_seeds
 
+    if args.seeds < 1:
+        print("mbmlab: error: --seeds must be at least 1", file=sys.stderr)
+        return 2
     try:
-        run_series(args.preset, _overrides(args.overrides), reports=args.reports, notebooks_dir=args.notebooks,
-                   progress=not args.no_progress)
+        if args.seeds > 1:
+            run_seeds(args.preset, _overrides(args.overrides), args.seeds, reports=args.reports,
+                      notebooks_dir=args.notebooks, progress=not args.no_progress)
+        else:
+            run_series(args.preset, _overrides(args.overrides), reports=args.reports, notebooks_dir=args.notebooks,
+                       progress=not args.no_progress)
     except NotebookFailed as err:
         print(f"mbmlab: error: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,71 @@
+"""``mbmlab run --seeds N``: the series N times with seeds s, s+1, …, s+N−1 (each a normal run
+folder), then a summary folder with each metric's mean ± standard deviation across the seeds.
+
+One run's bootstrap interval says how much the number would move with other *test items*; the
+spread across seeds says how much it moves with another *training* (initialisation, data order).
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .paths import new_run_dir, reports_dir
+
+
+def load_metrics(run: Path) -> dict[str, float]:
+    path = Path(run) / "metrics.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run} has no metrics.json; was the run finished?")
+    return json.loads(path.read_text())
+
+
+def summarise(runs: list[Path]) -> pd.DataFrame:
+    """One row per metric that every run has (interval bounds left out): ``mean``, ``std`` (sample
+    standard deviation, n−1; 0 for one run), ``n`` and each run's value."""
+    per_run = {Path(r).name: load_metrics(r) for r in runs}
+    shared = sorted(set.intersection(*(set(m) for m in per_run.values()))) if per_run else []
+    shared = [name for name in shared if "/ci95_" not in name]
+    values = pd.DataFrame({run: [metrics[name] for name in shared] for run, metrics in per_run.items()},
+                          index=pd.Index(shared, name="metric"))
+    out = pd.DataFrame({"mean": values.mean(axis=1), "std": values.std(axis=1, ddof=1).fillna(0.0),
+                        "n": values.shape[1]})
+    return pd.concat([out, values], axis=1)
+
+
+def write_summary(runs: list[Path], preset: str, seeds: list[int], reports: Path | None = None) -> Path:
+    """``reports/<stamp>-<preset>-seeds/``: ``seeds.csv``, ``seeds.json`` and an ``index.html``
+    linking each run."""
+    folder = new_run_dir(reports or reports_dir(), label=f"{preset}-seeds")
+    table = summarise(runs)
+    table.to_csv(folder / "seeds.csv")
+    (folder / "seeds.json").write_text(json.dumps(
+        {"preset": preset, "seeds": seeds, "runs": [str(r) for r in runs],
+         "metrics": {name: {"mean": row["mean"], "std": row["std"], "n": int(row["n"])}
+                     for name, row in table.iterrows()}}, indent=1))
+    links = "".join(f'<li>seed {s}: <a href="../{html.escape(Path(r).name)}/index.html">{html.escape(Path(r).name)}</a></li>'
+                    for s, r in zip(seeds, runs))
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{row['mean']:.4f} ± {row['std']:.4f}</td></tr>"
+                   for name, row in table.iterrows())
+    (folder / "index.html").write_text(
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(preset)}: {len(runs)} seeds</title>"
+        f"<h1>{html.escape(preset)}: {len(runs)} seeds</h1><ul>{links}</ul>"
+        f"<table><tr><th>metric</th><th>mean ± std (n−1)</th></tr>{rows}</table>")
+    return folder
+
+
+def run_seeds(preset: str, overrides: dict | None, seeds: int, *, log=print, **run_kwargs) -> Path:
+    """The series once per seed (``seed`` from the overrides or the preset, then +1, …), then the summary."""
+    from . import params as P
+    from .runner import run_series
+
+    first = P.resolve(preset, overrides)["seed"]
+    chosen = [first + k for k in range(seeds)]
+    runs = [run_series(preset, dict(overrides or {}, seed=s), log=log, **run_kwargs) for s in chosen]
+    folder = write_summary(runs, preset, chosen, run_kwargs.get("reports"))
+    table = summarise(runs)
+    log(table[["mean", "std"]].round(4).to_string())
+    log(f"summary: {folder / 'index.html'}")
+    return folder
