@@ -1,30 +1,60 @@
-"""Bias audit: attribute co-occurrence in data and predictions, accuracy per group."""
+"""Bias audit: attributes read from the data, co-occurrence in data and predictions, accuracy per
+group, and the bias-amplification measures of Zhao et al. (2017) and Wang & Russakovsky (2021)."""
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pandas as pd
 
 from .vocab import COLOURS, SHAPES
 
 
-def parse_caption(text: str) -> tuple[str, str]:
-    """(colour, shape) named in a caption such as "a blue rectangle"; "" for what it does not name."""
-    words = text.lower().split()
-    colour = next((w for w in words if w in COLOURS), "")
-    shape = next((w for w in words if w in SHAPES), "")
-    return colour, shape
+def objects_frame(dataset) -> pd.DataFrame:
+    """One row per object of every image of an images split (``image_id``, ``source``, ``object``
+    (its index), ``colour``, ``shape``), read from the dataset's own ``objects`` column, so
+    multi-object scenes give all their objects and any shape or colour a source draws is kept."""
+    rows = []
+    for r in dataset.select_columns(["image_id", "source", "objects"]):
+        for k, obj in enumerate(r["objects"] or []):
+            rows.append({"image_id": r["image_id"], "source": r["source"], "object": k,
+                         "colour": obj["colour"] or "", "shape": obj["shape"] or ""})
+    return pd.DataFrame(rows, columns=["image_id", "source", "object", "colour", "shape"])
+
+
+def vocabulary(*frames: pd.DataFrame, column: str) -> tuple[str, ...]:
+    """The values of ``column`` the frames hold, in the shared vocabulary's order (mbmlab.vocab),
+    values it does not know appended alphabetically."""
+    seen = {v for f in frames for v in f[column] if v}
+    known = COLOURS if column == "colour" else SHAPES if column == "shape" else ()
+    return tuple(v for v in known if v in seen) + tuple(sorted(seen - set(known)))
+
+
+def parse_caption(text: str, colours=COLOURS, shapes=SHAPES) -> list[tuple[str, str]]:
+    """The (colour, shape) objects a caption names, in order: each shape word closes an object
+    with the last colour word since the previous shape ("" when none). "a large red circle and a
+    small blue star" → [("red", "circle"), ("blue", "star")]."""
+    objects, colour = [], ""
+    for word in text.lower().replace(",", " ").split():
+        if word in colours:
+            colour = word
+        elif word in shapes:
+            objects.append((colour, word))
+            colour = ""
+    return objects
 
 
 def cooccurrence(frame: pd.DataFrame, rows: str = "colour", cols: str = "shape",
-                 normalize: bool = True) -> pd.DataFrame:
+                 normalize: bool = True, index=None, columns=None) -> pd.DataFrame:
     """Counts of (rows, cols) pairs; with ``normalize`` each row sums to 1: P(cols | rows).
 
-    Rows and columns with empty values (attribute unknown) are left out; every colour and
-    shape of the vocabulary is shown, even with a zero count.
+    Rows and columns with empty values (attribute unknown) are left out. ``index`` / ``columns``
+    fix the values shown (give the same to compare tables); by default those the frame holds.
     """
     known = frame[(frame[rows] != "") & (frame[cols] != "")]
     table = pd.crosstab(known[rows], known[cols])
-    index = COLOURS if rows == "colour" else sorted(table.index)
-    columns = SHAPES if cols == "shape" else sorted(table.columns)
+    index = list(index) if index is not None else list(vocabulary(known, column=rows))
+    columns = list(columns) if columns is not None else list(vocabulary(known, column=cols))
     table = table.reindex(index=index, columns=columns, fill_value=0)
     if normalize:
         totals = table.sum(axis=1).replace(0, float("nan"))
@@ -32,9 +62,10 @@ def cooccurrence(frame: pd.DataFrame, rows: str = "colour", cols: str = "shape",
     return table
 
 
-def joint_distribution(frame: pd.DataFrame, rows: str = "colour", cols: str = "shape") -> pd.DataFrame:
+def joint_distribution(frame: pd.DataFrame, rows: str = "colour", cols: str = "shape", index=None,
+                       columns=None) -> pd.DataFrame:
     """P(rows, cols) over the records where both attributes are known (all cells sum to 1)."""
-    counts = cooccurrence(frame, rows, cols, normalize=False)
+    counts = cooccurrence(frame, rows, cols, normalize=False, index=index, columns=columns)
     total = counts.values.sum()
     if total == 0:
         raise ValueError(f"no record has both {rows} and {cols}; cannot form a joint distribution")
@@ -90,3 +121,171 @@ def plot_group_accuracy(tables: dict[str, pd.DataFrame], baseline: float | None 
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- bias amplification
+
+def bias_amplification(train_counts, predicted_counts) -> float:
+    """Bias amplification of Zhao, Wang, Yatskar, Ordonez & Chang, "Men Also Like Shopping"
+    (EMNLP 2017), eq. 1.
+
+    ``train_counts`` and ``predicted_counts`` are |outputs| × |groups| co-occurrence counts (the
+    training truth; the model's predictions on the test items). With the bias score
+    b(o, g) = c(o, g) / Σ_g' c(o, g'):
+
+        BA = 1/|O| Σ_o Σ_g 1[b_train(o, g) > 1/|G|] · (b_pred(o, g) − b_train(o, g))
+
+    Positive: the predictions lean further towards the groups the training data favoured.
+    Outputs without training or predicted co-occurrences have no bias score; they are left out
+    with a warning that names them.
+    """
+    train = np.asarray(train_counts, dtype=float)
+    predicted = np.asarray(predicted_counts, dtype=float)
+    if train.shape != predicted.shape or train.ndim != 2:
+        raise ValueError(f"counts must be two |outputs| × |groups| arrays of one shape; got {train.shape} and "
+                         f"{predicted.shape}")
+    usable = (train.sum(1) > 0) & (predicted.sum(1) > 0)
+    if not usable.all():
+        warnings.warn(f"bias_amplification: outputs {np.flatnonzero(~usable).tolist()} have no training or no "
+                      f"predicted co-occurrences and are left out", stacklevel=2)
+    if not usable.any():
+        raise ValueError("no output has both training and predicted co-occurrences")
+    b_train = train[usable] / train[usable].sum(1, keepdims=True)
+    b_pred = predicted[usable] / predicted[usable].sum(1, keepdims=True)
+    favoured = b_train > 1.0 / train.shape[1]
+    return float(np.mean(np.sum(favoured * (b_pred - b_train), axis=1)))
+
+
+def directional_bias_amplification(A_train, T_train, A_test, T_test, predicted, direction: str = "A->T") -> float:
+    """Directional bias amplification of Wang & Russakovsky, "Directional Bias Amplification"
+    (ICML 2021), eq. 2.
+
+    ``A_*`` are N × |A| binary attribute arrays, ``T_*`` N × |T| binary task-label arrays;
+    ``predicted`` is the model's T̂ on the test items (``"A->T"``) or its Â (``"T->A"``).
+    From the training data, y_at = 1[P(A_a=1, T_t=1) > P(A_a=1)·P(T_t=1)]; on the test data,
+
+        A→T: Δ_at = P(T̂_t=1 | A_a=1) − P(T_t=1 | A_a=1)
+        T→A: Δ_at = P(Â_a=1 | T_t=1) − P(A_a=1 | T_t=1)
+
+        BiasAmp = 1/(|A||T|) Σ_a Σ_t [ y_at·Δ_at + (1 − y_at)·(−Δ_at) ]
+
+    Positive: the predictions exaggerate the training correlations (more of the pairs that
+    co-occurred, fewer of those that did not). Pairs whose conditioning event never happens in the
+    test data have no Δ and are left out with a warning.
+    """
+    A_train, T_train, A_test, T_test, predicted = (np.asarray(x, dtype=float) for x in
+                                                   (A_train, T_train, A_test, T_test, predicted))
+    if direction not in ("A->T", "T->A"):
+        raise ValueError(f"direction must be 'A->T' or 'T->A', not {direction!r}")
+    n = len(A_train)
+    joint = A_train.T @ T_train / n  # P(A_a=1, T_t=1)
+    y = (joint > np.outer(A_train.mean(0), T_train.mean(0))).astype(float)
+    if direction == "A->T":
+        if predicted.shape != T_test.shape:
+            raise ValueError(f"A->T needs predicted task labels shaped like T_test {T_test.shape}, got {predicted.shape}")
+        given = A_test.sum(0)[:, None]  # |A| × 1: items with A_a = 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            delta = (A_test.T @ predicted - A_test.T @ T_test) / given
+    else:
+        if predicted.shape != A_test.shape:
+            raise ValueError(f"T->A needs predicted attributes shaped like A_test {A_test.shape}, got {predicted.shape}")
+        given = T_test.sum(0)[None, :]  # 1 × |T|: items with T_t = 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            delta = (predicted.T @ T_test - A_test.T @ T_test) / given
+    defined = np.isfinite(delta)
+    if not defined.all():
+        warnings.warn(f"directional_bias_amplification: {int((~defined).sum())} (a, t) pairs have no test item to "
+                      f"condition on and are left out", stacklevel=2)
+    if not defined.any():
+        raise ValueError("no (a, t) pair has a test item to condition on")
+    terms = y * delta + (1 - y) * (-delta)
+    return float(terms[defined].mean())
+
+
+def one_hot(values, vocabulary) -> np.ndarray:
+    """N × |vocabulary| binary array; a value outside the vocabulary gives an all-zero row."""
+    index = {v: i for i, v in enumerate(vocabulary)}
+    out = np.zeros((len(values), len(vocabulary)))
+    for row, value in enumerate(values):
+        if value in index:
+            out[row, index[value]] = 1.0
+    return out
+
+
+def counts(outputs, groups, output_vocabulary, group_vocabulary) -> np.ndarray:
+    """|outputs| × |groups| co-occurrence counts of paired per-item values."""
+    return one_hot(outputs, output_vocabulary).T @ one_hot(groups, group_vocabulary)
+
+
+def with_interval(name: str, statistic, n_items: int, seed: int = 0) -> dict[str, float]:
+    """``statistic(indices)`` on all items and its percentile-bootstrap 95% interval (test items
+    resampled), as ``name``, ``name/ci95_low``, ``name/ci95_high``."""
+    from .evaluate import bootstrap
+
+    value = statistic(np.arange(n_items))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # resamples that miss a rare pair leave it out, as the full value says
+        low_high = bootstrap.statistic_interval(statistic, n_items, resamples=200, seed=seed)
+    return bootstrap.with_interval(name, value, low_high)
+
+
+# ---------------------------------------------------------------- shape × colour items from VQA
+
+def attribute_items(qa: pd.DataFrame, shapes, colours) -> pd.DataFrame:
+    """Colour and shape questions as items for the amplification measures: ``kind`` (colour or
+    shape), the true ``shape`` and ``colour`` of the object asked about, and ``predicted``, the
+    model's answer for the asked attribute. The object asked about is named in the question
+    ("what color is the circle?", "what shape is the red object?") or is the image's only object
+    (its ``colour`` / ``shape`` columns); questions where neither tells are left out."""
+    from .evaluate import normalise_answer
+
+    rows = []
+    for r in qa.itertuples():
+        if r.question_type not in ("colour", "shape"):
+            continue
+        words = r.question.lower().replace("?", " ").split()
+        if r.question_type == "colour":
+            shape = next((w for w in words if w in shapes), "") or r.shape
+            colour = normalise_answer(r.answer)
+        else:
+            colour = next((w for w in words if w in colours), "") or r.colour
+            shape = normalise_answer(r.answer)
+        if shape and colour:
+            rows.append({"kind": r.question_type, "image_id": r.image_id, "shape": shape, "colour": colour,
+                         "predicted": normalise_answer(r.prediction)})
+    return pd.DataFrame(rows, columns=["kind", "image_id", "shape", "colour", "predicted"])
+
+
+def amplification_metrics(train_objects: pd.DataFrame, items: pd.DataFrame, shapes, colours,
+                          seed: int = 0) -> dict[str, float]:
+    """Shape → colour bias amplification of the model's VQA answers, with bootstrap intervals
+    over the test questions:
+
+    - ``bias/amplification`` (Zhao et al.): outputs = shapes, groups = colours; training counts from
+      the training objects, predicted counts from the colour answers about each shape;
+    - ``bias/directional_amplification/A->T`` (Wang & Russakovsky), A = shape, T = colour, from
+      the colour questions; ``…/T->A`` from the shape questions (the predicted shape given the colour).
+    """
+    A_train, T_train = one_hot(train_objects["shape"], shapes), one_hot(train_objects["colour"], colours)
+    train_counts = A_train.T @ T_train
+    out: dict[str, float] = {}
+    colour_q = items[items["kind"] == "colour"].reset_index(drop=True)
+    shape_q = items[items["kind"] == "shape"].reset_index(drop=True)
+    if len(colour_q):
+        s, c, p = colour_q["shape"].to_numpy(), colour_q["colour"].to_numpy(), colour_q["predicted"].to_numpy()
+        out |= with_interval("bias/amplification",
+                             lambda i: bias_amplification(train_counts, counts(s[i], p[i], shapes, colours)),
+                             len(colour_q), seed)
+        out |= with_interval("bias/directional_amplification/A->T",
+                             lambda i: directional_bias_amplification(A_train, T_train, one_hot(s[i], shapes),
+                                                                      one_hot(c[i], colours),
+                                                                      one_hot(p[i], colours), "A->T"),
+                             len(colour_q), seed)
+    if len(shape_q):
+        s, c, p = shape_q["shape"].to_numpy(), shape_q["colour"].to_numpy(), shape_q["predicted"].to_numpy()
+        out |= with_interval("bias/directional_amplification/T->A",
+                             lambda i: directional_bias_amplification(A_train, T_train, one_hot(s[i], shapes),
+                                                                      one_hot(c[i], colours),
+                                                                      one_hot(p[i], shapes), "T->A"),
+                             len(shape_q), seed)
+    return out

@@ -33,6 +33,8 @@ def test_tiny_series_writes_the_report(tiny_run):
     for name in ("vqa/exact_match", "baseline/majority/vqa/exact_match", "caption/BLEU-4", "caption/CIDEr",
                  "asr/wer", "asr/cer", "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match",
                  "lm/perplexity", "data/test/images", "bias/vqa_accuracy_gap/colour",
+                 "bias/amplification", "bias/amplification/ci95_low", "bias/directional_amplification/A->T",
+                 "bias/directional_amplification/T->A", "bias/caption_joint_tv_distance",
                  "attention/max_abs_difference/sdpa", "attention/max_abs_difference/gpt2",
                  "align/image/recall@1", "align/audio/recall@5", "baseline/random_init/align/image/recall@1",
                  "baseline/chance/align/audio/recall@1", "fuse/final_validation_loss"):
