@@ -64,32 +64,44 @@ class Baseline:
     seconds: float  # training time
 
 
-def train(run: Path, fuse_params: dict, kind: str, epochs: float, out: Path) -> Baseline:
-    """Train baseline ``kind`` from the run's 02_train models with 03_fuse's parameters
-    ``fuse_params`` (VQA only, stage 2 for ``epochs``); saved under ``out/<kind>/``."""
-    values = dict(fuse_params, tasks=["vqa"])
-    prepared = fuse.prepare(Path(run), values, splits=("train",))
+def prepare(run: Path, fuse_params: dict):
+    """03_fuse's starting point for the VQA rows only (``fuse.prepare``), shared by the trained baselines."""
+    prepared = fuse.prepare(Path(run), dict(fuse_params, tasks=["vqa"]), splits=("train",))
     if "vqa" not in prepared.tasks:
-        raise ValueError(f"baseline {kind}: the run has no VQA training data ({prepared.skipped.get('vqa', '')})")
-    start = time.perf_counter()
-    if kind == "random_init":
-        from transformers import AutoModelForImageTextToText
+        raise ValueError(f"the run has no VQA training data for the baselines ({prepared.skipped.get('vqa', '')})")
+    return prepared
 
-        torch.manual_seed(values["seed"])
-        model = AutoModelForImageTextToText.from_config(prepared.model.config)
-        model.eval()
-        return Baseline(kind, model, prepared.processor, 0.0, 0, 0.0)
+
+def untrained(config, processor, seed: int) -> Baseline:
+    """``random_init``: the fused architecture at a seeded random initialisation."""
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(seed)
+    return Baseline("random_init", AutoModelForImageTextToText.from_config(config).eval(), processor, 0.0, 0, 0.0)
+
+
+def train(prepared, fuse_params: dict, kind: str, epochs: float, out: Path) -> Baseline:
+    """Train baseline ``kind`` (``blind`` or ``image_only``) from a copy of ``prepared``'s fresh
+    model with 03_fuse's parameters ``fuse_params``, stage 2 for ``epochs`` over the VQA rows;
+    saved under ``out/<kind>/``."""
+    import copy
+
+    if kind not in ("blind", "image_only"):
+        raise ValueError(f"{kind!r} is not a trained baseline; trained: blind, image_only")
+    values = fuse_params
+    start = time.perf_counter()
+    model = copy.deepcopy(prepared.model)
     examples, pixels = ablate(kind, prepared.examples["train"], prepared.pixel_values["train"])
     train_set = fuse.TaskUnits(examples, prepared.processor, pixels)
     plan = fuse.stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], epochs,
                        values["fuse_learning_rate"], values["fuse_train_parts"])
-    trainers = fuse.train_stages(prepared.model, train_set, prepared.collator, plan, Path(out) / "checkpoints" / kind,
+    trainers = fuse.train_stages(model, train_set, prepared.collator, plan, Path(out) / "checkpoints" / kind,
                                  batch_size=values["fuse_batch_images"], seed=values["seed"], bf16=values["bf16"],
                                  save_strategy="no", report_to="none", logging_strategy="no",
                                  disable_tqdm=True)
-    prepared.model.save_pretrained(Path(out) / kind)
+    model.save_pretrained(Path(out) / kind)
     prepared.processor.save_pretrained(Path(out) / kind)
-    return Baseline(kind, prepared.model, prepared.processor, epochs,
+    return Baseline(kind, model, prepared.processor, epochs,
                     sum(t.state.global_step for t in trainers.values()), time.perf_counter() - start)
 
 

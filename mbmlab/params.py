@@ -226,7 +226,7 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           "for the sanity check (0 skips the explanation maps)", (NB_EVALUATE,), minimum=0),
     Param("baselines", list, list(BASELINES), "VQA baselines trained like the fused model: blind (question only), "
           "image_only (no question), random_init (untrained)", (NB_EVALUATE,), choices=BASELINES),
-    Param("baseline_epochs", float, 1.0, "stage-2 epochs of the trained baselines over the VQA rows (the fused "
+    Param("baseline_epochs", float, 0.5, "stage-2 epochs of the trained baselines over the VQA rows (the fused "
           "model's budget is fuse_epochs; default uses fewer to keep the series under 10 minutes)",
           (NB_EVALUATE,), minimum=0.01),
     # 06_fusion_study: 03_fuse's parameters (and eval_batch_size) too, for every strategy alike
@@ -249,7 +249,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
         "resnet_width": 8, "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "align_epochs": 2.0,
         "align_batch_size": 32, "fuse_stage1_epochs": 1.0, "fuse_epochs": 6.0, "fuse_batch_images": 8,
-        "fuse_learning_rate": 2e-3, "gallery_size": 4, "baseline_epochs": 0.5, "explain_images": 24,
+        "fuse_learning_rate": 2e-3, "gallery_size": 4, "explain_images": 24,
     },
     "default": {},
     "full": {

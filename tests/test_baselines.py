@@ -31,3 +31,8 @@ def test_unknown_baseline_names_the_choices():
         baselines.check(["blind", "deaf"])
     with pytest.raises(ValueError, match="unknown baseline 'deaf'"):
         baselines.ablate("deaf", EXAMPLES, None)
+
+
+def test_only_blind_and_image_only_are_trained():
+    with pytest.raises(ValueError, match="not a trained baseline"):
+        baselines.train(None, {}, "random_init", 1.0, None)
