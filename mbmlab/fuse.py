@@ -270,9 +270,10 @@ def cross_attention_layers(count: int, every: int) -> list[int]:
     return [i for i in range(count) if (count - 1 - i) % every == 0]
 
 
-def prepare(run: Path, values: dict, splits=("train", "validation")) -> Prepared:
+def prepare(run: Path, values: dict, splits=("train", "validation"), processed=None) -> Prepared:
     """The fused model (from 02_train's LM and, with ``*_init="aligned"``, its aligned encoders),
-    its processor and the task data of ``splits``, as 03_fuse's parameters ask."""
+    its processor and the task data of ``splits``, as 03_fuse's parameters ask. ``processed``:
+    other data than the run's own (the bias study trains on scenes at several strengths)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .data import load_processed
@@ -285,7 +286,8 @@ def prepare(run: Path, values: dict, splits=("train", "validation")) -> Prepared
     from .report import load_json
 
     run = Path(run)
-    processed = load_processed(load_json(run, "dataset.json")["path"])
+    if processed is None:
+        processed = load_processed(load_json(run, "dataset.json")["path"])
     tokenizer = AutoTokenizer.from_pretrained(run / "lm")
     lm = AutoModelForCausalLM.from_pretrained(run / "lm")
     wanted = tuple(values["tasks"])

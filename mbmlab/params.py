@@ -27,6 +27,7 @@ class Param:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+    item: type = str  # a list's element type: str, or float (then minimum/maximum bound each element)
 
     def validate(self, value: Any) -> Any:
         value = self._coerce(value)
@@ -35,6 +36,10 @@ class Param:
             if bad:
                 allowed = ", ".join(map(str, self.choices))
                 raise ParameterError(f"{self.name} has {bad!r}, not allowed; allowed values: {allowed}")
+            outside = [v for v in value if self.item is float and (
+                self.minimum is not None and v < self.minimum or self.maximum is not None and v > self.maximum)]
+            if outside:
+                raise ParameterError(f"{self.name} has {outside!r}, outside [{self.minimum}, {self.maximum}]")
             return value
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))
@@ -71,12 +76,19 @@ class Param:
                 return float(value)
             except (TypeError, ValueError):
                 raise ParameterError(f"{self.name}={value!r} is not a number") from None
-        if self.type is list:  # a list of strings; from the command line JSON or comma-separated
+        if self.type is list:  # a list of strings (or numbers); from the command line JSON or comma-separated
             if isinstance(value, str):
                 try:
                     value = json.loads(value)
                 except json.JSONDecodeError:
                     value = [v.strip() for v in value.split(",") if v.strip()]
+            if self.item is float:
+                try:
+                    if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) for v in value):
+                        raise ValueError
+                    return [float(v) for v in value]
+                except (TypeError, ValueError):
+                    raise ParameterError(f"{self.name}={value!r} is not a list of numbers") from None
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise ParameterError(f"{self.name}={value!r} is not a list of strings")
             return list(value)
@@ -87,16 +99,18 @@ class Param:
         raise TypeError(f"unsupported parameter type {kind}")  # schema bug, not user error
 
 
-NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS, NB_FUSION_STUDY = (
-    "01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias", "06_fusion_study",
+NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS, NB_FUSION_STUDY, NB_BIAS_STUDY = (
+    "01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias", "06_fusion_study", "07_bias_study",
 )
 # The voice names of mbmlab.data.speech.VOICES (a test keeps the two in line; importing the
 # data package here would make parameter checking load datasets and torch).
 VOICE_NAMES = ("espeak-us-m", "espeak-us-f", "espeak-gb-m", "espeak-gb-f", "espeak-scot-m", "espeak-carib-m",
                "flite-slt-f", "flite-rms-m", "flite-awb-m", "flite-kal-m")
 NOTEBOOKS = (NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS)  # the default series
-STUDY_SERIES = {"fusion-study": (NB_COLLECT, NB_TRAIN, NB_FUSION_STUDY)}  # presets that run another series
-ALL = NOTEBOOKS + (NB_FUSION_STUDY,)
+STUDY_SERIES = {"fusion-study": (NB_COLLECT, NB_TRAIN, NB_FUSION_STUDY),  # presets that run another series
+                "bias-study": (NB_COLLECT, NB_TRAIN, NB_BIAS_STUDY)}
+ALL = NOTEBOOKS + (NB_FUSION_STUDY, NB_BIAS_STUDY)
+MITIGATIONS = ("none", "oversample")  # mbmlab.bias_study.MITIGATIONS
 
 # Names the model family defines (mbmlab.models); kept here so that checking parameters does not
 # import torch. tests/test_params.py keeps the two in line.
@@ -234,11 +248,21 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           choices=FUSIONS),
     Param("study_seeds", int, 1, "seeds per strategy (seed, seed+1, …); 2 or more give mean ± std",
           (NB_FUSION_STUDY,), minimum=1),
+    # 07_bias_study: 03_fuse's parameters too; the scenes parameters come from the run's 01_collect
+    Param("bias_strengths", list, [0.5, 0.7, 0.9], "P(colour | shape) of each bias pair in the training scenes, "
+          "one fused model per value (validation and test stay balanced)", (NB_BIAS_STUDY,), minimum=0.0,
+          maximum=1.0, item=float),
+    Param("bias_mitigation", str, "oversample", "trained at the strongest bias beside it: oversample repeats "
+          "training images so every colour of a biased shape is seen equally often; none skips it",
+          (NB_BIAS_STUDY,), choices=MITIGATIONS),
+    Param("probe_images", int, 100, "test scenes re-rendered with one attribute changed (counterfactual probes)",
+          (NB_BIAS_STUDY,), minimum=1),
 ]}
-# the study trains and evaluates as 03_fuse and 04_evaluate do, so it takes their parameters
+# the studies train and evaluate as 03_fuse and 04_evaluate do, so they take their parameters
 for _name, _param in list(SCHEMA.items()):
-    if (NB_FUSE in _param.notebooks and _name not in ("resume", "fusion")) or _name == "eval_batch_size":
-        SCHEMA[_name] = dataclasses.replace(_param, notebooks=_param.notebooks + (NB_FUSION_STUDY,))
+    if (NB_FUSE in _param.notebooks and _name != "resume") or _name == "eval_batch_size":
+        extra = (NB_BIAS_STUDY,) if _name == "fusion" else (NB_FUSION_STUDY, NB_BIAS_STUDY)  # 06 varies fusion
+        SCHEMA[_name] = dataclasses.replace(_param, notebooks=_param.notebooks + extra)
 
 # Presets only override schema defaults; ``default`` is the schema itself.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -260,6 +284,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 01 and 02 as in default, then every fusion strategy through 03 and 04's headline at
     # default's budget (06_fusion_study); seeds: --set study_seeds=3
     "fusion-study": {},
+    # 01 (procedural scenes only, unbiased: P(colour | shape) = 1/8 for the pairs) and 02 as in
+    # default, then 07_bias_study: the fused model at each strength, the mitigation, the probes
+    "bias-study": {"sources": ["scenes"], "bias_pairs": ["circle:red", "triangle:blue"], "bias_strength": 0.125,
+                   "tasks": ["caption", "vqa"]},
 }
 
 

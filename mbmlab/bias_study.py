@@ -1,0 +1,264 @@
+"""The controlled bias experiment (notebook 07_bias_study, preset ``bias-study``).
+
+Procedural scenes whose training split makes chosen shape:colour pairs co-occur at a known
+strength (``bias_pairs``, P(colour | shape) = strength; validation and test stay balanced); the
+fused model trained from the run's 02 models at each strength in ``bias_strengths`` with 03's
+parameters; on the balanced test split: VQA exact match, bias amplification (Zhao et al.) and
+directional bias amplification both ways (Wang & Russakovsky) with bootstrap intervals, and
+counterfactual probes — the same test scene re-rendered with one attribute changed, asking whether
+the answer follows the picture or the training prior. A mitigation (``oversample``: training
+images of a biased shape repeated so that each of its colours is seen equally often, for the same
+number of optimiser steps) is trained at the strongest bias and measured beside it.
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from . import bias, fuse
+from .data import scenes as S
+
+MITIGATIONS = ("none", "oversample")
+
+
+def dataset_at(values: dict, strength: float, data_root: Path):
+    """The scenes dataset of the run's parameters with training bias ``strength`` (built once,
+    cached under data/processed/ by its parameters like any 01_collect dataset)."""
+    from .data.collect import build_dataset
+
+    return build_dataset(dict(values, sources=["scenes"], bias_strength=float(strength)), data_root, progress=False)
+
+
+class Oversampled(Dataset):
+    """``TaskUnits`` with some units repeated (``repeats[i]`` copies of unit i), lengths kept for
+    the length-grouped sampler."""
+
+    def __init__(self, units: fuse.TaskUnits, repeats: list[int]):
+        self.base = units
+        self.index = [i for i, r in enumerate(repeats) for _ in range(r)]
+        self.lengths = [units.lengths[i] for i in self.index]
+        self.n_examples = sum(len(units.rows[i]) for i in self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.base[self.index[i]]
+
+
+def balancing_repeats(objects: pd.DataFrame, image_ids: list[str], pairs: dict[str, str]) -> list[int]:
+    """Copies per training image so that, for each biased shape, every colour it appears with is
+    seen as often as its most frequent colour (rounded to whole copies; 1 for images without a
+    biased shape). ``objects``: ``bias.objects_frame`` of the training split; ``image_ids``: the
+    image of each training unit, in unit order."""
+    repeats = {image_id: 1 for image_id in image_ids}
+    for shape in pairs:
+        of_shape = objects[objects["shape"] == shape]
+        per_colour = of_shape.groupby("colour")["image_id"].apply(list)
+        most = max((len(v) for v in per_colour), default=0)
+        for ids in per_colour:
+            factor = max(1, round(most / len(ids)))
+            for image_id in ids:
+                repeats[image_id] = max(repeats.get(image_id, 1), factor)
+    return [repeats.get(i, 1) for i in image_ids]
+
+
+@dataclass
+class Trained:
+    strength: float
+    mitigation: str
+    model: object
+    processor: object
+    steps: int
+    seconds: float
+    train_objects: pd.DataFrame
+
+
+def train_at(run: Path, values: dict, processed, strength: float, mitigation: str, out: Path,
+             pairs: dict[str, str] | None = None) -> Trained:
+    """The fused model trained on ``processed`` (one strength's scenes) as 03_fuse trains it;
+    ``pairs`` (shape → colour) are what ``oversample`` balances."""
+    if mitigation not in MITIGATIONS:
+        raise ValueError(f"unknown mitigation {mitigation!r}; mitigations: {', '.join(MITIGATIONS)}")
+    prepared = fuse.prepare(Path(run), values, splits=("train",), processed=processed)
+    train_set = prepared.train_set
+    objects = bias.objects_frame(processed.images["train"])
+    if mitigation == "oversample":
+        ids = processed.images["train"]["image_id"]
+        unit_images = [ids[u.image] if u.image is not None else "" for u in train_set.units]
+        train_set = Oversampled(train_set, balancing_repeats(objects, unit_images, pairs or {}))
+    # the same optimiser steps as without the mitigation: fewer passes over the repeated set
+    scale = len(prepared.train_set) / len(train_set)
+    plan = fuse.stages(values["fuse_stage1_epochs"] * scale, values["fuse_stage1_learning_rate"],
+                       values["fuse_epochs"] * scale, values["fuse_learning_rate"], values["fuse_train_parts"])
+    start = time.perf_counter()
+    trainers = fuse.train_stages(prepared.model, train_set, prepared.collator, plan,
+                                 Path(out) / "checkpoints", batch_size=values["fuse_batch_images"],
+                                 seed=values["seed"], bf16=values["bf16"], save_strategy="no",
+                                 logging_strategy="no", disable_tqdm=True)
+    seconds = time.perf_counter() - start
+    prepared.model.save_pretrained(Path(out) / "fused")
+    prepared.processor.save_pretrained(Path(out) / "fused")
+    return Trained(strength, mitigation, prepared.model, prepared.processor,
+                   sum(t.state.global_step for t in trainers.values()), seconds, objects)
+
+
+def evaluate_at(trained: Trained, processed, batch_size: int = 256, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """VQA on the balanced test split: (predictions with the image's attributes, metrics)."""
+    from .data.tasks import task_examples
+    from .evaluate import generate, max_target_tokens, predictions_frame
+    from .evaluate.intervals import accuracy_metrics, answers_correct
+
+    images = processed.images["test"]
+    pixels, _ = fuse.split_inputs(processed, trained.processor, ("test",), ("image",))
+    examples = task_examples(images, None, ["vqa"])
+    train_targets = [e.target for e in task_examples(processed.images["train"], None, ["vqa"])]
+    answers = generate(trained.model, trained.processor, examples, pixels["test"], batch_size=batch_size,
+                       max_new_tokens=max_target_tokens(trained.processor, train_targets), progress=False)
+    qa = predictions_frame(examples, answers, "vqa", images)
+    metrics = accuracy_metrics(answers_correct(qa["prediction"], qa["answer"]), qa["question_type"], "vqa/exact_match",
+                               seed=seed)
+    test_objects = bias.objects_frame(images)
+    shapes = bias.vocabulary(trained.train_objects, test_objects, column="shape")
+    colours = bias.vocabulary(trained.train_objects, test_objects, column="colour")
+    items = bias.attribute_items(qa, shapes, colours)
+    metrics |= bias.amplification_metrics(trained.train_objects, items, shapes, colours, seed=seed)
+    return qa, metrics
+
+
+def counterfactuals(trained: Trained, processed, pairs: dict[str, str], size: int, limit: int = 100) -> pd.DataFrame:
+    """Test scenes holding a biased shape, re-rendered with one attribute changed:
+
+    - ``colour``: the biased shape in every other colour (the prior's colour included), asked
+      "what color is the <shape>?";
+    - ``shape``: an object of the prior's colour given the biased shape and every other shape the
+      scene does not hold, asked "what shape is the <colour> object?".
+
+    One row per probe: what was rendered, the answer, whether it follows the picture
+    (``follows_image``) and, where picture and prior disagree, whether it names the prior
+    (``follows_prior``)."""
+    from PIL import Image
+
+    from .ask import ask
+
+    rows = []
+    images = processed.images["test"]
+    for r in images.select_columns(["image_id", "objects"]):
+        if len({row["image_id"] for row in rows}) >= limit:
+            break
+        objects = [S.SceneObject(o["shape"], o["colour"], o["size"], o["x"], o["y"]) for o in r["objects"]]
+        for k, obj in enumerate(objects):
+            if obj.shape not in pairs:
+                continue
+            prior = pairs[obj.shape]
+            taken = {o.colour for j, o in enumerate(objects) if j != k}
+            for colour in [c for c in S.COLOURS if c not in taken and c != obj.colour][:3] + \
+                          ([prior] if prior not in taken and prior != obj.colour else []):
+                probe = [o if j != k else S.SceneObject(o.shape, colour, o.size, o.x, o.y) for j, o in enumerate(objects)]
+                rows.append(_probe(ask, trained, Image, r["image_id"], "colour", probe, size,
+                                   f"what color is the {obj.shape}?", colour, prior))
+            shapes_taken = {o.shape for j, o in enumerate(objects) if j != k}
+            if prior not in taken:
+                for shape in [s for s in S.SHAPES if s not in shapes_taken]:
+                    probe = [o if j != k else S.SceneObject(shape, prior, o.size, o.x, o.y) for j, o in enumerate(objects)]
+                    rows.append(_probe(ask, trained, Image, r["image_id"], "shape", probe, size,
+                                       f"what shape is the {prior} object?", shape, obj.shape if shape != obj.shape
+                                       else ""))
+    return pd.DataFrame(rows)
+
+
+def _probe(ask, trained, Image, image_id, changed, objects, size, question, truth, prior) -> dict:
+    from .evaluate import normalise_answer
+
+    picture = Image.open(io.BytesIO(S.render(objects, size))).convert("RGB")
+    answer = normalise_answer(ask(trained.model, trained.processor, image=picture, question=question,
+                                  max_new_tokens=4).text)
+    disagree = bool(prior) and prior != truth
+    return {"image_id": image_id, "changed": changed, "question": question, "rendered": truth, "prior": prior,
+            "answer": answer, "follows_image": answer == truth,
+            "follows_prior": (answer == prior) if disagree else np.nan}
+
+
+def probe_rates(probes: pd.DataFrame) -> dict[str, float]:
+    """Share of probes answered as rendered, and as the prior where the two disagree, per change."""
+    out = {}
+    for changed, part in probes.groupby("changed"):
+        out[f"counterfactual/{changed}/follows_image"] = float(part["follows_image"].mean())
+        disagree = part["follows_prior"].dropna()
+        if len(disagree):
+            out[f"counterfactual/{changed}/follows_prior"] = float(disagree.astype(float).mean())
+    return out
+
+
+def findings(table: pd.DataFrame) -> list[str]:
+    """Sentences the numbers support: does amplification rise with the injected strength, what
+    did the mitigation change and cost. ``table``: one row per (strength, mitigation)."""
+    lines = []
+    plain = table[table["mitigation"] == "none"].sort_values("strength")
+    name = "bias/directional_amplification/A->T"
+    if len(plain) >= 2 and name in plain:
+        values = plain[name].to_numpy()
+        rising = bool(np.all(np.diff(values) > 0))
+        low, high = plain.iloc[0], plain.iloc[-1]
+        separated = high[f"{name}/ci95_low"] > low[f"{name}/ci95_high"]
+        lines.append(
+            f"Directional amplification shape → colour {'rises' if rising else 'does not rise steadily'} with the "
+            f"injected strength: {low[name]:+.3f} at {low['strength']:.2f}, {high[name]:+.3f} at {high['strength']:.2f}"
+            f" — {'the intervals do not overlap' if separated else 'the intervals overlap, so the change is not established'}.")
+    if "counterfactual/colour/follows_image" in plain:
+        lines.append("Counterfactual colour probes answered as rendered: " + ", ".join(
+            f"{r['counterfactual/colour/follows_image']:.0%} at {r['strength']:.2f}" for _, r in plain.iterrows()) + ".")
+    mitigated = table[table["mitigation"] != "none"]
+    for _, m in mitigated.iterrows():
+        before = plain[plain["strength"] == m["strength"]]
+        if len(before) and name in m:
+            b = before.iloc[0]
+            lines.append(f"{m['mitigation']} at strength {m['strength']:.2f}: directional amplification "
+                         f"{b[name]:+.3f} → {m[name]:+.3f}; VQA exact match {b['vqa/exact_match']:.2%} → "
+                         f"{m['vqa/exact_match']:.2%} (cost {b['vqa/exact_match'] - m['vqa/exact_match']:+.2%}).")
+    return lines
+
+
+AMPLIFICATION = ("bias/amplification", "bias/directional_amplification/A->T", "bias/directional_amplification/T->A")
+PROBES = ("counterfactual/colour/follows_image", "counterfactual/colour/follows_prior",
+          "counterfactual/shape/follows_image", "counterfactual/shape/follows_prior")
+
+
+def plot(table: pd.DataFrame):
+    """Left: each amplification measure against the injected strength (95% intervals), the
+    mitigated model as a hollow marker; right: the counterfactual probe rates."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    plain = table[table["mitigation"] == "none"].sort_values("strength")
+    mitigated = table[table["mitigation"] != "none"]
+    for k, name in enumerate(m for m in AMPLIFICATION if m in table):
+        colour = f"C{k}"
+        err = [plain[name] - plain[f"{name}/ci95_low"], plain[f"{name}/ci95_high"] - plain[name]]
+        left.errorbar(plain["strength"] + 0.004 * k, plain[name], yerr=err, marker="o", capsize=3, color=colour,
+                      label=name.removeprefix("bias/"))
+        if len(mitigated):
+            left.scatter(mitigated["strength"] + 0.004 * k, mitigated[name], marker="s", facecolors="none",
+                         edgecolors=colour, s=60, label=f"{name.removeprefix('bias/')}, {mitigated['mitigation'].iloc[0]}")
+    left.axhline(0, color="grey", lw=0.8)
+    left.set_xlabel("injected P(colour | shape) in training")
+    left.set_ylabel("amplification")
+    left.legend(fontsize=6)
+    for k, name in enumerate(p for p in PROBES if p in table):
+        right.plot(plain["strength"], plain[name], marker="o", label=name.removeprefix("counterfactual/"), color=f"C{k}")
+        if len(mitigated):
+            right.scatter(mitigated["strength"], mitigated[name], marker="s", facecolors="none", edgecolors=f"C{k}", s=60)
+    right.set_ylim(0, 1)
+    right.set_xlabel("injected P(colour | shape) in training")
+    right.set_ylabel("share of probes")
+    right.legend(fontsize=6)
+    right.set_title("counterfactual probes (squares: mitigated)", fontsize=9)
+    fig.tight_layout()
+    return fig
