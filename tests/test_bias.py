@@ -167,3 +167,16 @@ def test_attribute_items_read_the_object_from_the_question_or_the_image():
     # (b = 1 → 1: 0); mean over the two shapes: −0.5
     assert metrics["bias/amplification"] == pytest.approx(-0.5)
     assert {"bias/directional_amplification/A->T", "bias/directional_amplification/T->A"} <= set(metrics)
+
+
+def test_directional_y_is_against_independence_not_mere_co_occurrence():
+    # training: (red, circle), (red, square), (blue, circle), (blue, circle).
+    # P(red, circle) = 1/4 < P(red)·P(circle) = 1/2 · 3/4 = 3/8 → y = 0, although they co-occur;
+    # P(red, square) = 1/4 > 1/2 · 1/4 = 1/8 → y = 1.
+    # Test: red items are circle and square, both predicted square: Δ(red, circle) = 0 − 1/2 = −0.5,
+    # Δ(red, square) = 1 − 1/2 = 0.5. BiasAmp = ½ [(1 − 0)·(−(−0.5)) + 1·0.5] = 0.5
+    A_train, T_train = [[1], [1], [0], [0]], [[1, 0], [0, 1], [1, 0], [1, 0]]
+    A_test, T_test = [[1], [1], [0], [0]], [[1, 0], [0, 1], [1, 0], [0, 1]]
+    predicted = [[0, 1], [0, 1], [1, 0], [0, 1]]
+    assert bias.directional_bias_amplification(A_train, T_train, A_test, T_test, predicted, "A->T") == \
+        pytest.approx(0.5)

@@ -76,3 +76,11 @@ def test_smoothed_is_block_means():
     m[0, 0] = 16.0
     s = explain.smoothed(m)
     assert s[:4, :4] == pytest.approx(np.ones((4, 4))) and s[4:, :].sum() == 0 and s.sum() == pytest.approx(16.0)
+
+
+def test_object_share_of_a_map_on_the_object_is_one():
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[1:3, 1:3] = True
+    on_object = mask / mask.sum()
+    assert explain.object_share(on_object, mask) == pytest.approx(1.0)
+    assert explain.object_share(~mask / (~mask).sum(), mask) == 0.0
