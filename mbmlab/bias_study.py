@@ -197,6 +197,11 @@ def probe_rates(probes: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def _change(delta: float) -> str:
+    points = f"{abs(delta) * 100:.2f} points"
+    return f"a cost of {points}" if delta < 0 else f"a gain of {points}" if delta > 0 else "no change"
+
+
 def findings(table: pd.DataFrame) -> list[str]:
     """Sentences the numbers support: does amplification rise with the injected strength, what
     did the mitigation change and cost. ``table``: one row per (strength, mitigation)."""
@@ -222,7 +227,7 @@ def findings(table: pd.DataFrame) -> list[str]:
             b = before.iloc[0]
             lines.append(f"{m['mitigation']} at strength {m['strength']:.2f}: directional amplification "
                          f"{b[name]:+.3f} → {m[name]:+.3f}; VQA exact match {b['vqa/exact_match']:.2%} → "
-                         f"{m['vqa/exact_match']:.2%} (cost {b['vqa/exact_match'] - m['vqa/exact_match']:+.2%}).")
+                         f"{m['vqa/exact_match']:.2%} ({_change(m['vqa/exact_match'] - b['vqa/exact_match'])}).")
     return lines
 
 

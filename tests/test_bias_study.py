@@ -46,7 +46,7 @@ def test_findings_say_whether_amplification_rises_and_what_the_mitigation_cost()
     lines = bias_study.findings(table)
     assert lines[0].startswith("Directional amplification shape → colour rises") and "do not overlap" in lines[0]
     assert "90% at 0.50, 60% at 0.90" in lines[1]
-    assert "+0.200 → +0.050" in lines[2] and "cost +2.00%" in lines[2]
+    assert "+0.200 → +0.050" in lines[2] and "a cost of 2.00 points" in lines[2]
     flat = pd.DataFrame([row(0.5, "none", 0.02, -0.01, 0.05, 0.95), row(0.9, "none", 0.01, -0.02, 0.04, 0.95)])
     assert "does not rise steadily" in bias_study.findings(flat)[0] and "intervals overlap" in bias_study.findings(flat)[0]
 
