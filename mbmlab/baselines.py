@@ -88,8 +88,7 @@ def train(prepared, fuse_params: dict, kind: str, epochs: float, out: Path) -> B
 
     if kind not in ("blind", "image_only"):
         raise ValueError(f"{kind!r} is not a trained baseline; trained: blind, image_only")
-    values = fuse_params
-    start = time.perf_counter()
+    values, start = fuse_params, time.perf_counter()
     model = copy.deepcopy(prepared.model)
     examples, pixels = ablate(kind, prepared.examples["train"], prepared.pixel_values["train"])
     train_set = fuse.TaskUnits(examples, prepared.processor, pixels)

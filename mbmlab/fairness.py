@@ -31,12 +31,9 @@ def exact_match(y_true, y_pred) -> float:
 def per_item(frame: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(numerator, denominator) per clip: WER edits and reference words, or correct and 1."""
     if metric == "wer":
-        import jiwer
+        from .evaluate.intervals import per_clip_edits
 
-        refs = [normalise_answer(r) for r in frame["reference"]]
-        hyps = [normalise_answer(p) for p in frame["prediction"]]
-        edits = [(o := jiwer.process_words(r, h)).substitutions + o.deletions + o.insertions for r, h in zip(refs, hyps)]
-        return np.array(edits, dtype=float), np.array([len(r.split()) for r in refs], dtype=float)
+        return per_clip_edits(list(frame["reference"]), list(frame["prediction"]), "wer")
     if metric == "exact_match":
         correct = [normalise_answer(t) == normalise_answer(p) for t, p in zip(frame["answer"], frame["prediction"])]
         return np.array(correct, dtype=float), np.ones(len(frame))

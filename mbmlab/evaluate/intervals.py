@@ -23,21 +23,24 @@ def accuracy_metrics(correct, groups=None, prefix: str = "accuracy", seed: int =
 def error_rate_metrics(references: list[str], predictions: list[str], seed: int = 0) -> dict[str, float]:
     """Corpus WER and CER (jiwer, after ``normalise_answer`` on both sides) with intervals that
     resample clips and recompute total edits over total reference words (characters)."""
-    import jiwer
-
-    refs = [normalise_answer(r) for r in references]
-    hyps = [normalise_answer(p) for p in predictions]
     out = {}
-    for name, process, count in (("wer", jiwer.process_words, lambda r: len(r.split())),
-                                 ("cer", jiwer.process_characters, len)):
-        edits = np.array([_edits(process(r, h)) for r, h in zip(refs, hyps)], dtype=float)
-        sizes = np.array([count(r) for r in refs], dtype=float)
+    for name in ("wer", "cer"):
+        edits, sizes = per_clip_edits(references, predictions, name)
         out |= B.with_interval(name, float(edits.sum() / sizes.sum()), B.ratio_interval(edits, sizes, seed=seed))
     return out
 
 
-def _edits(result) -> int:
-    return result.substitutions + result.deletions + result.insertions
+def per_clip_edits(references, predictions, unit: str = "wer") -> tuple[np.ndarray, np.ndarray]:
+    """Per clip, after ``normalise_answer`` on both sides: edits (substitutions + deletions +
+    insertions, jiwer) and reference words (``"wer"``) or characters (``"cer"``)."""
+    import jiwer
+
+    process, count = {"wer": (jiwer.process_words, lambda r: len(r.split())),
+                      "cer": (jiwer.process_characters, len)}[unit]
+    refs = [normalise_answer(r) for r in references]
+    hyps = [normalise_answer(p) for p in predictions]
+    edits = [(o := process(r, h)).substitutions + o.deletions + o.insertions for r, h in zip(refs, hyps)]
+    return np.array(edits, dtype=float), np.array([count(r) for r in refs], dtype=float)
 
 
 def caption_metrics_with_intervals(references: dict[str, list[str]], predictions: dict[str, str],
