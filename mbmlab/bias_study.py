@@ -70,6 +70,12 @@ def balancing_repeats(objects: pd.DataFrame, image_ids: list[str], pairs: dict[s
     return [repeats.get(i, 1) for i in image_ids]
 
 
+def realised_prior_share(objects: pd.DataFrame, pairs: dict[str, str]) -> float:
+    """P(prior colour | biased shape) over the objects of a training split."""
+    biased = objects[objects["shape"].isin(list(pairs))]
+    return float((biased["shape"].map(pairs) == biased["colour"]).mean())
+
+
 @dataclass
 class Trained:
     strength: float

@@ -54,3 +54,10 @@ def test_findings_say_whether_amplification_rises_and_what_the_mitigation_cost()
 def test_unknown_mitigation_is_refused():
     with pytest.raises(ValueError, match="oversample"):
         bias_study.train_at(".", {}, None, 0.5, "reweigh", ".")
+
+
+def test_realised_prior_share_hand_worked():
+    # circles: red, red, blue → 2/3 red; triangles: blue → 1/1 blue; the star is not biased
+    objects = pd.DataFrame({"shape": ["circle", "circle", "circle", "triangle", "star"],
+                            "colour": ["red", "red", "blue", "blue", "red"]})
+    assert bias_study.realised_prior_share(objects, {"circle": "red", "triangle": "blue"}) == pytest.approx(3 / 4)

@@ -55,8 +55,7 @@ for strength, mitigation in plan:
     qa, metrics = bias_study.evaluate_at(trained, processed, params["eval_batch_size"], params["seed"])
     probe = bias_study.counterfactuals(trained, processed, pairs, collected["scene_image_size"], params["probe_images"])
     probe.assign(strength=strength, mitigation=mitigation).pipe(probes.append)
-    realised = trained.train_objects.query("shape in @pairs").assign(
-        prior=lambda f: f["shape"].map(pairs) == f["colour"])["prior"].mean()
+    realised = bias_study.realised_prior_share(trained.train_objects, pairs)
     rows.append({"strength": strength, "mitigation": mitigation, "realised P(prior colour | biased shape)": realised,
                  "steps": trained.steps, "train seconds": trained.seconds, **metrics, **bias_study.probe_rates(probe)})
     print(f"strength {strength:.2f} {mitigation}: trained {trained.steps} steps in {trained.seconds:.0f} s; "
