@@ -144,3 +144,39 @@ def test_stage1_trains_what_each_strategy_joins_with(tokenizer, tmp_path, fusion
     counts = fuse.parameter_counts(model, plan[0].parts).set_index("part")
     assert counts.loc["language_model", "trainable"] == 0
     assert ("vision_tower" in counts.index) == (fusion != "early")
+
+
+@pytest.mark.parametrize("how", ["scatter", "rows"])
+def test_media_rows_backward_is_bitwise_repeatable_under_load(how):
+    """Many questions share an image, so ``image_index`` repeats. The backward of plain indexing
+    (``features[index]``) adds the repeated rows' gradients with atomic float adds from two
+    threads, whose order follows the machine's load: measured, 267 different gradients in 300
+    repeats with one busy core (and two default runs of one seed that parted in 03). Through
+    ``fusion.rows`` (``index_select``) the gradient is the same bit for bit every time."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from mbmlab.models.fusion import Media, rows, scatter
+
+    torch.manual_seed(0)
+    features = torch.randn(8, 4, 256, requires_grad=True)
+    index = torch.randint(0, 8, (64,))
+    media = Media("image", features, index, token_id=5)
+    input_ids = torch.zeros(64, 6, dtype=torch.long)
+    input_ids[:, 1:5] = 5
+    upstream = torch.randn(64, 6, 256)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # the load that reordered the adds
+    try:
+        seen = set()
+        for _ in range(150):
+            features.grad = None
+            out = scatter(torch.zeros(64, 6, 256), input_ids, media) if how == "scatter" else rows(media)
+            out.backward(upstream if how == "scatter" else upstream[:, 1:5])
+            seen.add(hashlib.sha256(features.grad.numpy().tobytes()).hexdigest())
+    finally:
+        busy.kill()
+        torch.set_num_threads(threads)
+    assert len(seen) == 1, f"{len(seen)} different gradients in 150 repeats"

@@ -267,16 +267,30 @@ def test_bias_study_injects_strengths_and_measures_them(tiny_run):
     assert set(probes["changed"]) == {"colour", "shape"} and probes["image_id"].nunique() <= 6
     assert (tiny_run / "figures" / "07_bias_study.png").stat().st_size > 10_000
     assert json.loads((tiny_run / "bias_study.json").read_text())["findings"]
+    # the tiny run has spoken questions: each model's voice-group disparities
+    for key in ("none/0.30", "none/0.90", "oversample/0.90"):
+        for name in ("asr/wer", "fairness/asr/voice/difference/ci95_high", "fairness/spoken_vqa/engine/ratio"):
+            assert f"bias_study/{key}/{name}" in metrics, (key, name)
+    assert (tiny_run / "figures" / "07_speech_fairness.png").stat().st_size > 10_000
+    assert (tiny_run / "bias_study" / "strength0.90-none" / "asr_predictions.csv").exists()
 
 
 def test_fusion_training_is_reproducible_across_processes(tiny_run, tmp_path):
     """The same seed in two separate processes (different hash seeds) gives byte-identical
-    fused weights: the fusion script run twice on the tiny run for 30 steps."""
+    fused weights: the fusion script run twice on the tiny run for 30 steps, the second time
+    beside a busy process (load reordered float additions once: see
+    test_fuse.test_media_rows_backward_is_bitwise_repeatable_under_load)."""
     tiny = json.dumps(P.for_notebook("03_fuse", P.resolve("tiny")))
     for name, hash_seed in (("a", "1"), ("b", "2")):
-        done = subprocess.run([sys.executable, "-m", "mbmlab.fuse", "--run", str(tiny_run), "--out", str(tmp_path / name),
-                               "--params", tiny, "--max-steps", "30"], capture_output=True, text=True, timeout=600,
-                              env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": hash_seed})
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if name == "b" else None
+        try:
+            done = subprocess.run([sys.executable, "-m", "mbmlab.fuse", "--run", str(tiny_run), "--out",
+                                   str(tmp_path / name), "--params", tiny, "--max-steps", "30"], capture_output=True,
+                                  text=True, timeout=600,
+                                  env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": hash_seed})
+        finally:
+            if busy is not None:
+                busy.kill()
         assert done.returncode == 0, done.stderr[-2000:]
     a, b = ((tmp_path / n / "fused" / "model.safetensors").read_bytes() for n in ("a", "b"))
     assert a == b

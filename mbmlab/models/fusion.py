@@ -33,11 +33,21 @@ class Media(NamedTuple):
     token_id: int
 
 
+def rows(media: Media) -> torch.Tensor:
+    """The features of each input row that holds the medium: ``features[index]``, through
+    ``index_select``. Many questions share one image, so the index repeats, and the backward of
+    plain indexing (``index_put_`` with accumulation) adds those rows' gradients with atomic float
+    adds from several threads on a CPU, in an order that changes with the machine's load: the same
+    seed then trains to other weights. ``index_select``'s backward (``index_add_``) adds in a fixed
+    order."""
+    return media.features if media.index is None else torch.index_select(media.features, 0, media.index)
+
+
 def scatter(embeds: torch.Tensor, input_ids: torch.Tensor, media: Media) -> torch.Tensor:
     """Write ``media.features[media.index]`` over the placeholder positions; refuse a count that
     does not add up."""
     mask = input_ids == media.token_id  # (B, T)
-    features = media.features if media.index is None else media.features[media.index]
+    features = rows(media)
     n_slots, n_features = int(mask.sum()), features.shape[0] * features.shape[1]
     if n_slots != n_features:
         raise ValueError(f"{n_slots} <{media.what}> placeholders in input_ids but {n_features} {media.what} features "
@@ -202,7 +212,7 @@ class CrossAttentionFusion(nn.Module):
                 raise ValueError(f"cross_attention fusion reads one <{item.what}> marker per row; a row has "
                                  f"{int(counts.max())} (build inputs with MbmProcessor)")
             has = counts == 1
-            features = item.features if item.index is None else item.features[item.index]
+            features = rows(item)
             if features.shape[0] != int(has.sum()):
                 raise ValueError(f"{int(has.sum())} rows with an <{item.what}> marker but {features.shape[0]} "
                                  f"{item.what}s; build inputs with MbmProcessor")
@@ -233,4 +243,4 @@ class CrossAttentionFusion(nn.Module):
 FUSIONS = {cls.name: cls for cls in (PrefixFusion, CrossAttentionFusion, EarlyFusion)}
 
 __all__ = ["FUSIONS", "Media", "PrefixFusion", "CrossAttentionFusion", "EarlyFusion", "PatchEmbedding",
-           "FrameEmbedding", "GatedCrossAttentionBlock", "decoder_layers", "scatter"]
+           "FrameEmbedding", "GatedCrossAttentionBlock", "decoder_layers", "rows", "scatter"]
