@@ -30,10 +30,12 @@ MITIGATIONS = ("none", "oversample")
 
 def dataset_at(values: dict, strength: float, data_root: Path):
     """The scenes dataset of the run's parameters with training bias ``strength`` (built once,
-    cached under data/processed/ by its parameters like any 01_collect dataset)."""
+    cached under data/processed/ by its parameters like any 01_collect dataset); with ``speech``
+    among the run's sources, its spoken questions too."""
     from .data.collect import build_dataset
 
-    return build_dataset(dict(values, sources=["scenes"], bias_strength=float(strength)), data_root, progress=False)
+    sources = ["scenes"] + (["speech"] if "speech" in values["sources"] else [])  # spoken questions about the scenes
+    return build_dataset(dict(values, sources=sources, bias_strength=float(strength)), data_root, progress=False)
 
 
 class Oversampled(Dataset):
@@ -85,6 +87,7 @@ class Trained:
     steps: int
     seconds: float
     train_objects: pd.DataFrame
+    tasks: tuple[str, ...] = ()  # what it was trained on
 
 
 def train_at(run: Path, values: dict, processed, strength: float, mitigation: str, out: Path,
@@ -113,7 +116,7 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
     prepared.model.save_pretrained(Path(out) / "fused")
     prepared.processor.save_pretrained(Path(out) / "fused")
     return Trained(strength, mitigation, prepared.model, prepared.processor,
-                   sum(t.state.global_step for t in trainers.values()), seconds, objects)
+                   sum(t.state.global_step for t in trainers.values()), seconds, objects, prepared.tasks)
 
 
 def evaluate_at(trained: Trained, processed, batch_size: int = 256, seed: int = 0) -> tuple[pd.DataFrame, dict]:
@@ -137,6 +140,62 @@ def evaluate_at(trained: Trained, processed, batch_size: int = 256, seed: int = 
     items = bias.attribute_items(qa, shapes, colours)
     metrics |= bias.amplification_metrics(trained.train_objects, items, shapes, colours, seed=seed)
     return qa, metrics
+
+
+def speech_at(trained: Trained, processed, batch_size: int = 256, seed: int = 0):
+    """ASR and spoken VQA on the test clips, when the study's data has speech and its model was
+    trained on those tasks: (``{task: predictions}``, fairness tables, metrics — WER, spoken-VQA
+    exact match and ``fairness/<task>/<group>/difference|ratio`` by voice, accent, gender and
+    engine, as 05_bias reports them for the default run). ``({}, {}, {})`` without speech."""
+    from .data.tasks import task_examples
+    from .evaluate import generate, max_target_tokens, predictions_frame
+    from .evaluate.intervals import accuracy_metrics, answers_correct, error_rate_metrics
+    from .fairness import speech_fairness
+
+    tasks = [t for t in ("asr", "spoken_vqa") if t in trained.tasks]
+    if processed.speech is None or not tasks:
+        return {}, {}, {}
+    images, clips = processed.images["test"], processed.speech["test"]
+    pixels, features = fuse.split_inputs(processed, trained.processor, ("test",))
+    examples = task_examples(images, clips, tasks)
+    train = task_examples(processed.images["train"], processed.speech["train"], tasks)
+    limits = {t: max_target_tokens(trained.processor, [e.target for e in train if e.task == t]) for t in tasks}
+    answers = generate(trained.model, trained.processor, examples, pixels["test"], features["test"],
+                       batch_size=batch_size, max_new_tokens=limits, progress=False)
+    frames, metrics = {}, {}
+    if "asr" in tasks:
+        asr = predictions_frame(examples, answers, "asr", images, clips).rename(columns={"answer": "reference"})
+        frames["asr"] = asr
+        metrics |= {f"asr/{k}": v for k, v in error_rate_metrics(list(asr["reference"]), list(asr["prediction"]),
+                                                                  seed=seed).items() if k.startswith("wer")}
+    if "spoken_vqa" in tasks:
+        spoken = predictions_frame(examples, answers, "spoken_vqa", images, clips)
+        spoken["correct"] = answers_correct(spoken["prediction"], spoken["answer"])
+        frames["spoken_vqa"] = spoken
+        metrics |= accuracy_metrics(spoken["correct"], prefix="spoken_vqa/exact_match", seed=seed)
+    tables, disparities = speech_fairness(frames.get("asr"), frames.get("spoken_vqa"), seed=seed)
+    return frames, tables, metrics | disparities
+
+
+def fairness_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (strength, mitigation, task, group) from the study table's
+    ``fairness/<task>/<group>/…`` columns: the task's overall value, the difference between the
+    best and the worst group with its interval, and the ratio; empty without speech."""
+    overall = {"asr": "asr/wer", "spoken_vqa": "spoken_vqa/exact_match"}
+    rows = []
+    for record in table.to_dict("records"):
+        for key, value in record.items():
+            parts = key.split("/")
+            if len(parts) != 4 or parts[0] != "fairness" or parts[3] != "difference" or pd.isna(value):
+                continue
+            _, task, group, _ = parts
+            stem = f"fairness/{task}/{group}"
+            rows.append({"strength": record["strength"], "mitigation": record["mitigation"], "task": task,
+                         "group": group, "overall": record.get(overall[task]), "difference": value,
+                         "ci95_low": record.get(f"{stem}/difference/ci95_low"),
+                         "ci95_high": record.get(f"{stem}/difference/ci95_high"), "ratio": record.get(f"{stem}/ratio")})
+    return pd.DataFrame(rows, columns=["strength", "mitigation", "task", "group", "overall", "difference", "ci95_low",
+                                       "ci95_high", "ratio"])
 
 
 def counterfactuals(trained: Trained, processed, pairs: dict[str, str], size: int, limit: int = 100) -> pd.DataFrame:
@@ -226,6 +285,14 @@ def findings(table: pd.DataFrame) -> list[str]:
     if "counterfactual/colour/follows_image" in plain:
         lines.append("Counterfactual colour probes answered as rendered: " + ", ".join(
             f"{r['counterfactual/colour/follows_image']:.0%} at {r['strength']:.2f}" for _, r in plain.iterrows()) + ".")
+    fair = fairness_table(plain.tail(1))
+    for task, part in fair.groupby("task", sort=False):
+        worst = part.sort_values("difference").iloc[-1]
+        separated = worst["ci95_low"] > 0
+        lines.append(f"Speech, model at strength {worst['strength']:.2f}: {task} differs most by {worst['group']} — "
+                     f"a difference of {worst['difference']:.3f} [{worst['ci95_low']:.3f}, {worst['ci95_high']:.3f}] "
+                     f"between the best and the worst {worst['group']}"
+                     f"{'' if separated else ' (the interval reaches 0: not established)'}.")
     mitigated = table[table["mitigation"] != "none"]
     for _, m in mitigated.iterrows():
         before = plain[plain["strength"] == m["strength"]]

@@ -108,7 +108,11 @@ VOICE_NAMES = ("espeak-us-m", "espeak-us-f", "espeak-gb-m", "espeak-gb-f", "espe
                "flite-slt-f", "flite-rms-m", "flite-awb-m", "flite-kal-m")
 NOTEBOOKS = (NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS)  # the default series
 STUDY_SERIES = {"fusion-study": (NB_COLLECT, NB_TRAIN, NB_FUSION_STUDY),  # presets that run another series
-                "bias-study": (NB_COLLECT, NB_TRAIN, NB_BIAS_STUDY)}
+                "bias-study": (NB_COLLECT, NB_TRAIN, NB_BIAS_STUDY),
+                "scaling-cpu": (NB_COLLECT, NB_TRAIN), "scaling-gpu": (NB_COLLECT, NB_TRAIN)}
+# the grid `mbmlab sweep --preset scaling-…` runs when no --grid is given: model size × data size
+SCALING_GRIDS = {"scaling-cpu": {"lm_dim": [32, 64, 128], "max_train_images": [500, 2000]},
+                 "scaling-gpu": {"lm_dim": [64, 128, 256, 512], "max_train_images": [2000, 8000, 0]}}
 ALL = NOTEBOOKS + (NB_FUSION_STUDY, NB_BIAS_STUDY)
 MITIGATIONS = ("none", "oversample")  # mbmlab.bias_study.MITIGATIONS
 
@@ -284,10 +288,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 01 and 02 as in default, then every fusion strategy through 03 and 04's headline at
     # default's budget (06_fusion_study); seeds: --set study_seeds=3
     "fusion-study": {},
-    # 01 (procedural scenes only, unbiased: P(colour | shape) = 1/8 for the pairs) and 02 as in
-    # default, then 07_bias_study: the fused model at each strength, the mitigation, the probes
-    "bias-study": {"sources": ["scenes"], "bias_pairs": ["circle:red", "triangle:blue"], "bias_strength": 0.125,
-                   "tasks": ["caption", "vqa"]},
+    # 01 (procedural scenes and their spoken questions, unbiased: P(colour | shape) = 1/8 for the
+    # pairs) and 02 as in default, then 07_bias_study: the fused model at each strength, the
+    # mitigation, the probes, the voice-group disparities
+    "bias-study": {"sources": ["scenes", "speech"], "bias_pairs": ["circle:red", "triangle:blue"],
+                   "bias_strength": 0.125, "speech_max_clips": 400},
+    # the scaling study (mbmlab sweep --preset scaling-cpu): 01 (easy-VQA only) and 02, whose LM
+    # is the measured model; the encoders' alignment kept to a token pass (not measured here)
+    "scaling-cpu": {"sources": ["easyvqa"], "lm_layers": 2, "lm_heads": 4, "lm_epochs": 2.0, "align_epochs": 0.01},
+    "scaling-gpu": {"sources": ["easyvqa"], "lm_layers": 4, "lm_heads": 8, "lm_epochs": 4.0, "align_epochs": 0.01,
+                    "vocab_size": 1000},
 }
 
 

@@ -1,6 +1,7 @@
 """Run the notebook series headless with papermill into a fresh ``reports/<run-id>/``."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -83,8 +84,19 @@ def tidy_outputs(outputs: list) -> list:
     return merged
 
 
+# nbconvert's lab template loads require.js and MathJax from a CDN: offline (and by e-mail) the
+# page then logs failed loads. The series has no widgets and no LaTeX, so both are left out;
+# the page keeps its inlined figures and styles and needs nothing from the network.
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{% block html_head_js_requirejs %}{% endblock html_head_js_requirejs %}
+{% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
+"""
+
+
 def html_for(notebook: Path) -> Path:
-    """Render an executed notebook to HTML next to it, progress bars tidied (the .ipynb is untouched)."""
+    """Render an executed notebook to HTML next to it, progress bars tidied, nothing loaded from
+    the network (the .ipynb is untouched)."""
+    import jinja2
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -92,67 +104,176 @@ def html_for(notebook: Path) -> Path:
     for cell in nb.cells:
         if "outputs" in cell:
             cell["outputs"] = tidy_outputs(cell["outputs"])
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    exporter = HTMLExporter(template_name="lab", template_file="mbmlab_offline.html.j2",
+                            extra_loaders=[jinja2.DictLoader({"mbmlab_offline.html.j2": OFFLINE_TEMPLATE})])
+    body, _ = exporter.from_notebook_node(nb)
     out = notebook.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out
 
 
+class RunLocked(RuntimeError):
+    """Another live process is writing this run folder."""
+
+
+class RunInterrupted(RuntimeError):
+    """Ctrl-C stopped the run; ``mbmlab run --resume`` continues it."""
+
+
+def lock(run_dir: Path) -> Path:
+    """Take ``run_dir/.lock`` (created exclusively, holding our pid); refuse while the process that
+    holds it is alive, take over a lock whose process is gone."""
+    path = Path(run_dir) / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                raise RunLocked(f"{run_dir} is being written by process {holder}; wait for it, or stop it "
+                                f"(kill {holder}) before resuming") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return path
+    raise RunLocked(f"could not take the lock {path}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_cell(notebook: Path) -> tuple[int | None, str]:
+    """The cell papermill was executing when the kernel went away (1-based, as in the executed
+    notebook) and its source: the last cell whose status is no longer ``pending``."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except (OSError, ValueError):
+        return None, ""
+    started = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("papermill", {}).get("status")
+               not in (None, "pending")]
+    return (started[-1] + 1, nb.cells[started[-1]].source) if started else (None, "")
+
+
 def run_series(preset: str = "default", overrides: dict | None = None, *, reports: Path | None = None,
                notebooks_dir: Path | None = None, kernel_name: str = "python3", progress: bool = True,
-               log=print) -> Path:
+               cell_timeout: int | None = None, resume: Path | None = None, log=print) -> Path:
     """Validate parameters, then execute every notebook in order; returns the run directory.
 
-    Raises ``ParameterError`` before anything is created, and ``NotebookFailed`` (after writing
-    the partial notebook and index.html) when a notebook fails.
+    ``resume``: an earlier run folder whose run failed or was interrupted; its parameters are
+    used again and the series continues from the first notebook that did not finish.
+    ``cell_timeout``: seconds one cell may run before the run fails with a timeout.
+
+    Raises ``ParameterError`` before anything is created, ``NotebookFailed`` (after writing the
+    partial notebook and index.html) when a notebook fails or its kernel dies, ``RunInterrupted``
+    on Ctrl-C and ``RunLocked`` when another process is writing the run folder.
     """
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    values = P.resolve(preset, overrides)  # refuse bad input before any work starts
+    if resume is not None:
+        run_dir = Path(resume).resolve()
+        if not (run_dir / "run.json").exists():
+            raise FileNotFoundError(f"{run_dir} has no run.json: not a run folder that `mbmlab run` started")
+        held = lock(run_dir)
+        run = json.loads((run_dir / "run.json").read_text())
+        preset, values = run["preset"], run["params"]
+        if run["status"] == "ok":
+            held.unlink(missing_ok=True)
+            raise ValueError(f"{run_dir} finished ({run['status']}); nothing to resume")
+        P.resolve(preset, {k: v for k, v in values.items()})  # still valid under today's schema
+    else:
+        values = P.resolve(preset, overrides)  # refuse bad input before any work starts
     series = Series(Path(notebooks_dir or project_root() / "notebooks"), P.series(preset))
     sources = {name: series.path(name) for name in series.names}
     for key, value in (OFFLINE_ENV | REPRODUCIBLE_ENV).items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("MBMLAB_ROOT", str(project_root()))
-    run_dir = new_run_dir(reports or reports_dir(), label=preset).resolve()
-    run = {"run_id": run_dir.name, "preset": preset, "params": values, "overrides": overrides or {},
-           "started": time.strftime("%Y-%m-%d %H:%M:%S"), "status": "running", "error": None,
-           "total_seconds": None, "environment": environment(),
-           "notebooks": [{"name": n, "status": "pending", "seconds": None, "html": None, "notebook": None}
-                         for n in series.names]}
-    save_json(run_dir, "params.json", values)
+    if resume is None:
+        run_dir = new_run_dir(reports or reports_dir(), label=preset).resolve()
+        held = lock(run_dir)
+        run = {"run_id": run_dir.name, "preset": preset, "params": values, "overrides": overrides or {},
+               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "status": "running", "error": None,
+               "total_seconds": None, "environment": environment(),
+               "notebooks": [{"name": n, "status": "pending", "seconds": None, "html": None, "notebook": None}
+                             for n in series.names]}
+        save_json(run_dir, "params.json", values)
+    else:
+        run.update(status="running", error=None)
+        run.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))
+        log(f"resuming {run_dir} from {next(nb['name'] for nb in run['notebooks'] if nb['status'] != 'ok')}")
     start = time.perf_counter()
+    earlier = run.get("total_seconds") or 0.0
     log(f"run {run_dir}")
     try:
         for i, (name, entry) in enumerate(zip(series.names, run["notebooks"]), start=1):
+            if entry["status"] == "ok":
+                continue  # resumed: done before
             log(f"[{i}/{len(series.names)}] {name}")
             out = run_dir / f"{name}.ipynb"
             entry["notebook"] = out.name
             t0 = time.perf_counter()
+            failure = None
             try:
                 pm.execute_notebook(
                     str(sources[name]), str(out),
                     parameters={"run_dir": str(run_dir), **P.for_notebook(name, values)},
                     kernel_name=kernel_name, progress_bar=progress, cwd=str(run_dir),
+                    execution_timeout=cell_timeout,
                 )
             except pm.PapermillExecutionError as err:
-                entry.update(status="failed", seconds=time.perf_counter() - t0)
+                if err.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first
+                    entry.update(status="interrupted", seconds=time.perf_counter() - t0)
+                    run.update(status="interrupted", error=f"interrupted (Ctrl-C) during {name}; continue with "
+                                                           f"`mbmlab run --resume {run_dir}`")
+                    raise RunInterrupted(run["error"]) from None
                 cell = err.cell_index + 1 if err.cell_index is not None else None  # 1-based, as a reader counts
                 failure = NotebookFailed(name, cell, f"{err.ename}: {err.evalue}", out, err.source or "")
-                run.update(status="failed", error=str(failure))
-                raise failure from None
+            except DeadKernelError:
+                cell, source = running_cell(out)
+                failure = NotebookFailed(name, cell, "the kernel died: its process ended without raising — killed "
+                                         "by a signal (out of memory, or kill) or crashed", out, source)
+            except CellTimeoutError:
+                cell, source = running_cell(out)
+                failure = NotebookFailed(name, cell, f"the cell ran longer than the cell timeout ({cell_timeout} s)",
+                                         out, source)
+            except KeyboardInterrupt:
+                entry.update(status="interrupted", seconds=time.perf_counter() - t0)
+                run.update(status="interrupted", error=f"interrupted (Ctrl-C) during {name}; continue with "
+                                                       f"`mbmlab run --resume {run_dir}`")
+                raise RunInterrupted(run["error"]) from None
             finally:
                 if out.exists():
-                    entry["html"] = html_for(out).name
+                    try:
+                        entry["html"] = html_for(out).name
+                    except Exception as err:  # a half-written notebook must not hide the real failure
+                        log(f"      could not render {out.name}: {err}")
+            if failure is not None:
+                entry.update(status="failed", seconds=time.perf_counter() - t0)
+                run.update(status="failed", error=f"{failure}\ncontinue with `mbmlab run --resume {run_dir}`")
+                raise failure
             entry.update(status="ok", seconds=time.perf_counter() - t0)
             log(f"      {name} done in {entry['seconds']:.1f} s")
         run["status"] = "ok"
     finally:
-        if run["status"] == "running":  # interrupted or an unexpected error
+        if run["status"] == "running":  # an unexpected error
             run["status"] = "failed"
             run["error"] = run["error"] or "the run stopped before the series finished"
-        run["total_seconds"] = time.perf_counter() - start
+        run["total_seconds"] = earlier + time.perf_counter() - start
         save_json(run_dir, "run.json", run)
         write_index(run_dir, run)
+        held.unlink(missing_ok=True)
     log(f"report: {run_dir / 'index.html'}")
     return run_dir

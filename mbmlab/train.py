@@ -38,6 +38,16 @@ class LMCollator:
         return batch
 
 
+def lm_compute(lm, data: TextLines, epochs: float) -> dict[str, float]:
+    """Training compute of a language model, as Kaplan et al. 2020 (§2.1) count it: C = 6·N·D,
+    N the non-embedding parameters (token and position embeddings left out), D the tokens
+    trained on (every token of every line, times the epochs)."""
+    embeddings = {id(p) for m in lm.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    n = sum(p.numel() for p in {id(p): p for p in lm.parameters()}.values() if id(p) not in embeddings)
+    d = sum(len(ids) for ids in data.ids) * epochs
+    return {"lm/non_embedding_parameters": float(n), "lm/train_tokens": float(d), "lm/train_flops": 6.0 * n * d}
+
+
 def training_arguments(output_dir: Path, *, epochs: float, batch_size: int, learning_rate: float, seed: int,
                        n_examples: int | None = None, **extra) -> TrainingArguments:
     """CPU-friendly defaults: no checkpoints mid-run, cosine schedule, about 25 log lines a run."""

@@ -61,3 +61,24 @@ def test_realised_prior_share_hand_worked():
     objects = pd.DataFrame({"shape": ["circle", "circle", "circle", "triangle", "star"],
                             "colour": ["red", "red", "blue", "blue", "red"]})
     assert bias_study.realised_prior_share(objects, {"circle": "red", "triangle": "blue"}) == pytest.approx(3 / 4)
+
+
+def test_fairness_table_and_finding_from_the_study_columns():
+    base = row(0.9, "none", 0.2, 0.15, 0.25, 0.9)
+    speech = {"asr/wer": 0.3, "fairness/asr/voice/difference": 0.12, "fairness/asr/voice/difference/ci95_low": 0.05,
+              "fairness/asr/voice/difference/ci95_high": 0.2, "fairness/asr/voice/ratio": 0.6,
+              "fairness/asr/gender/difference": 0.01, "fairness/asr/gender/difference/ci95_low": -0.02,
+              "fairness/asr/gender/difference/ci95_high": 0.04, "fairness/asr/gender/ratio": 0.97,
+              "spoken_vqa/exact_match": 0.8, "fairness/spoken_vqa/voice/difference": 0.04,
+              "fairness/spoken_vqa/voice/difference/ci95_low": -0.01, "fairness/spoken_vqa/voice/difference/ci95_high": 0.1,
+              "fairness/spoken_vqa/voice/ratio": 0.95}
+    table = pd.DataFrame([row(0.5, "none", 0.01, -0.01, 0.03, 0.95), base | speech])
+    fair = bias_study.fairness_table(table)
+    assert list(zip(fair["task"], fair["group"])) == [("asr", "voice"), ("asr", "gender"), ("spoken_vqa", "voice")]
+    assert fair["overall"].tolist() == [0.3, 0.3, 0.8] and fair["ratio"].tolist() == [0.6, 0.97, 0.95]
+    lines = bias_study.findings(table)
+    asr = next(line for line in lines if line.startswith("Speech") and "asr" in line)
+    assert "differs most by voice" in asr and "0.120 [0.050, 0.200]" in asr and "not established" not in asr
+    spoken = next(line for line in lines if "spoken_vqa" in line)
+    assert "not established" in spoken
+    assert bias_study.fairness_table(pd.DataFrame([row(0.5, "none", 0, 0, 0, 1)])).empty

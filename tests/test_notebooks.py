@@ -294,3 +294,39 @@ def test_fusion_training_is_reproducible_across_processes(tiny_run, tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
     a, b = ((tmp_path / n / "fused" / "model.safetensors").read_bytes() for n in ("a", "b"))
     assert a == b
+
+
+ARTIFACTS = HERE.parent / "test-artifacts"  # screenshots of the pages below (git-ignored)
+
+
+def test_reports_render_in_a_browser_without_errors(tiny_run, tmp_path):
+    """Headless Chromium opens, from disk, the tiny run's index.html (also copied alone, as an
+    e-mail attachment would arrive), a comparison page and an executed notebook's HTML: no
+    console errors, no failed loads (broken images), a screenshot of each in test-artifacts/.
+    The harness itself must see a broken image and a script error on a page made to have them."""
+    import shutil
+
+    from mbmlab import browser, compare
+
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!doctype html><meta charset="utf-8"><img src="missing.png"><script>no_such_function()</script>')
+    errors = browser.open_page(bad, tmp_path / "bad.png").errors
+    assert any("missing.png" in e or "ERR_FILE_NOT_FOUND" in e for e in errors), errors
+    assert any("no_such_function" in e for e in errors), errors
+
+    other = tmp_path / "runs" / "other"
+    other.mkdir(parents=True)
+    for name in ("run.json", "params.json"):
+        shutil.copy(tiny_run / name, other / name)
+    shifted = {k: v * 0.9 for k, v in json.loads((tiny_run / "metrics.json").read_text()).items()}
+    (other / "metrics.json").write_text(json.dumps(shifted))
+    comparison = compare.compare([tiny_run, other], reports=tmp_path / "compare", log=lambda *_: None)
+    alone = tmp_path / "alone" / "index.html"
+    alone.parent.mkdir()
+    shutil.copy(tiny_run / "index.html", alone)
+    pages = {"index": tiny_run / "index.html", "index_alone": alone, "compare": comparison / "index.html",
+             "notebook_04": tiny_run / "04_evaluate.html"}
+    for name, page in pages.items():
+        opened = browser.open_page(page, ARTIFACTS / f"{name}.png")
+        assert opened.errors == [], (name, opened.errors)
+        assert opened.screenshot.stat().st_size > 20_000, name

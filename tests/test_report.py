@@ -57,3 +57,34 @@ def test_index_shows_intervals_beside_values(tmp_path):
     assert "[0.8500, 0.9300]" in html  # headline table
     assert "[0.85, 0.93]" in html  # all-metrics table, where the bounds are not rows of their own
     assert "ci95_low</td>" not in html
+
+
+def test_index_is_self_contained_with_baselines_sections_and_changed_params(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report.log_metrics(tmp_path, {"vqa/exact_match": 0.9, "baseline/blind/vqa/exact_match": 0.6,
+                                  "baseline/blind/vqa/exact_match/ci95_low": 0.55,
+                                  "baseline/blind/vqa/exact_match/ci95_high": 0.65, "lm/perplexity": 1.7})
+    fig = plt.figure()
+    plt.plot([0, 1])
+    report.save_figure(fig, tmp_path, "04_confusion")
+    report.save_figure(fig, tmp_path, "99_extra")
+    run = {"run_id": "r", "preset": "tiny", "started": "now", "status": "ok", "error": None, "total_seconds": 1.0,
+           "params": {"seed": 0, "fusion": "cross_attention"}, "environment": {"git commit": "abc1234"},
+           "notebooks": [{"name": n, "status": "ok", "seconds": 1.0, "html": f"{n}.html", "notebook": f"{n}.ipynb"}
+                         for n in ("02_train", "04_evaluate")]}
+    html = report.write_index(tmp_path, run).read_text()
+    assert 'src="figures/' not in html and html.count("data:image/png;base64,") == 2
+    assert "blind 0.6000 [0.5500, 0.6500]" in html  # the baseline beside its metric
+    summary = html.split("<h2>Summary</h2>")[1].split("<h2>Notebooks</h2>")[0]
+    assert "baseline/blind" not in summary  # baselines are not rows of their own
+    section = html.split('<section id="02_train">')[1].split("</section>")[0]
+    assert "lm/perplexity" in section and "04_confusion" not in section
+    assert "04_confusion" in html.split('<section id="04_evaluate">')[1].split("</section>")[0]
+    assert "other figures" in html and "99_extra" in html
+    params = html.split('id="parameters"')[1]
+    assert "<td>fusion</td><td>cross_attention</td><td>prefix</td>" in params  # changed, with the preset's value
+    assert "abc1234" in html

@@ -27,12 +27,15 @@ trained from the run's 02 models exactly as 03_fuse trains it, then measured on 
 - a **mitigation** at the strongest bias (`bias_mitigation=oversample`: training images of a
   biased shape repeated so each of its colours is seen equally often, for the same optimiser
   steps), every figure before and
-  after, and its cost in accuracy."""),
+  after, and its cost in accuracy;
+- **speech fairness** when the run has spoken questions (`speech` among 01's sources, `asr` /
+  `spoken_vqa` among the tasks): ASR WER and spoken-VQA exact match of each model per voice,
+  accent, gender and engine (fairlearn's `MetricFrame`; difference with a bootstrap interval)."""),
     new_code_cell(P.parameters_cell(NAME, "empty: use the newest run that has 02_train's models"),
                   metadata={"tags": ["parameters"]}),
     new_code_cell(f"""import pandas as pd
 from IPython.display import Markdown, display
-from mbmlab import bias, bias_study, notebook, report
+from mbmlab import bias, bias_study, fairness, notebook, report
 from mbmlab.data.scenes import parse_bias_pairs
 from mbmlab.paths import data_dir
 
@@ -47,7 +50,7 @@ plan = [(s, "none") for s in sorted(params["bias_strengths"])]
 if params["bias_mitigation"] != "none":
     plan.append((max(params["bias_strengths"]), params["bias_mitigation"]))
 print("pairs:", pairs, "— trainings:", plan)"""),
-    new_code_cell("""rows, probes = [], []
+    new_code_cell("""rows, probes, spoken = [], [], {}
 for strength, mitigation in plan:
     processed = bias_study.dataset_at(collected, strength, data_dir())
     out = run / "bias_study" / f"strength{strength:.2f}-{mitigation}"
@@ -55,9 +58,14 @@ for strength, mitigation in plan:
     qa, metrics = bias_study.evaluate_at(trained, processed, params["eval_batch_size"], params["seed"])
     probe = bias_study.counterfactuals(trained, processed, pairs, collected["scene_image_size"], params["probe_images"])
     probe.assign(strength=strength, mitigation=mitigation).pipe(probes.append)
+    frames, tables, heard = bias_study.speech_at(trained, processed, params["eval_batch_size"], params["seed"])
+    for task, frame in frames.items():
+        frame.to_csv(out / f"{task}_predictions.csv", index=False)
+    spoken[(strength, mitigation)] = (tables, heard)
     realised = bias_study.realised_prior_share(trained.train_objects, pairs)
     rows.append({"strength": strength, "mitigation": mitigation, "realised P(prior colour | biased shape)": realised,
-                 "steps": trained.steps, "train seconds": trained.seconds, **metrics, **bias_study.probe_rates(probe)})
+                 "steps": trained.steps, "train seconds": trained.seconds, **metrics, **heard,
+                 **bias_study.probe_rates(probe)})
     print(f"strength {strength:.2f} {mitigation}: trained {trained.steps} steps in {trained.seconds:.0f} s; "
           f"VQA {metrics['vqa/exact_match']:.2%}")
 table = pd.DataFrame(rows)
@@ -73,6 +81,19 @@ print(table[[c for c in shown if c in table]].round(4).to_string(index=False))""
 Points: the models trained at each strength (bars: 95% intervals); the mitigated model at the
 strongest bias as a separate marker. Right: the counterfactual probes."""),
     new_code_cell("""report.save_figure(bias_study.plot(table), run, "07_bias_study")"""),
+    new_markdown_cell("""## Speech fairness by voice group
+Each model's ASR word error rate and spoken-VQA exact match per voice, accent, gender and
+engine: the difference between the best and the worst group with its bootstrap 95% interval
+(clips resampled), and the ratio worst/best. The figure shows the model at the strongest
+injected bias without mitigation."""),
+    new_code_cell("""fair = bias_study.fairness_table(table)
+if fair.empty:
+    print("no spoken test clips in this run (add speech to 01's sources and asr / spoken_vqa to the tasks)")
+else:
+    print(fair.round(4).to_string(index=False))
+    strongest = (max(params["bias_strengths"]), "none")
+    tables, heard = spoken[strongest]
+    report.save_figure(fairness.plot_disparities(tables, heard), run, "07_speech_fairness")"""),
     new_markdown_cell("## Findings"),
     new_code_cell("""lines = bias_study.findings(table)
 display(Markdown("\\n".join(f"- {line}" for line in lines) or "No finding: fewer than two strengths were trained."))

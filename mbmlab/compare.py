@@ -1,0 +1,209 @@
+"""``mbmlab compare RUN…``: runs side by side — the parameters that differ, each metric with its
+95% interval in every run, and which differences are larger than their intervals.
+
+Two values differ beyond their intervals when the runs' bootstrap 95% intervals do not overlap
+(a conservative reading: intervals that overlap a little can still hide a real difference, so
+"no" means "not shown", not "equal"). Metrics without intervals are listed but never flagged.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .report import HEADLINE, STYLE, data_uri, interval
+
+
+class CompareError(ValueError):
+    """A folder that is not a finished or partial run (no run.json / metrics.json)."""
+
+
+@dataclass
+class Run:
+    path: Path
+    run: dict
+    metrics: dict
+    params: dict
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def load(path: Path) -> Run:
+    path = Path(path)
+    if not path.is_dir():
+        raise CompareError(f"{path} is not a folder; give run folders such as reports/<run-id>")
+    missing = [n for n in ("run.json", "metrics.json") if not (path / n).exists()]
+    if missing:
+        raise CompareError(f"{path} has no {' or '.join(missing)}: not a run that recorded metrics")
+    run = json.loads((path / "run.json").read_text())
+    params = json.loads((path / "params.json").read_text()) if (path / "params.json").exists() else run.get("params", {})
+    return Run(path, run, json.loads((path / "metrics.json").read_text()), params)
+
+
+def param_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per parameter whose value is not the same in every run (the preset included)."""
+    keys = ["preset"] + sorted({k for r in runs for k in r.params})
+    rows = []
+    for key in keys:
+        values = [r.run.get("preset") if key == "preset" else r.params.get(key) for r in runs]
+        if len({json.dumps(v, sort_keys=True) for v in values}) > 1:
+            rows.append({"parameter": key, **{r.name: v for r, v in zip(runs, values)}})
+    return pd.DataFrame(rows, columns=["parameter"] + [r.name for r in runs])
+
+
+def separated(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
+    """True when both intervals exist and do not overlap."""
+    return a is not None and b is not None and (a[0] > b[1] or b[0] > a[1])
+
+
+def metric_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per metric recorded by at least one run (headline metrics first): each run's
+    value and interval, and ``differs`` naming the pairs of runs whose intervals do not overlap."""
+    names = {n for r in runs for n in r.metrics if not n.endswith(("/ci95_low", "/ci95_high"))}
+    order = [n for n in HEADLINE if n in names] + sorted(names - set(HEADLINE))
+    rows = []
+    for name in order:
+        row = {"metric": name, "shared": all(name in r.metrics for r in runs)}
+        cis = []
+        for r in runs:
+            ci = interval(r.metrics, name)
+            row[r.name] = r.metrics.get(name)
+            row[f"{r.name} ci95"] = ci
+            cis.append(ci)
+        pairs = [f"{runs[i].name} vs {runs[j].name}" for i in range(len(runs)) for j in range(i + 1, len(runs))
+                 if separated(cis[i], cis[j])]
+        row["differs"] = "; ".join(pairs)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(value, ci) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "—"
+    return f"{value:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
+
+
+def printable(runs: list[Run], params: pd.DataFrame, metrics: pd.DataFrame, limit: int | None = None) -> str:
+    """The comparison as text: the parameters that differ, then the metrics (headline first)."""
+    out = io.StringIO()
+    out.write("runs: " + ", ".join(f"{chr(65 + i)} = {r.name}" for i, r in enumerate(runs)) + "\n\n")
+    letters = {r.name: chr(65 + i) for i, r in enumerate(runs)}
+    if len(params):
+        out.write("parameters that differ:\n")
+        out.write(params.rename(columns=letters).to_string(index=False) + "\n\n")
+    else:
+        out.write("the runs have the same parameters\n\n")
+    shown = metrics.head(limit) if limit else metrics
+    table = pd.DataFrame({"metric": shown["metric"], **{letters[r.name]: [_cell(v, c) for v, c in
+                                                                          zip(shown[r.name], shown[f"{r.name} ci95"])]
+                                                        for r in runs},
+                          "beyond intervals": [d.replace(" vs ", "≠") for d in shown["differs"]]})
+    for name, letter in letters.items():
+        table["beyond intervals"] = table["beyond intervals"].str.replace(name, letter, regex=False)
+    out.write(table.to_string(index=False) + "\n")
+    if limit and len(metrics) > limit:
+        out.write(f"… {len(metrics) - limit} more metrics in the HTML page\n")
+    return out.getvalue()
+
+
+def plot(runs: list[Run], metrics: pd.DataFrame, limit: int = 12):
+    """Grouped bars of the shared metrics with intervals (headline metrics first)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    shared = metrics[metrics["shared"] & metrics["metric"].isin(HEADLINE)].head(limit)
+    if shared.empty:
+        shared = metrics[metrics["shared"]].head(limit)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(shared) * max(1, len(runs)) / 2 + 3), 4))
+    x = np.arange(len(shared))
+    width = 0.8 / max(1, len(runs))
+    for k, r in enumerate(runs):
+        values = shared[r.name].astype(float).to_numpy()
+        cis = list(shared[f"{r.name} ci95"])
+        err = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(values, cis)]).T
+        ax.bar(x + k * width - 0.4 + width / 2, values, width, yerr=err if len(values) else None, capsize=2,
+               label=r.name, color=f"C{k}")
+    ax.set_xticks(x, [m.replace("/", "/\n", 1) for m in shared["metric"]], rotation=60, ha="right", fontsize=7)
+    ax.set_title("metrics shared by the runs (bars: 95% intervals)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def write(runs: list[Run], out: Path, title: str | None = None, notes: list[str] = (), figures: list[Path] = ()) -> Path:
+    """``out/index.html`` (self-contained: the plot is inlined) and ``out/compare.csv``;
+    ``notes``: lines shown above the tables (a sweep lists its failed combinations there)."""
+    out = Path(out)
+    params, metrics = param_table(runs), metric_table(runs)
+    csv = metrics.copy()
+    for r in runs:
+        ci = csv.pop(f"{r.name} ci95")
+        csv[f"{r.name}/ci95_low"] = [c[0] if c else None for c in ci]
+        csv[f"{r.name}/ci95_high"] = [c[1] if c else None for c in ci]
+    csv.to_csv(out / "compare.csv", index=False)
+    figure = plot(runs, metrics)
+    figure.savefig(out / "compare.png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    e = html.escape
+    head = "".join(f"<th>{e(r.name)}</th>" for r in runs)
+    runs_rows = "".join(
+        f"<tr><td>{e(r.name)}</td><td>{e(str(r.run.get('preset')))}</td><td class='{e(str(r.run.get('status')))}'>"
+        f"{e(str(r.run.get('status')))}</td><td class='num'>{(r.run.get('total_seconds') or 0):.1f}</td>"
+        f"<td><code>{e(str(r.run.get('environment', {}).get('git commit', '')))}</code></td>"
+        f"<td><a href='{e((r.path / 'index.html').resolve().as_uri())}'>index.html</a></td></tr>" for r in runs)
+    param_rows = "".join("<tr><td>" + e(str(row["parameter"])) + "</td>" +
+                         "".join(f"<td>{e(json.dumps(row[r.name]))}</td>" for r in runs) + "</tr>"
+                         for row in params.to_dict("records")) or f"<tr><td colspan='{len(runs) + 1}'>none</td></tr>"
+    metric_rows = "".join(
+        "<tr><td>" + e(row["metric"]) + "</td>" +
+        "".join(f"<td class='num'>{e(_cell(row[r.name], row[f'{r.name} ci95']))}</td>" for r in runs) +
+        f"<td class='{'yes' if row['differs'] else ''}'>{e(row['differs']) or 'no'}</td></tr>"
+        for row in metrics.to_dict("records"))
+    flagged = int((metrics["differs"] != "").sum())
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mbmlab compare: {len(runs)} runs</title>
+<style>{STYLE}</style></head><body>
+<h1>{e(title or f"Comparison of {len(runs)} runs")}</h1>
+{"".join(f"<p class='{'failed' if n.startswith('failed') else ''}'>{e(n)}</p>" for n in notes)}
+{"".join(f"<figure><img src='{data_uri(f)}' alt='{e(Path(f).stem)}'><figcaption>{e(Path(f).stem)}</figcaption></figure>" for f in figures)}
+<table><tr><th>run</th><th>preset</th><th>status</th><th>seconds</th><th>commit</th><th>report</th></tr>{runs_rows}</table>
+<h2>Parameters that differ</h2>
+<table><tr><th>parameter</th>{head}</tr>{param_rows}</table>
+<h2>Metrics</h2>
+<p>{flagged} of {len(metrics)} metrics differ beyond their 95% intervals (the runs' bootstrap
+intervals do not overlap). Intervals that overlap do not show the values equal; metrics without
+intervals are never flagged.</p>
+<figure><img src="{data_uri(out / 'compare.png')}" alt="shared metrics"><figcaption>shared metrics, headline first</figcaption></figure>
+<table><tr><th>metric</th>{head}<th>differs beyond intervals</th></tr>{metric_rows}</table>
+</body></html>
+"""
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def compare(paths: list[Path], reports: Path | None = None, log=print) -> Path:
+    """Load the runs, print the comparison, write ``reports/<stamp>-compare/``; returns its folder."""
+    from .paths import new_run_dir
+
+    if len(paths) < 2:
+        raise CompareError("give at least two run folders")
+    runs = [load(p) for p in paths]
+    if len({r.path.resolve() for r in runs}) < len(runs):
+        raise CompareError("a run is named twice")
+    out = new_run_dir(reports, label="compare")
+    write(runs, out)
+    log(printable(runs, param_table(runs), metric_table(runs), limit=40))
+    log(f"comparison: {out / 'index.html'}")
+    return out

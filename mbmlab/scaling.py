@@ -1,0 +1,136 @@
+"""The scaling study (the seed's §8.1; presets ``scaling-cpu`` / ``scaling-gpu``): validation loss
+of the language model against its training compute over a sweep of model size × data size, and
+a fitted power law L(C) = a·C^(−b) + c.
+
+- Compute C = 6·N·D FLOPs (Kaplan et al. 2020, §2.1: forward + backward ≈ 6 FLOPs per
+  non-embedding parameter N per training token D), recorded by 02_train as ``lm/train_flops``.
+- Loss L = validation cross-entropy in nats per predicted token = log(``lm/perplexity``), the
+  perplexity being exp(total NLL / total predicted tokens).
+- The fit uses the compute frontier, as Hoffmann et al. 2022 (approach 1) fit the envelope of
+  their training curves: a point is kept when no run with less or equal compute reached a lower
+  loss; the others are listed as left out, with that reason. For each irreducible loss c on a
+  grid below the lowest kept loss, log(L − c) = log a − b·log C is a least-squares line; the c
+  with the smallest squared error in L wins. Fit quality: R² of L on the kept points.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class PowerLaw:
+    a: float
+    b: float  # the exponent: L falls as C^(−b)
+    c: float  # the irreducible loss
+    r2: float
+    used: list[int]  # row positions of the points fitted
+    left_out: dict[int, str] = field(default_factory=dict)  # row position → why
+
+    def __call__(self, compute):
+        return self.a * np.asarray(compute, dtype=float) ** (-self.b) + self.c
+
+    def describe(self) -> str:
+        return f"L(C) = {self.a:.4g}·C^(−{self.b:.4f}) + {self.c:.4f}  (R² {self.r2:.4f}, {len(self.used)} points)"
+
+
+def frontier(compute, loss) -> list[int]:
+    """Positions of the points no cheaper-or-equal run beat: the lowest loss so far, by compute."""
+    order = np.argsort(np.asarray(compute, dtype=float), kind="stable")
+    kept, best = [], math.inf
+    for i in order:
+        if loss[i] < best:
+            kept.append(int(i))
+            best = loss[i]
+    return sorted(kept, key=lambda i: compute[i])
+
+
+def fit_power_law(compute, loss, grid: int = 400) -> PowerLaw:
+    """L(C) = a·C^(−b) + c fitted on the compute frontier (module docstring); needs 3 frontier points."""
+    compute, loss = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
+    if len(compute) != len(loss) or np.any(compute <= 0) or not np.all(np.isfinite(loss)):
+        raise ValueError("compute must be positive and losses finite, one of each per point")
+    used = frontier(compute, loss)
+    left_out = {i: "not on the compute frontier: a run with less or equal compute reached a lower loss"
+                for i in range(len(loss)) if i not in used}
+    if len(used) < 3:
+        raise ValueError(f"{len(used)} points on the compute frontier; a three-parameter power law needs 3 or more "
+                         f"(sweep more model and data sizes)")
+    x, y = np.log(compute[used]), loss[used]
+    best = None
+    for c in np.linspace(0.0, y.min(), grid, endpoint=False):
+        slope, intercept = np.polyfit(x, np.log(y - c), 1)
+        error = float(np.sum((np.exp(intercept + slope * x) + c - y) ** 2))
+        if best is None or error < best[0]:
+            best = (error, math.exp(intercept), -slope, c)
+    error, a, b, c = best
+    total = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - error / total if total > 0 else 1.0
+    return PowerLaw(a, b, float(c), r2, used, left_out)
+
+
+def points(runs: list[Path]) -> pd.DataFrame:
+    """One row per finished run of the sweep: its size parameters, N, D, C and L."""
+    rows = []
+    for run in runs:
+        run = Path(run)
+        metrics = json.loads((run / "metrics.json").read_text())
+        params = json.loads((run / "params.json").read_text())
+        if "lm/train_flops" not in metrics or "lm/perplexity" not in metrics:
+            raise ValueError(f"{run} has no lm/train_flops or lm/perplexity: not a run of 02_train from this version")
+        rows.append({"run": run.name, "lm_dim": params.get("lm_dim"), "lm_layers": params.get("lm_layers"),
+                     "max_train_images": params.get("max_train_images"),
+                     "parameters": metrics["lm/non_embedding_parameters"], "tokens": metrics["lm/train_tokens"],
+                     "compute": metrics["lm/train_flops"], "loss": math.log(metrics["lm/perplexity"])})
+    return pd.DataFrame(rows)
+
+
+def analyse(table: pd.DataFrame) -> tuple[pd.DataFrame, PowerLaw]:
+    """The fit over the sweep's points; the table gains ``fitted`` and ``used`` / ``left out`` columns."""
+    law = fit_power_law(table["compute"].to_numpy(), table["loss"].to_numpy())
+    table = table.assign(fitted=law(table["compute"]), used=[i in law.used for i in range(len(table))],
+                         left_out=[law.left_out.get(i, "") for i in range(len(table))])
+    return table, law
+
+
+def plot(table: pd.DataFrame, law: PowerLaw):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for dim, part in table.groupby("lm_dim"):
+        used = part[part["used"]]
+        rest = part[~part["used"]]
+        ax.scatter(used["compute"], used["loss"], label=f"lm_dim {dim}", zorder=3)
+        ax.scatter(rest["compute"], rest["loss"], facecolors="none", edgecolors="grey", zorder=3)
+    grid = np.geomspace(table["compute"].min() / 1.5, table["compute"].max() * 1.5, 100)
+    ax.plot(grid, law(grid), color="black", lw=1, label=law.describe().split("  ")[0])
+    ax.axhline(law.c, color="grey", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute C = 6·N·D (FLOPs)")
+    ax.set_ylabel("validation loss (nats / token)")
+    ax.set_title(f"exponent b = {law.b:.3f}, R² = {law.r2:.3f}; hollow: left out (off the frontier)", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def write(folder: Path, runs: list[Path]) -> tuple[pd.DataFrame, PowerLaw]:
+    """``scaling.csv``, ``scaling.json`` (the law, its exponent, fit quality, the points left out)
+    and ``scaling.png`` in the sweep folder."""
+    table, law = analyse(points(runs))
+    table.to_csv(folder / "scaling.csv", index=False)
+    (folder / "scaling.json").write_text(json.dumps(
+        {"law": law.describe(), "a": law.a, "b": law.b, "c": law.c, "r2": law.r2,
+         "used": [table["run"][i] for i in law.used],
+         "left_out": {table["run"][i]: why for i, why in law.left_out.items()}}, indent=1))
+    figure = plot(table, law)
+    figure.savefig(folder / "scaling.png", dpi=100, bbox_inches="tight")
+    return table, law
