@@ -31,17 +31,16 @@ def test_jupyterlab_serves_the_series_with_the_project_kernel(tmp_path):
     port, token = _free_port(), "mbmlab-test"
     # the command ./workbench lab runs (its install steps aside), with a fixed port and token
     server = subprocess.Popen([str(Path(sys.executable).parent / "jupyter"), "lab", "--notebook-dir=notebooks",
-                               "--allow-root", "--no-browser", f"--port={port}", f"--IdentityProvider.token={token}",
-                               f"--ServerApp.root_dir={ROOT / 'notebooks'}"],
+                               "--allow-root", "--no-browser", f"--port={port}", f"--IdentityProvider.token={token}"],
                               cwd=ROOT, env=os.environ | {"JUPYTER_RUNTIME_DIR": str(tmp_path)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=(tmp_path / "lab.log").open("w"))
     try:
         base, deadline, specs = f"http://127.0.0.1:{port}", time.time() + 60, None
         while time.time() < deadline and specs is None:
             try:
                 specs = _get(f"{base}/api/kernelspecs?token={token}")
             except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert server.poll() is None, (tmp_path / "lab.log").read_text()[-2000:]
                 time.sleep(0.5)
         assert specs is not None, "JupyterLab did not answer within 60 s"
         assert "mbmlab" in specs["kernelspecs"]
