@@ -89,11 +89,15 @@ def _cell(value, ci) -> str:
     return f"{value:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
 
 
+def _letter(i: int) -> str:
+    return chr(65 + i) if i < 26 else f"R{i + 1}"
+
+
 def printable(runs: list[Run], params: pd.DataFrame, metrics: pd.DataFrame, limit: int | None = None) -> str:
     """The comparison as text: the parameters that differ, then the metrics (headline first)."""
     out = io.StringIO()
-    out.write("runs: " + ", ".join(f"{chr(65 + i)} = {r.name}" for i, r in enumerate(runs)) + "\n\n")
-    letters = {r.name: chr(65 + i) for i, r in enumerate(runs)}
+    out.write("runs: " + ", ".join(f"{_letter(i)} = {r.name}" for i, r in enumerate(runs)) + "\n\n")
+    letters = {r.name: _letter(i) for i, r in enumerate(runs)}
     if len(params):
         out.write("parameters that differ:\n")
         out.write(params.rename(columns=letters).to_string(index=False) + "\n\n")
@@ -156,9 +160,16 @@ def write(runs: list[Run], out: Path, title: str | None = None, notes: list[str]
 
     plt.close(figure)
     e = html.escape
-    head = "".join(f"<th>{e(r.name)}</th>" for r in runs)
+    letter = {r.name: _letter(i) for i, r in enumerate(runs)}
+    head = "".join(f"<th title='{e(r.name)}'>{letter[r.name]}</th>" for r in runs)
+
+    def pairs(text: str) -> str:
+        for name, mark in letter.items():
+            text = text.replace(name, mark)
+        return text.replace(" vs ", "≠")
+
     runs_rows = "".join(
-        f"<tr><td>{e(r.name)}</td><td>{e(str(r.run.get('preset')))}</td><td class='{e(str(r.run.get('status')))}'>"
+        f"<tr><td><b>{letter[r.name]}</b></td><td>{e(r.name)}</td><td>{e(str(r.run.get('preset')))}</td><td class='{e(str(r.run.get('status')))}'>"
         f"{e(str(r.run.get('status')))}</td><td class='num'>{(r.run.get('total_seconds') or 0):.1f}</td>"
         f"<td><code>{e(str(r.run.get('environment', {}).get('git commit', '')))}</code></td>"
         f"<td><a href='{e((r.path / 'index.html').resolve().as_uri())}'>index.html</a></td></tr>" for r in runs)
@@ -168,7 +179,7 @@ def write(runs: list[Run], out: Path, title: str | None = None, notes: list[str]
     metric_rows = "".join(
         "<tr><td>" + e(row["metric"]) + "</td>" +
         "".join(f"<td class='num'>{e(_cell(row[r.name], row[f'{r.name} ci95']))}</td>" for r in runs) +
-        f"<td class='{'yes' if row['differs'] else ''}'>{e(row['differs']) or 'no'}</td></tr>"
+        f"<td class='{'yes' if row['differs'] else ''}'>{e(pairs(row['differs'])) or 'no'}</td></tr>"
         for row in metrics.to_dict("records"))
     flagged = int((metrics["differs"] != "").sum())
     page = f"""<!doctype html>
@@ -177,7 +188,7 @@ def write(runs: list[Run], out: Path, title: str | None = None, notes: list[str]
 <h1>{e(title or f"Comparison of {len(runs)} runs")}</h1>
 {"".join(f"<p class='{'failed' if n.startswith('failed') else ''}'>{e(n)}</p>" for n in notes)}
 {"".join(f"<figure><img src='{data_uri(f)}' alt='{e(Path(f).stem)}'><figcaption>{e(Path(f).stem)}</figcaption></figure>" for f in figures)}
-<table><tr><th>run</th><th>preset</th><th>status</th><th>seconds</th><th>commit</th><th>report</th></tr>{runs_rows}</table>
+<table><tr><th></th><th>run</th><th>preset</th><th>status</th><th>seconds</th><th>commit</th><th>report</th></tr>{runs_rows}</table>
 <h2>Parameters that differ</h2>
 <table><tr><th>parameter</th>{head}</tr>{param_rows}</table>
 <h2>Metrics</h2>
@@ -185,7 +196,7 @@ def write(runs: list[Run], out: Path, title: str | None = None, notes: list[str]
 intervals do not overlap). Intervals that overlap do not show the values equal; metrics without
 intervals are never flagged.</p>
 <figure><img src="{data_uri(out / 'compare.png')}" alt="shared metrics"><figcaption>shared metrics, headline first</figcaption></figure>
-<table><tr><th>metric</th>{head}<th>differs beyond intervals</th></tr>{metric_rows}</table>
+<table><tr><th>metric</th>{head}<th>apart beyond intervals</th></tr>{metric_rows}</table>
 </body></html>
 """
     path = out / "index.html"
