@@ -85,8 +85,12 @@ def plot_disparities(tables: dict, metrics: dict):
     """One panel per (task, group): each group's value, the spread named in the title."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tables), figsize=(3.2 * len(tables), 3.2), squeeze=False)
-    for ax, ((task, group), table) in zip(axes[0], tables.items()):
+    columns = min(4, len(tables))  # rows of four panels: eight in one row are too small to read
+    rows = -(-len(tables) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(tables):]:
+        ax.axis("off")
+    for ax, ((task, group), table) in zip(axes.flat, tables.items()):
         metric = table.columns[1]
         ax.barh(table[group].astype(str), table[metric], color="#4c72b0")
         key = f"fairness/{task}/{group}/difference"
