@@ -54,7 +54,7 @@ def param_table(runs: list[Run]) -> pd.DataFrame:
         values = [r.run.get("preset") if key == "preset" else r.params.get(key) for r in runs]
         if len({json.dumps(v, sort_keys=True) for v in values}) > 1:
             rows.append({"parameter": key, **{r.name: v for r, v in zip(runs, values)}})
-    return pd.DataFrame(rows, columns=["parameter"] + [r.name for r in runs])
+    return pd.DataFrame(rows, columns=["parameter"] + [r.name for r in runs], dtype=object)  # ints stay ints
 
 
 def separated(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:

@@ -110,9 +110,12 @@ NOTEBOOKS = (NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS)  # the default
 STUDY_SERIES = {"fusion-study": (NB_COLLECT, NB_TRAIN, NB_FUSION_STUDY),  # presets that run another series
                 "bias-study": (NB_COLLECT, NB_TRAIN, NB_BIAS_STUDY),
                 "scaling-cpu": (NB_COLLECT, NB_TRAIN), "scaling-gpu": (NB_COLLECT, NB_TRAIN)}
-# the grid `mbmlab sweep --preset scaling-…` runs when no --grid is given: model size × data size
-SCALING_GRIDS = {"scaling-cpu": {"lm_dim": [32, 64, 128], "max_train_images": [500, 2000]},
-                 "scaling-gpu": {"lm_dim": [64, 128, 256, 512], "max_train_images": [2000, 8000, 0]}}
+# the grid `mbmlab sweep --preset scaling-…` runs when no --grid is given: model size × training
+# tokens. The tokens vary through the epochs over all the training data, not through
+# max_train_images, which also shrinks the validation split: every run's loss is then measured
+# on the same held-out lines.
+SCALING_GRIDS = {"scaling-cpu": {"lm_dim": [16, 32, 64, 128], "lm_epochs": [0.25, 1.0]},
+                 "scaling-gpu": {"lm_dim": [64, 128, 256, 512, 1024], "lm_epochs": [0.5, 2.0, 8.0]}}
 ALL = NOTEBOOKS + (NB_FUSION_STUDY, NB_BIAS_STUDY)
 MITIGATIONS = ("none", "oversample")  # mbmlab.bias_study.MITIGATIONS
 
@@ -295,9 +298,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "bias_strength": 0.125, "speech_max_clips": 400},
     # the scaling study (mbmlab sweep --preset scaling-cpu): 01 (easy-VQA only) and 02, whose LM
     # is the measured model; the encoders' alignment kept to a token pass (not measured here)
-    "scaling-cpu": {"sources": ["easyvqa"], "lm_layers": 2, "lm_heads": 4, "lm_epochs": 2.0, "align_epochs": 0.01},
-    "scaling-gpu": {"sources": ["easyvqa"], "lm_layers": 4, "lm_heads": 8, "lm_epochs": 4.0, "align_epochs": 0.01,
-                    "vocab_size": 1000},
+    "scaling-cpu": {"sources": ["easyvqa"], "lm_layers": 2, "lm_heads": 4, "align_epochs": 0.01},
+    "scaling-gpu": {"sources": ["easyvqa"], "lm_layers": 4, "lm_heads": 8, "align_epochs": 0.01, "vocab_size": 1000},
 }
 
 

@@ -1,6 +1,7 @@
 """The scaling study (the seed's §8.1; presets ``scaling-cpu`` / ``scaling-gpu``): validation loss
-of the language model against its training compute over a sweep of model size × data size, and
-a fitted power law L(C) = a·C^(−b) + c.
+of the language model against its training compute over a sweep of model size × training tokens
+(epochs over the same data, so every run is measured on the same validation lines), and a fitted
+power law L(C) = a·C^(−b) + c.
 
 - Compute C = 6·N·D FLOPs (Kaplan et al. 2020, §2.1: forward + backward ≈ 6 FLOPs per
   non-embedding parameter N per training token D), recorded by 02_train as ``lm/train_flops``.
@@ -84,7 +85,7 @@ def points(runs: list[Path]) -> pd.DataFrame:
         if "lm/train_flops" not in metrics or "lm/perplexity" not in metrics:
             raise ValueError(f"{run} has no lm/train_flops or lm/perplexity: not a run of 02_train from this version")
         rows.append({"run": run.name, "lm_dim": params.get("lm_dim"), "lm_layers": params.get("lm_layers"),
-                     "max_train_images": params.get("max_train_images"),
+                     "lm_epochs": params.get("lm_epochs"), "max_train_images": params.get("max_train_images"),
                      "parameters": metrics["lm/non_embedding_parameters"], "tokens": metrics["lm/train_tokens"],
                      "compute": metrics["lm/train_flops"], "loss": math.log(metrics["lm/perplexity"])})
     return pd.DataFrame(rows)
