@@ -94,10 +94,7 @@ def train(prepared, fuse_params: dict, kind: str, epochs: float, out: Path) -> B
     train_set = fuse.TaskUnits(examples, prepared.processor, pixels)
     plan = fuse.stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], epochs,
                        values["fuse_learning_rate"], values["fuse_train_parts"])
-    trainers = fuse.train_stages(model, train_set, prepared.collator, plan, Path(out) / "checkpoints" / kind,
-                                 batch_size=values["fuse_batch_images"], seed=values["seed"], bf16=values["bf16"],
-                                 save_strategy="no", report_to="none", logging_strategy="no",
-                                 disable_tqdm=True)
+    trainers = fuse.train_quietly(model, train_set, prepared.collator, plan, Path(out) / "checkpoints" / kind, values)
     model.save_pretrained(Path(out) / kind)
     prepared.processor.save_pretrained(Path(out) / kind)
     return Baseline(kind, model, prepared.processor, epochs,

@@ -108,10 +108,7 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
     plan = fuse.stages(values["fuse_stage1_epochs"] * scale, values["fuse_stage1_learning_rate"],
                        values["fuse_epochs"] * scale, values["fuse_learning_rate"], values["fuse_train_parts"])
     start = time.perf_counter()
-    trainers = fuse.train_stages(prepared.model, train_set, prepared.collator, plan,
-                                 Path(out) / "checkpoints", batch_size=values["fuse_batch_images"],
-                                 seed=values["seed"], bf16=values["bf16"], save_strategy="no",
-                                 logging_strategy="no", disable_tqdm=True)
+    trainers = fuse.train_quietly(prepared.model, train_set, prepared.collator, plan, Path(out) / "checkpoints", values)
     seconds = time.perf_counter() - start
     prepared.model.save_pretrained(Path(out) / "fused")
     prepared.processor.save_pretrained(Path(out) / "fused")

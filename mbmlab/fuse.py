@@ -163,6 +163,14 @@ def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: li
     return trainers
 
 
+def train_quietly(model, train_set, collator, plan: list[Stage], output_dir: Path, values: dict) -> dict:
+    """``train_stages`` with 03_fuse's batch, seed and bf16 from ``values``, no checkpoints, no
+    logging, no progress bars: the extra trainings that 04's baselines and 07's bias study run."""
+    return train_stages(model, train_set, collator, plan, output_dir, batch_size=values["fuse_batch_images"],
+                        seed=values["seed"], bf16=values["bf16"], save_strategy="no", logging_strategy="no",
+                        disable_tqdm=True)
+
+
 def history(trainers: dict) -> pd.DataFrame:
     """The stages' logged losses on one step axis (stage 2's steps continue stage 1's)."""
     frames, offset = [], 0
