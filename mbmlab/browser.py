@@ -10,9 +10,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-# what Chromium logs to stderr for a page's console messages and failed resource loads
+# how Chromium logs a page's console messages to stderr
 _CONSOLE = re.compile(r":CONSOLE[^\]]*\]\s*(.*)")
-_FAILED = re.compile(r"(Failed to load resource[^\n]*|net::ERR_[A-Z_]+[^\n]*)")
 
 
 class BrowserMissing(RuntimeError):
@@ -69,11 +68,8 @@ def open_page(page: Path, screenshot: Path, width: int = 1280, height: int = 240
     errors = []
     for line in done.stderr.splitlines():
         console = _CONSOLE.search(line)
-        failed = _FAILED.search(line)
         if console and ("error" in line.lower() or "Uncaught" in line):
             errors.append(console.group(1))
-        elif failed:
-            errors.append(failed.group(1))
     if not screenshot.exists():
         errors.append(f"no screenshot written (exit code {done.returncode}): {done.stderr[-500:]}")
     return Opened(page, screenshot, errors)

@@ -193,7 +193,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
         if run["status"] == "ok":
             held.unlink(missing_ok=True)
             raise ValueError(f"{run_dir} finished ({run['status']}); nothing to resume")
-        P.resolve(preset, {k: v for k, v in values.items()})  # still valid under today's schema
+        P.resolve(preset, values)  # still valid under today's schema
     else:
         values = P.resolve(preset, overrides)  # refuse bad input before any work starts
     series = Series(Path(notebooks_dir or project_root() / "notebooks"), P.series(preset))
@@ -214,6 +214,12 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
         run.update(status="running", error=None)
         run.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))
         log(f"resuming {run_dir} from {next(nb['name'] for nb in run['notebooks'] if nb['status'] != 'ok')}")
+    def interrupted(name: str, entry: dict, t0: float) -> RunInterrupted:
+        entry.update(status="interrupted", seconds=time.perf_counter() - t0)
+        run.update(status="interrupted", error=f"interrupted (Ctrl-C) during {name}; continue with "
+                                               f"`mbmlab run --resume {run_dir}`")
+        return RunInterrupted(run["error"])
+
     start = time.perf_counter()
     earlier = run.get("total_seconds") or 0.0
     log(f"run {run_dir}")
@@ -235,10 +241,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                 )
             except pm.PapermillExecutionError as err:
                 if err.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first
-                    entry.update(status="interrupted", seconds=time.perf_counter() - t0)
-                    run.update(status="interrupted", error=f"interrupted (Ctrl-C) during {name}; continue with "
-                                                           f"`mbmlab run --resume {run_dir}`")
-                    raise RunInterrupted(run["error"]) from None
+                    raise interrupted(name, entry, t0) from None
                 cell = err.cell_index + 1 if err.cell_index is not None else None  # 1-based, as a reader counts
                 failure = NotebookFailed(name, cell, f"{err.ename}: {err.evalue}", out, err.source or "")
             except DeadKernelError:
@@ -250,10 +253,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                 failure = NotebookFailed(name, cell, f"the cell ran longer than the cell timeout ({cell_timeout} s)",
                                          out, source)
             except KeyboardInterrupt:
-                entry.update(status="interrupted", seconds=time.perf_counter() - t0)
-                run.update(status="interrupted", error=f"interrupted (Ctrl-C) during {name}; continue with "
-                                                       f"`mbmlab run --resume {run_dir}`")
-                raise RunInterrupted(run["error"]) from None
+                raise interrupted(name, entry, t0) from None
             finally:
                 if out.exists():
                     try:
