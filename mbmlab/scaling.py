@@ -132,6 +132,9 @@ def write(folder: Path, runs: list[Path]) -> tuple[pd.DataFrame, PowerLaw]:
         {"law": law.describe(), "a": law.a, "b": law.b, "c": law.c, "r2": law.r2,
          "used": [table["run"][i] for i in law.used],
          "left_out": {table["run"][i]: why for i, why in law.left_out.items()}}, indent=1))
+    import matplotlib.pyplot as plt
+
     figure = plot(table, law)
     figure.savefig(folder / "scaling.png", dpi=100, bbox_inches="tight")
+    plt.close(figure)  # a sweep must not keep its figures open
     return table, law
