@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mbmlab import params as P
+from mbmlab.lab import params as P
 from mbmlab.models import MbmConfig, MbmForConditionalGeneration, MbmProcessor, audio, text, vision
 
 

@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mbmlab import params as P
-from mbmlab.data import build_dataset
+from mbmlab.lab import params as P
+from mbmlab.data.collect import build_dataset
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from contextlib import nullcontext
 
 import torch
 
-from mbmlab import params as P
+from mbmlab.lab import params as P
 from mbmlab.models import audio, text, vision
 
 

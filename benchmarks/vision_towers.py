@@ -12,11 +12,11 @@ import time
 import torch
 from torch import nn
 
-from mbmlab import params as P
-from mbmlab.data import build_dataset
+from mbmlab.lab import params as P
+from mbmlab.data.collect import build_dataset
 from mbmlab.models import vision
 from mbmlab.models.connectors import pooled_image
-from mbmlab.paths import data_dir
+from mbmlab.lab.paths import data_dir
 
 
 class Probe(nn.Module):

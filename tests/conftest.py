@@ -1,4 +1,9 @@
 import os
+import sys
+from pathlib import Path
+
+# the shared helpers (helpers.py, family.py) import by name from every test folder
+sys.path.insert(0, str(Path(__file__).parent))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

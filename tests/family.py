@@ -1,8 +1,10 @@
 """Tiny fused models of several backbone families, built from configs (no downloads)."""
 import numpy as np
 import torch
+from PIL import Image
 from transformers import AutoModelForCausalLM, CLIPVisionConfig, LlamaConfig
 
+from mbmlab.data.tasks import Example
 from mbmlab.models import MbmConfig, MbmForConditionalGeneration, MbmProcessor, audio, text, vision
 from mbmlab.models.modeling_mbm import build_audio_tower, build_vision_tower
 
@@ -66,3 +68,38 @@ def parts(tokenizer, lm: str = "gpt2", tower: str = "vit", seed: int = 0):
 def clips(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.normal(0, 0.1, 16000 * SECONDS // (i + 1)).astype(np.float32) for i in range(n)]
+
+
+# every backbone family the README names (two LM families, ResNet, ViT, CLIP's vision tower,
+# Whisper), both image connectors, the resampler and all three fusion strategies
+COMBOS = [
+    ("gpt2", "resnet", dict(image_connector="pooled")),
+    ("gpt2", "vit", dict(image_connector="patches")),
+    ("llama", "clip", dict(image_connector="pooled")),
+    ("llama", "resnet", dict(image_connector="patches")),
+    ("gpt2", "vit", dict(image_connector="patches", image_projector="resampler", audio_projector="resampler",
+                         resampler_queries=3)),
+    ("gpt2", "vit", dict(fusion="cross_attention", image_connector="patches")),
+    ("llama", "resnet", dict(fusion="cross_attention", image_connector="pooled", image_projector="resampler",
+                             cross_attention_layers=[1])),
+    ("gpt2", "vit", dict(fusion="early", early_patch_size=8, early_audio_frames=10)),
+    ("llama", "resnet", dict(fusion="early", early_patch_size=16, early_audio_frames=25)),
+]
+
+
+IDS = [f"{lm}-{tower}-" + "-".join(str(v) for v in extra.values()) for lm, tower, extra in COMBOS]
+
+
+def pictures(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def inputs(processor, n=2):
+    prompts = [processor.prompt("spoken_vqa"), processor.prompt("vqa", "what color is the shape?")][:n]
+    return processor(text=prompts, images=pictures(n), audio=clips(1))
+
+
+EXAMPLES = [Example("vqa", 0, None, "what color is the shape?", ""), Example("caption", 1, None, "", ""),
+            Example("asr", None, 0, "", ""), Example("spoken_vqa", 2, 1, "", ""),
+            Example("vqa", 2, None, "is there a red shape?", "")]

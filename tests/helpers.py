@@ -46,3 +46,19 @@ def launch_two_cpu_processes(module: str, *args: str):
     ranks = sorted(line.split(" (pid")[0] for line in done.stdout.splitlines() if line.startswith("rank "))
     assert ranks == ["rank 0 of 2", "rank 1 of 2"], done.stdout[-2000:]
     return done
+
+
+def fake_run(path, metrics=None, params=None, preset="default", status="ok", **run_fields):
+    """A run folder as ``mbmlab run`` leaves it, written by hand for the lab's tests: ``metrics.json``,
+    and, when ``params`` is given, ``params.json`` and ``run.json`` (``run_fields`` added to it)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "metrics.json").write_text(json.dumps(metrics or {}))
+    if params is not None:
+        (path / "params.json").write_text(json.dumps(params))
+        (path / "run.json").write_text(json.dumps({"run_id": path.name, "preset": preset, "status": status,
+                                                   **run_fields}))
+    return path

@@ -1,3 +1,3 @@
-"""Data collection and preprocessing (notebook 01_collect)."""
-from .clean import DropReport, Dropped, EmptySourceError  # noqa: F401
-from .collect import Processed, build_dataset, load_processed, split_by_image  # noqa: F401
+"""Data: the sources (easy-VQA, procedural scenes, TTS speech, a user's folder or hub dataset),
+cleaning with a drop report, the task rows built from them, the data card, the attribute and voice
+vocabularies. Imports nothing above it (no model, training or lab code)."""

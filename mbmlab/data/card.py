@@ -19,10 +19,16 @@ def qa_frame(dataset: datasets.Dataset) -> pd.DataFrame:
 
 
 def objects_frame(dataset: datasets.Dataset) -> pd.DataFrame:
-    """One row per object: image_id, source, shape, colour, size (sources that know their objects)."""
-    cols = dataset.select_columns(["image_id", "source", "objects"])
-    return pd.DataFrame([{"image_id": r["image_id"], "source": r["source"], **{k: o[k] for k in ("shape", "colour", "size")}}
-                         for r in cols for o in r["objects"]], columns=["image_id", "source", "shape", "colour", "size"])
+    """One row per object of every image of an images split (``image_id``, ``source``, ``object``
+    (its index in the image), ``shape``, ``colour``, ``size``; "" where a source does not say), read
+    from the dataset's own ``objects`` column, so multi-object scenes give all their objects and any
+    shape or colour a source draws is kept. The data card, the bias audit and the bias study all
+    read objects through it."""
+    columns = ["image_id", "source", "object", "shape", "colour", "size"]
+    return pd.DataFrame([{"image_id": r["image_id"], "source": r["source"], "object": k,
+                          **{a: o[a] or "" for a in ("shape", "colour", "size")}}
+                         for r in dataset.select_columns(["image_id", "source", "objects"])
+                         for k, o in enumerate(r["objects"] or [])], columns=columns)
 
 
 def conditional_probabilities(images: datasets.DatasetDict, pairs: dict[str, str],
@@ -134,7 +140,7 @@ def plot_attribute_cooccurrence(images: datasets.DatasetDict, source: str | None
         if objects.empty:
             ax.set_axis_off()
             continue
-        from ..vocab import COLOURS, SHAPES
+        from .attributes import COLOURS, SHAPES
 
         table = pd.crosstab(objects["shape"], objects["colour"], normalize="index")
         table = table.reindex(index=[s for s in SHAPES if s in table.index] + sorted(set(table.index) - set(SHAPES)),
@@ -209,7 +215,7 @@ def plot_gallery(dataset: datasets.Dataset, qa: pd.DataFrame, captions: pd.DataF
 
 
 def _order() -> dict[str, tuple]:
-    from ..vocab import COLOURS, SHAPES, SIZES
+    from .attributes import COLOURS, SHAPES, SIZES
 
     return {"shape": SHAPES, "colour": COLOURS, "size": tuple(SIZES)}
 

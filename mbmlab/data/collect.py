@@ -20,9 +20,9 @@ from pathlib import Path
 
 import datasets
 
-from ..params import NB_COLLECT, SCHEMA, check_sources
-from . import easyvqa, scenes, speech, user
+from . import attributes, easyvqa, scenes, speech, user
 from .clean import Cleaner, DropReport, EmptySourceError
+from .sources import check_sources
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def easyvqa_record(raw: dict) -> dict:
 
 
 def scenes_records(params: dict) -> dict[str, list[dict]]:
-    bias = scenes.parse_bias_pairs(params["bias_pairs"])
+    bias = attributes.parse_bias_pairs(params["bias_pairs"])
     n_val = round(params["scenes_images"] * params["val_fraction"])
     counts = {"train": params["scenes_images"] - n_val, "validation": n_val, "test": params["scenes_test_images"]}
     return {split: [scenes.scene_record(params["seed"], split, i, params["scene_image_size"], bias,
@@ -187,7 +187,7 @@ def by_image(cleaned: dict[str, list[dict]], params: dict, salt: str) -> dict[st
 
 def build(params: dict, data_root: Path, progress: bool = True) -> dict:
     """All sources, cleaned: ``{"images": {split: rows}, "speech": {split: rows}, "drops": DropReport}``."""
-    check_sources(params)  # the same rules `mbmlab run` applies before a run starts
+    check_sources(params)  # the same rules `mbmlab run` applies before a run starts (mbmlab.data.sources)
     drops = DropReport()
     cleaner = Cleaner(drops, params["min_image_size"], params["min_audio_seconds"],
                       params["max_audio_seconds"], params["silence_dbfs"])
@@ -233,8 +233,9 @@ def build(params: dict, data_root: Path, progress: bool = True) -> dict:
 
 
 def dataset_name(params: dict) -> str:
-    keys = sorted(k for k, p in SCHEMA.items() if NB_COLLECT in p.notebooks)
-    shaping = {k: params[k] for k in keys}
+    """``<sources>-<hash>``: the hash covers every parameter given (01_collect's, as its notebook
+    declares them: ``mbmlab.lab.params.for_notebook("01_collect", values)``)."""
+    shaping = dict(params)
     if "user" in params["sources"] and params["user_dir"]:
         folder = Path(params["user_dir"])  # the folder's metadata files, so edited data gets a new name
         shaping["user_metadata"] = sorted(

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 
-from ..vocab import COLOURS, EASYVQA_SHAPES as SHAPES  # noqa: F401  (easy-VQA draws three shapes)
+from .attributes import COLOURS, EASYVQA_SHAPES as SHAPES  # noqa: F401  (easy-VQA draws three shapes)
 NEGATIONS = {"not", "no"}
 
 

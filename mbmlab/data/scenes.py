@@ -17,34 +17,15 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from .. import vocab
-from ..vocab import COLOURS, SHAPES
+from . import attributes
+from .attributes import COLOURS, SHAPES
 
-SIZES = dict(zip(vocab.SIZES, (0.10, 0.16)))  # half-width as a fraction of the image side
+SIZES = dict(zip(attributes.SIZES, (0.10, 0.16)))  # half-width as a fraction of the image side
 RGB = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "black": (20, 20, 20),
        "gray": (128, 128, 128), "teal": (0, 128, 128), "brown": (130, 80, 30), "yellow": (235, 205, 30)}
 NUMBERS = {1: "one", 2: "two", 3: "three"}
 QUESTION_TYPES = ("count", "colour", "shape", "existence", "spatial")
 SUPERSAMPLE = 4  # draw at 4× and downsample, so edges are anti-aliased
-
-
-class BiasSpecError(ValueError):
-    """A ``bias_pairs`` entry that is not ``shape:colour`` from the vocabularies."""
-
-
-def parse_bias_pairs(pairs: list[str]) -> dict[str, str]:
-    """``["circle:red"]`` → ``{"circle": "red"}``; each shape and each colour at most once."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        shape, sep, colour = pair.partition(":")
-        shape, colour = shape.strip(), colour.strip()
-        if not sep or shape not in SHAPES or colour not in COLOURS:
-            raise BiasSpecError(f"bias pair {pair!r} must be shape:colour with shape in {SHAPES} "
-                                f"and colour in {COLOURS}")
-        if shape in out or colour in out.values():
-            raise BiasSpecError(f"bias pair {pair!r} repeats a shape or colour of another pair")
-        out[shape] = colour
-    return out
 
 
 @dataclass(frozen=True)

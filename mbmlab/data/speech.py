@@ -21,33 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from .clean import SAMPLE_RATE, decode_audio, wav_bytes
+from .voices import VOICES, Voice  # noqa: F401  (Voice: the type of VOICES' values)
 
 CACHE_FORMAT = 1  # bump when the cached bytes would change for the same key
-
-
-@dataclass(frozen=True)
-class Voice:
-    name: str
-    engine: str  # "espeak-ng" or "flite"
-    engine_voice: str  # the engine's own voice argument
-    accent: str
-    gender: str
-    base_f0: float = 0.0  # flite only: the voice's mean pitch in Hz, measured once with an autocorrelation
-
-
-# espeak-ng's "+f3"/"+f4" variants are its female voice variants of the same accent.
-VOICES: dict[str, Voice] = {v.name: v for v in [
-    Voice("espeak-us-m", "espeak-ng", "en-us", "US", "male"),
-    Voice("espeak-us-f", "espeak-ng", "en-us+f3", "US", "female"),
-    Voice("espeak-gb-m", "espeak-ng", "en-gb", "British", "male"),
-    Voice("espeak-gb-f", "espeak-ng", "en-gb+f4", "British", "female"),
-    Voice("espeak-scot-m", "espeak-ng", "en-gb-scotland", "Scottish", "male"),
-    Voice("espeak-carib-m", "espeak-ng", "en-029", "Caribbean", "male"),
-    Voice("flite-slt-f", "flite", "slt", "US", "female", 170.0),
-    Voice("flite-rms-m", "flite", "rms", "US", "male", 105.0),
-    Voice("flite-awb-m", "flite", "awb", "Scottish", "male", 125.0),
-    Voice("flite-kal-m", "flite", "kal16", "US", "male", 95.0),
-]}
 
 
 class EngineMissingError(RuntimeError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..models.processing_mbm import TASKS
+from ..names import TASKS
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ from __future__ import annotations
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-FUSIONS = ("prefix", "cross_attention", "early")
-IMAGE_CONNECTORS = ("pooled", "patches")
+from ..names import FUSIONS, IMAGE_CONNECTORS, PROJECTORS
 
 
 class MbmConfig(PreTrainedConfig):
@@ -44,19 +43,14 @@ class MbmConfig(PreTrainedConfig):
     cross_attention_layers: list[int] | None = None  # decoder layers with a gated block before them; None: all
     early_patch_size: int = 16  # early fusion: pixels per patch side
     early_audio_frames: int = 16  # early fusion: log-mel frames per token
-    image_seq_length: int | None = None  # placeholder positions per image, worked out when not given
+    image_seq_length: int | None = None  # placeholder positions per image; the model works it out when not given
     audio_seq_length: int | None = None
     tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        from .connectors import PROJECTORS
-
         if self.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {self.fusion!r}; allowed values: {', '.join(FUSIONS)}")
-        from .fusion import FUSIONS as STRATEGIES
-
-        strategy = STRATEGIES[self.fusion]
         if self.image_connector not in IMAGE_CONNECTORS:
             raise ValueError(f"unknown image connector {self.image_connector!r}; allowed values: "
                              f"{', '.join(IMAGE_CONNECTORS)}")
@@ -69,17 +63,9 @@ class MbmConfig(PreTrainedConfig):
         if self.vision_config is not None:
             if self.image_token_id is None:
                 raise ValueError("a config with a vision tower needs image_token_id (the <image> token's id)")
-            if self.image_seq_length is None:
-                from .modeling_mbm import image_feature_shape
-
-                self.image_seq_length = strategy.placeholders(image_feature_shape(self)[0])
         if self.audio_config is not None:
             if self.audio_token_id is None:
                 raise ValueError("a config with an audio tower needs audio_token_id (the <audio> token's id)")
-            if self.audio_seq_length is None:
-                from .modeling_mbm import audio_feature_length
-
-                self.audio_seq_length = strategy.placeholders(audio_feature_length(self))
         if self.fusion == "cross_attention" and self.cross_attention_layers is not None:
             count = self.text_config.num_hidden_layers
             bad = [i for i in self.cross_attention_layers if not 0 <= i < count]
@@ -92,4 +78,4 @@ class MbmConfig(PreTrainedConfig):
         return tuple(m for m, c in (("image", self.vision_config), ("audio", self.audio_config)) if c is not None)
 
 
-__all__ = ["MbmConfig", "FUSIONS", "IMAGE_CONNECTORS"]
+__all__ = ["MbmConfig"]

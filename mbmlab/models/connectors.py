@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import names
+
 
 def linear(in_dim: int, out_dim: int) -> nn.Module:
     return nn.Linear(in_dim, out_dim)
@@ -53,7 +55,7 @@ def resampler(in_dim: int, out_dim: int, queries: int = 8) -> nn.Module:
 
 
 PROJECTORS = {"linear": linear, "mlp2x_gelu": mlp2x_gelu, "resampler": resampler}
-SEQUENCE_PROJECTORS = ("resampler",)  # those that read a sequence and emit a fixed number of tokens
+names.check_registry(PROJECTORS, names.PROJECTORS, "projector")
 
 
 def build_projector(kind: str, in_dim: int, out_dim: int, normalise: bool = False, queries: int = 8) -> nn.Module:
@@ -62,7 +64,7 @@ def build_projector(kind: str, in_dim: int, out_dim: int, normalise: bool = Fals
     ``queries`` is the resampler's number of output tokens."""
     if kind not in PROJECTORS:
         raise ValueError(f"unknown projector {kind!r}; allowed values: {', '.join(PROJECTORS)}")
-    projector = PROJECTORS[kind](in_dim, out_dim, queries) if kind in SEQUENCE_PROJECTORS \
+    projector = PROJECTORS[kind](in_dim, out_dim, queries) if kind in names.SEQUENCE_PROJECTORS \
         else PROJECTORS[kind](in_dim, out_dim)
     return nn.Sequential(nn.LayerNorm(in_dim), projector) if normalise else projector
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import names
+
 
 class Media(NamedTuple):
     """Encoded images or clips of a batch: ``features`` (N, L, D) in the GPT's width; ``index``
@@ -241,6 +243,7 @@ class CrossAttentionFusion(nn.Module):
 
 
 FUSIONS = {cls.name: cls for cls in (PrefixFusion, CrossAttentionFusion, EarlyFusion)}
+names.check_registry(FUSIONS, names.FUSIONS, "fusion strategy")
 
 __all__ = ["FUSIONS", "Media", "PrefixFusion", "CrossAttentionFusion", "EarlyFusion", "PatchEmbedding",
            "FrameEmbedding", "GatedCrossAttentionBlock", "decoder_layers", "rows", "scatter"]

@@ -16,14 +16,11 @@ from torch import nn
 from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
+from ..names import PARTS, SEQUENCE_PROJECTORS  # noqa: F401  (PARTS: what staged training freezes and
+# unfreezes by name; ``fusion`` is the strategy's own layers, absent where the strategy has none)
 from .configuration_mbm import MbmConfig
-from .connectors import (SEQUENCE_PROJECTORS, build_projector, frame_pool, patch_states, pixel_shuffle,
-                         pooled_image, pooled_length)
+from .connectors import build_projector, frame_pool, patch_states, pixel_shuffle, pooled_image, pooled_length
 from .fusion import FUSIONS, FrameEmbedding, Media, PatchEmbedding
-
-# what staged training freezes and unfreezes by name; ``fusion`` is the strategy's own layers
-# (cross-attention blocks), absent where the strategy has none
-PARTS = ("vision_tower", "audio_tower", "image_projector", "audio_projector", "fusion", "language_model")
 
 
 def build_vision_tower(vision_config) -> nn.Module:
@@ -71,6 +68,17 @@ def audio_feature_length(config: MbmConfig) -> int:
     return pooled_length(config.audio_config.max_source_positions, config.audio_frame_pool)
 
 
+def fill_placeholder_lengths(config: MbmConfig) -> MbmConfig:
+    """Set the config's decoder positions per image and per clip (the processor's placeholder
+    counts) where they are not given, from the towers' output shapes and the fusion strategy."""
+    strategy = FUSIONS[config.fusion]
+    if config.vision_config is not None and config.image_seq_length is None:
+        config.image_seq_length = strategy.placeholders(image_feature_shape(config)[0])
+    if config.audio_config is not None and config.audio_seq_length is None:
+        config.audio_seq_length = strategy.placeholders(audio_feature_length(config))
+    return config
+
+
 class MbmPreTrainedModel(PreTrainedModel):
     config_class = MbmConfig
     config: MbmConfig
@@ -84,7 +92,7 @@ class MbmModel(MbmPreTrainedModel):
     """The towers, the connectors and the LM without its head; returns the LM's hidden states."""
 
     def __init__(self, config: MbmConfig):
-        super().__init__(config)
+        super().__init__(fill_placeholder_lengths(config))
         width = config.text_config.hidden_size
         strategy = FUSIONS[config.fusion]
         if config.vision_config is not None:
@@ -171,7 +179,7 @@ class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
     """``MbmModel`` plus the LM head: trained, saved, loaded and generated like any transformers LM."""
 
     def __init__(self, config: MbmConfig):
-        super().__init__(config)
+        super().__init__(fill_placeholder_lengths(config))
         self.model = MbmModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         # The head shares the LM's input embeddings, whatever that LM calls them (wte, embed_tokens…)
@@ -249,4 +257,4 @@ class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
                                       hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 
-__all__ = ["MbmPreTrainedModel", "MbmModel", "MbmForConditionalGeneration", "PARTS", "image_feature_shape"]
+__all__ = ["MbmPreTrainedModel", "MbmModel", "MbmForConditionalGeneration", "PARTS", "image_feature_shape", "fill_placeholder_lengths"]

@@ -11,17 +11,12 @@ import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
+from ..names import TASKS  # task → the inputs it needs; the prompt of each is built by MbmProcessor.prompt
+
 IMAGE = "<image>"
 AUDIO = "<audio>"
 IGNORE_INDEX = -100  # label of positions that carry no loss (placeholders, prompts, padding)
 
-# task → the inputs it needs; the prompt of each is built by MbmProcessor.prompt
-TASKS = {
-    "caption": ("image",),
-    "vqa": ("image",),
-    "asr": ("audio",),
-    "spoken_vqa": ("image", "audio"),
-}
 
 
 class MbmProcessor(ProcessorMixin):
@@ -150,4 +145,4 @@ def pad(rows: list[list[int]], pad_id: int, side: str = "left", label_rows: list
     return out
 
 
-__all__ = ["MbmProcessor", "TASKS", "IMAGE", "AUDIO", "IGNORE_INDEX", "pad"]
+__all__ = ["MbmProcessor", "IMAGE", "AUDIO", "IGNORE_INDEX", "pad"]

@@ -99,3 +99,24 @@ def load_language_model(name_or_path: str, tokenizer):
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+# the seed's demo: the same prompt decoded three ways
+DECODING = {"greedy": dict(do_sample=False),
+            "beam search (4 beams)": dict(do_sample=False, num_beams=4),
+            "sampling (top-p 0.9, T 0.8)": dict(do_sample=True, top_p=0.9, temperature=0.8, top_k=0)}
+
+
+def decode_each_way(lm, tokenizer, prompt: str, seed: int = 0, max_new_tokens: int = 8) -> dict[str, str]:
+    """``prompt`` encoded, continued with each of ``DECODING`` (torch seeded before each), decoded."""
+    import torch
+
+    lm.eval()
+    input_ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    out = {}
+    for name, settings in DECODING.items():
+        torch.manual_seed(seed)
+        output = lm.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **settings)
+        out[name] = tokenizer.decode(output[0], skip_special_tokens=True)
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import ResNetConfig, ViTConfig, ViTImageProcessorPil
 
-TOWERS = ("resnet", "vit")  # the towers 02_train can build from scratch
+from ..names import TOWERS  # noqa: F401  (the towers 02_train can build from scratch)
 
 
 def image_processor(image_size: int) -> ViTImageProcessorPil:

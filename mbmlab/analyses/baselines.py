@@ -1,0 +1,132 @@
+"""Trained baselines for VQA (notebook 04_evaluate): what the fused model's answers are worth.
+
+Each baseline is the fused model of 03_fuse with one input taken away, trained the way 03_fuse
+trained it — same 02_train starting weights, same stages, batch, learning rates and parts, same
+training questions — for ``epochs`` stage-2 epochs over the VQA rows:
+
+- ``blind`` (question only): every image replaced by a blank one — all-zero pixel values, the
+  training set's mean colour after normalisation — so the model can learn only the language
+  prior (Antol et al. 2015's "question-only" baseline; Goyal et al. 2017 show how far it goes on
+  VQA v1);
+- ``image_only`` (no question): every question replaced by the same text ``HIDDEN_QUESTION``,
+  so the model can learn only what each image makes likely;
+- ``random_init``: the fused model's architecture at its random initialisation (every part
+  random, the LM too), not trained: the floor.
+
+The majority-answer baselines need no training and live in ``mbmlab.metrics.vqa``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.tasks import Example
+from ..names import BASELINES
+from ..training import fused
+
+HIDDEN_QUESTION = "?"  # what image_only sees instead of each question
+
+
+def check(kinds) -> tuple[str, ...]:
+    unknown = [k for k in kinds if k not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; baselines: {', '.join(BASELINES)}")
+    return tuple(kinds)
+
+
+def ablate(kind: str, examples: list[Example], pixel_values: torch.Tensor | None):
+    """The VQA examples and pixels a baseline trains on or is asked with."""
+    examples = [e for e in examples if e.task == "vqa"]
+    if kind == "blind":
+        return examples, None if pixel_values is None else torch.zeros_like(pixel_values)
+    if kind == "image_only":
+        return [dataclasses.replace(e, question=HIDDEN_QUESTION) for e in examples], pixel_values
+    if kind == "random_init":
+        return examples, pixel_values
+    raise ValueError(f"unknown baseline {kind!r}; baselines: {', '.join(BASELINES)}")
+
+
+@dataclass
+class Baseline:
+    kind: str
+    model: object
+    processor: object
+    epochs: float  # stage-2 epochs over the VQA rows (0: untrained)
+    steps: int  # optimiser steps, both stages
+    seconds: float  # training time
+
+
+def prepare(run: Path, fuse_params: dict):
+    """03_fuse's starting point for the VQA rows only (``fused.prepare``), shared by the trained baselines."""
+    prepared = fused.prepare(Path(run), dict(fuse_params, tasks=["vqa"]), splits=("train",))
+    if "vqa" not in prepared.tasks:
+        raise ValueError(f"the run has no VQA training data for the baselines ({prepared.skipped.get('vqa', '')})")
+    return prepared
+
+
+def untrained(config, processor, seed: int) -> Baseline:
+    """``random_init``: the fused architecture at a seeded random initialisation."""
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(seed)
+    return Baseline("random_init", AutoModelForImageTextToText.from_config(config).eval(), processor, 0.0, 0, 0.0)
+
+
+def train(prepared, fuse_params: dict, kind: str, epochs: float, out: Path) -> Baseline:
+    """Train baseline ``kind`` (``blind`` or ``image_only``) from a copy of ``prepared``'s fresh
+    model with 03_fuse's parameters ``fuse_params``, stage 2 for ``epochs`` over the VQA rows;
+    saved under ``out/<kind>/``."""
+    import copy
+
+    if kind not in ("blind", "image_only"):
+        raise ValueError(f"{kind!r} is not a trained baseline; trained: blind, image_only")
+    values, start = fuse_params, time.perf_counter()
+    model = copy.deepcopy(prepared.model)
+    examples, pixels = ablate(kind, prepared.examples["train"], prepared.pixel_values["train"])
+    train_set = fused.TaskUnits(examples, prepared.processor, pixels)
+    plan = fused.stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], epochs,
+                       values["fuse_learning_rate"], values["fuse_train_parts"])
+    trainers = fused.train_quietly(model, train_set, prepared.collator, plan, Path(out) / "checkpoints" / kind, values)
+    model.save_pretrained(Path(out) / kind)
+    prepared.processor.save_pretrained(Path(out) / kind)
+    return Baseline(kind, model, prepared.processor, epochs,
+                    sum(t.state.global_step for t in trainers.values()), time.perf_counter() - start)
+
+
+def answer(baseline: Baseline, examples: list[Example], pixel_values: torch.Tensor | None, **generate_kwargs) -> list[str]:
+    """The baseline's answers to the VQA ``examples`` (asked with its input taken away), in order."""
+    from ..metrics import generate
+
+    asked, pixels = ablate(baseline.kind, examples, pixel_values)
+    return generate(baseline.model, baseline.processor, asked, pixels, desc=baseline.kind, **generate_kwargs)
+
+
+def run_all(run: Path, split, kinds, epochs: float, seed: int, batch_size: int, num_beams: int):
+    """04's baselines on ``split`` (``mbmlab.analyses.evaluation.TestSplit``): each of ``kinds``
+    trained like the fused model (or left untrained) and asked the VQA test questions. Returns
+    ({kind: answers}, the training budget of the fused model and of each baseline)."""
+    import pandas as pd
+
+    from ..artifacts import load_json
+
+    run = Path(run)
+    fuse_params = load_json(run, "fuse.json").get("params") or load_json(run, "params.json")
+    vqa_examples = [e for e in split.examples if e.task == "vqa"]
+    budgets = [{"model": "fused (03_fuse)", "tasks": ", ".join(split.tasks), "stage-2 epochs": fuse_params["fuse_epochs"],
+                "optimiser steps": int(pd.read_csv(run / "fuse_history.csv")["step"].max())}]
+    start = prepare(run, fuse_params) if {"blind", "image_only"} & set(kinds) else None
+    answers = {}
+    for kind in kinds:
+        trained = (untrained(split.model.config, split.processor, seed) if kind == "random_init" else
+                   train(start, fuse_params, kind, epochs, run / "baselines"))
+        answers[kind] = answer(trained, vqa_examples, split.pixels["test"], batch_size=batch_size,
+                               num_beams=num_beams, max_new_tokens=split.limits["vqa"], progress=False)
+        budgets.append({"model": kind, "tasks": "vqa" if trained.steps else "(untrained)", "stage-2 epochs": trained.epochs,
+                        "optimiser steps": trained.steps, "training seconds": round(trained.seconds)})
+        del trained
+    del start
+    return answers, pd.DataFrame(budgets).astype(object).fillna("")

@@ -1,0 +1,174 @@
+"""04_evaluate's sections: the test split generated once for every task, then one function per
+section — VQA against its baselines, captioning, speech recognition, spoken VQA against the
+same questions typed, and the ask examples. Each returns the tables the notebook shows and the
+metrics it records; the metrics' formulas live in ``mbmlab.metrics``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..artifacts import load_json
+from ..data.collect import Processed, load_processed
+from ..data.tasks import Example, task_examples
+from ..metrics import intervals
+from ..metrics.asr import error_rates_by
+from ..metrics.frames import predictions_frame
+from ..metrics.generate import ask, generate, max_target_tokens
+from ..metrics.vqa import majority_answer, majority_by_type
+from ..training.fused import split_inputs
+
+
+@dataclass
+class TestSplit:
+    """The fused model's generations on the test split, with what they were generated from."""
+
+    model: object
+    processor: object
+    processed: Processed
+    tasks: list[str]  # the tasks the model was trained on
+    present: list[str]  # those with test examples
+    images: object  # the test images (a datasets split), or None
+    speech: object  # the test clips, or None
+    pixels: dict
+    features: dict
+    examples: list[Example]
+    train_examples: list[Example]
+    limits: dict[str, int]  # new-token limit per task, from the training targets
+    predictions: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def frame(self, task: str) -> pd.DataFrame:
+        """One row per test example of ``task``: target, prediction, the image's and the clip's columns."""
+        return predictions_frame(self.examples, self.predictions, task, self.images, self.speech)
+
+    def train_targets(self, task: str) -> list[str]:
+        return [e.target for e in self.train_examples if e.task == task]
+
+
+def generate_test_split(run: Path, batch_size: int, num_beams: int) -> TestSplit:
+    """Load the run's fused model (through the Auto classes) and its data; generate every test
+    example of every task it was trained on (batched, KV cache on)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from .. import models  # noqa: F401  (registers the family)
+
+    processed = load_processed(load_json(run, "dataset.json")["path"])
+    model = AutoModelForImageTextToText.from_pretrained(run / "fused")
+    processor = AutoProcessor.from_pretrained(run / "fused")
+    tasks = load_json(run, "fuse.json")["tasks"]
+    pixels, features = split_inputs(processed, processor, ("test",), model.config.modalities)
+    images = processed.images["test"] if "image" in model.config.modalities else None
+    speech = processed.speech["test"] if "audio" in model.config.modalities else None
+    examples = task_examples(images, speech, tasks)
+    train_examples = task_examples(processed.images["train"] if images is not None else None,
+                                   processed.speech["train"] if speech is not None else None, tasks)
+    limits = {task: max_target_tokens(processor, [e.target for e in train_examples if e.task == task])
+              for task in tasks}
+    predictions = generate(model, processor, examples, pixels.get("test"), features.get("test"),
+                           batch_size=batch_size, num_beams=num_beams, max_new_tokens=limits)
+    present = sorted({e.task for e in examples})
+    notes = [f"note: no test data for {task!r}; its metrics are left out" for task in tasks if task not in present]
+    return TestSplit(model, processor, processed, tasks, present, images, speech, pixels, features, examples,
+                     train_examples, limits, predictions, notes)
+
+
+def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
+    """The VQA table: the model, the majority answers (overall and per question type) and the
+    trained baselines, each with exact match and its interval (resampled by image). Returns
+    (per-question frame, {answerer: metrics}, the metrics to record)."""
+    qa = split.frame("vqa")
+    train_qa = pd.DataFrame([{"answer": e.target, "question_type": e.question_type}
+                             for e in split.train_examples if e.task == "vqa"])
+    majority = majority_answer(list(train_qa["answer"]))
+    qa["majority"] = majority
+    qa["majority_by_type"] = qa["question_type"].map(majority_by_type(train_qa))
+    qa["correct"] = intervals.answers_correct(qa["prediction"], qa["answer"])
+    answerers = {"model": "prediction", f"majority ('{majority}')": "majority", "majority per type": "majority_by_type"}
+    answerers |= {kind: kind for kind in baseline_answers}
+    answered = qa.assign(**baseline_answers)
+    scores = {who: intervals.accuracy_metrics(intervals.answers_correct(answered[column], answered["answer"]),
+                                              answered["question_type"], "exact_match")
+              for who, column in answerers.items()}
+    metrics = {f"vqa/{k}": v for k, v in scores["model"].items()}
+    metrics |= {f"baseline/majority/vqa/{k}": v for k, v in scores[f"majority ('{majority}')"].items()}
+    metrics |= {f"baseline/majority_by_type/vqa/{k}": v for k, v in scores["majority per type"].items()}
+    for kind in baseline_answers:
+        metrics |= {f"baseline/{kind}/vqa/{k}": v for k, v in scores[kind].items()}
+    for source, part in qa.groupby("source"):
+        metrics |= intervals.accuracy_metrics(part["correct"], prefix=f"vqa/source/{source}/exact_match")
+    return qa, scores, metrics
+
+
+def caption_section(split: TestSplit):
+    """Caption metrics with intervals for the model and the majority caption. Returns (per-image
+    frame, {captioner: metrics}, the metrics to record)."""
+    captions = split.frame("caption").rename(columns={"answer": "reference"})
+    references = {r.image_id: [r.reference] for r in captions.itertuples()}
+    majority = majority_answer(split.train_targets("caption"))
+    scores = {
+        "model": intervals.caption_metrics_with_intervals(references, dict(zip(captions["image_id"],
+                                                                                captions["prediction"]))),
+        f"majority ('{majority}')": intervals.caption_metrics_with_intervals(references, {i: majority for i in references}),
+    }
+    metrics = {f"caption/{k}": v for k, v in scores["model"].items()}
+    metrics |= {f"baseline/majority/caption/{k}": v for k, v in scores[f"majority ('{majority}')"].items()}
+    return captions, scores, metrics
+
+
+def asr_section(split: TestSplit):
+    """(per-clip frame, WER/CER with intervals resampled by clip as metrics, WER per voice)."""
+    asr = split.frame("asr").rename(columns={"answer": "reference"})
+    rates = intervals.error_rate_metrics(list(asr["reference"]), list(asr["prediction"]))
+    return asr, {f"asr/{k}": v for k, v in rates.items()}, error_rates_by(asr, "voice")
+
+
+def spoken_vqa_section(split: TestSplit, qa: pd.DataFrame | None):
+    """Spoken VQA exact match, and the same questions typed (from ``qa``, the VQA frame) beside it.
+    Returns (per-question frame, the metrics to record)."""
+    spoken = split.frame("spoken_vqa")
+    spoken["correct"] = intervals.answers_correct(spoken["prediction"], spoken["answer"])
+    metrics = intervals.accuracy_metrics(spoken["correct"], prefix="spoken_vqa/exact_match")
+    if qa is not None:
+        typed = qa.drop_duplicates(["image_id", "question"]).set_index(["image_id", "question"])["prediction"]
+        same = spoken.join(typed.rename("typed"), on=["image_id", "question"])
+        metrics |= intervals.accuracy_metrics(intervals.answers_correct(same["typed"], same["answer"]),
+                                              prefix="spoken_vqa/typed_exact_match")
+    return spoken, metrics
+
+
+def with_interval(metrics: dict, name: str) -> str:
+    """``0.9876 [0.9801, 0.9923]`` for a metric recorded with its ``/ci95_low`` and ``/ci95_high``."""
+    return f"{metrics[name]:.4f} [{metrics[name + '/ci95_low']:.4f}, {metrics[name + '/ci95_high']:.4f}]"
+
+
+def first_spoken_question(split: TestSplit):
+    """(test image, its clip) of the first spoken question whose image is in the test images, or None."""
+    images, speech = split.images, split.speech
+    image_ids = set(images["image_id"])
+    row = next((i for i, (k, image_id) in enumerate(zip(speech["kind"], speech["image_id"]))
+                if k == "question" and image_id in image_ids), None)
+    if row is None:
+        return None
+    clip = speech[row]
+    return images[list(images["image_id"]).index(clip["image_id"])]["image"], clip
+
+
+def ask_examples(split: TestSplit) -> list[str]:
+    """The seed's application on test data: a typed question and a caption for the first test
+    image, and the first spoken question with its true answer."""
+    model, processor, images, lines = split.model, split.processor, split.images, []
+    if images is not None and len(images):
+        picture = images[0]["image"]
+        lines.append("typed: " + ask(model, processor, image=picture, question="what shape is in the image?").text)
+        lines.append("caption: " + (ask(model, processor, image=picture).text if "caption" in split.tasks
+                                    else "(not trained)"))
+    if split.speech is not None and images is not None and "spoken_vqa" in split.tasks:
+        found = first_spoken_question(split)
+        if found is not None:
+            picture, clip = found
+            samples = clip["audio"].get_all_samples().data.mean(0).numpy()
+            lines.append(f"spoken: {clip['transcript']!r} → " + ask(model, processor, image=picture, audio=samples).text
+                         + f" (true: {clip['answer']})")
+    return lines

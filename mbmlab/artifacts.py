@@ -1,0 +1,47 @@
+"""A run folder's files as every layer writes and reads them: JSON artifacts, the flat
+``metrics.json`` (name → number) and ``figures/*.png``. No torch; the run folder itself
+(where it lives, how it is named) belongs to ``mbmlab.lab.paths``."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+class MissingArtifactError(FileNotFoundError):
+    """A file an earlier notebook should have written into the run folder is missing."""
+
+
+def save_json(run_dir: Path, name: str, obj) -> Path:
+    path = Path(run_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    return path
+
+
+def load_json(run_dir: Path, name: str):
+    path = Path(run_dir) / name
+    if not path.exists():
+        raise MissingArtifactError(f"{path} is missing; run the notebook that writes {name!r} first")
+    return json.loads(path.read_text())
+
+
+def log_metrics(run_dir: Path, metrics: dict[str, float]) -> dict[str, float]:
+    """Merge ``metrics`` into the run's flat ``metrics.json`` (name → number)."""
+    path = Path(run_dir) / "metrics.json"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    for name, value in metrics.items():
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"metric {name} is {value}; refusing to record a non-finite number")
+        merged[name] = value
+    path.write_text(json.dumps(dict(sorted(merged.items())), indent=1))
+    return merged
+
+
+def save_figure(fig, run_dir: Path, name: str) -> Path:
+    """``figures/<name>.png`` (the figure stays open: a notebook still shows it inline)."""
+    path = Path(run_dir) / "figures" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path

@@ -1,0 +1,30 @@
+"""How the data sources combine: the rules 01_collect's ``sources`` (and the parameters they
+read) must obey. No torch, no datasets: the parameter schema (``mbmlab.lab.params``) checks them
+before a run starts, and ``mbmlab.data.collect`` checks them again before it collects."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..names import IMAGE_SOURCES, SOURCES
+from .attributes import BiasSpecError, parse_bias_pairs
+
+
+class SourceError(ValueError):
+    """A combination of sources (and their parameters) that cannot be collected."""
+
+
+def check_sources(values: dict[str, Any]) -> None:
+    """The 01_collect rules that need more than one parameter."""
+    sources = values["sources"]
+    if not sources:
+        raise SourceError(f"sources is empty; allowed values: {', '.join(SOURCES)}")
+    if "speech" in sources and not set(sources) & set(IMAGE_SOURCES):
+        raise SourceError("the speech source speaks the captions and questions of an image source; "
+                          "add easyvqa, scenes or user to sources")
+    if "user" in sources and bool(values.get("user_dir")) == bool(values.get("user_hub")):
+        raise SourceError("the user source needs exactly one of user_dir (a folder) or user_hub (a dataset name)")
+    if "scenes" in sources and values.get("bias_pairs"):
+        try:
+            parse_bias_pairs(values["bias_pairs"])
+        except BiasSpecError as err:
+            raise SourceError(str(err)) from None

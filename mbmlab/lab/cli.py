@@ -1,0 +1,166 @@
+"""``mbmlab``: run the notebook series headless and inspect its parameters."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import params as P
+
+EPILOG = """\
+examples:
+  mbmlab run                                  # the default CPU series into reports/<run-id>/
+  mbmlab run --preset tiny                    # the small series the tests use (about a minute)
+  mbmlab run --set fuse_epochs=6 --set projector=linear
+  mbmlab run --seeds 3                        # three seeds, then each metric's mean ± std
+  mbmlab run --resume reports/<run>           # continue a failed or interrupted run where it stopped
+  mbmlab params --preset tiny                 # every parameter, its value and what it does
+  mbmlab compare reports/<run-a> reports/<run-b>   # parameters that differ, metrics with intervals
+  mbmlab sweep --preset tiny --grid fuse_epochs=2,4 --grid projector=linear,mlp2x_gelu   # 4 runs, compared
+  mbmlab ask reports/<run> --image pic.png --question "what shape is in the image?"
+  mbmlab ask reports/<run> --image pic.png --audio question.wav --speak answer.wav
+
+Each run writes reports/<run-id>/ (never reusing a folder): the executed notebooks and their
+HTML, index.html (headline metrics, parameters, environment, time per notebook), metrics.json
+(flat name -> number) and figures/. Exit codes: 0 ok, 1 a notebook failed or its kernel died
+(the message names the notebook, the cell and the cause; the partial notebook is kept), 2 a bad
+parameter (nothing was run) or a run folder another process is writing, 130 interrupted (Ctrl-C).
+"""
+
+
+def _overrides(pairs: list[str]) -> dict:
+    return dict(P.parse_override(p) for p in pairs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mbmlab", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute the series (01_collect … 05_bias; fusion-study: 01, 02, 06) with papermill and write the report",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    params = sub.add_parser("params", help="list parameters with their values under a preset")
+    comp = sub.add_parser("compare", help="runs side by side: differing parameters, metrics with intervals, "
+                                          "which differences exceed them (HTML + printed table)")
+    comp.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="two or more run folders")
+    comp.add_argument("--reports", type=Path, default=None, help="where the comparison folder goes (default: reports/)")
+    sweep = sub.add_parser("sweep", help="the series for every combination of a grid, then their comparison")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a parameter and its values (repeatable: the grid is their product)")
+    sweep.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: one after another)")
+    ask = sub.add_parser("ask", help="ask a run's fused model about an image, typed or spoken")
+    ask.add_argument("run", type=Path, help="a run folder (or its fused/ folder)")
+    ask.add_argument("--image", type=Path, help="the picture to ask about")
+    ask.add_argument("--question", default="", help="a typed question")
+    ask.add_argument("--audio", type=Path, help="a spoken question (any format FFmpeg reads); alone: transcribe it")
+    ask.add_argument("--speak", type=Path, help="also speak the answer into this WAV file (espeak-ng)")
+    ask.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
+    for p in (run, params, sweep):
+        p.add_argument("--preset", default="default", help=f"one of {', '.join(P.PRESETS)} (default: default)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one parameter (repeatable); see `mbmlab params`")
+    for p in (run, sweep):
+        p.add_argument("--reports", type=Path, default=None, help="folder for run directories (default: reports/)")
+        p.add_argument("--notebooks", type=Path, default=None, help="folder holding the series (default: notebooks/)")
+        p.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+        p.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS",
+                       help="fail a run when one cell runs longer than this (default: no limit)")
+    sweep.add_argument("--seeds", type=int, default=1, metavar="N", help="each combination with N seeds")
+    run.add_argument("--resume", type=Path, default=None, metavar="RUN",
+                     help="continue a failed or interrupted run folder from the notebook that did not finish, "
+                          "with its own parameters")
+    run.add_argument("--seeds", type=int, default=1, metavar="N",
+                     help="run the series N times (seed, seed+1, …) and summarise each metric as mean ± std")
+    args = parser.parse_args(argv)
+    if args.command == "ask":
+        return _ask(args)
+    if args.command == "compare":
+        from .compare import CompareError, compare
+
+        try:
+            compare(args.runs, args.reports)
+        except CompareError as err:
+            print(f"mbmlab: error: {err}", file=sys.stderr)
+            return 2
+        return 0
+
+    try:
+        values = P.resolve(args.preset, _overrides(args.overrides))
+    except P.ParameterError as err:
+        print(f"mbmlab: error: {err}", file=sys.stderr)
+        return 2
+
+    if args.command == "sweep":
+        from .sweep import SweepError, parse_grid, run_sweep
+
+        if args.seeds < 1 or args.jobs < 1:
+            print("mbmlab: error: --seeds and --jobs must be at least 1", file=sys.stderr)
+            return 2
+        try:
+            folder = run_sweep(parse_grid(args.grid), args.preset, _overrides(args.overrides), args.seeds, args.jobs,
+                               reports=args.reports, notebooks_dir=args.notebooks, progress=not args.no_progress,
+                               cell_timeout=args.cell_timeout)
+        except SweepError as err:
+            print(f"mbmlab: error: {err}", file=sys.stderr)
+            return 2
+        points = json.loads((folder / "sweep.json").read_text())["points"]
+        return 0 if all(p["status"] == "ok" for p in points) else 1
+
+    if args.command == "params":
+        for name, value in values.items():
+            spec = P.SCHEMA[name]
+            allowed = f" (one of {', '.join(map(str, spec.choices))})" if spec.choices else ""
+            print(f"{name:20} = {value!r:12} {spec.help}{allowed}")
+        return 0
+
+    from .runner import NotebookFailed, RunInterrupted, RunLocked, run_series
+    from .multiseed import run_seeds
+
+    if args.seeds < 1:
+        print("mbmlab: error: --seeds must be at least 1", file=sys.stderr)
+        return 2
+    if args.resume is not None and (args.seeds > 1 or args.overrides or args.preset != "default"):
+        print("mbmlab: error: --resume continues a run with its own preset and parameters; "
+              "give no --preset, --set or --seeds", file=sys.stderr)
+        return 2
+    try:
+        if args.seeds > 1:
+            run_seeds(args.preset, _overrides(args.overrides), args.seeds, reports=args.reports,
+                      notebooks_dir=args.notebooks, progress=not args.no_progress)
+        else:
+            run_series(args.preset, _overrides(args.overrides), reports=args.reports, notebooks_dir=args.notebooks,
+                       progress=not args.no_progress, cell_timeout=args.cell_timeout, resume=args.resume)
+    except NotebookFailed as err:
+        print(f"mbmlab: error: {err}", file=sys.stderr)
+        return 1
+    except RunInterrupted as err:
+        print(f"mbmlab: {err}", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, RunLocked, ValueError) as err:
+        print(f"mbmlab: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _ask(args) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from ..apps.ask import AskError, ask, load, read_audio, read_image, speak
+
+    try:
+        image = read_image(args.image) if args.image else None
+        audio = read_audio(args.audio) if args.audio else None
+        model, processor = load(args.run)
+        answer = ask(model, processor, image=image, audio=audio, question=args.question, num_beams=args.beams)
+        print(f"{answer.task}: {answer.text}")
+        if args.speak:
+            print(f"spoken answer: {speak(answer.text, args.speak)}")
+    except AskError as err:
+        print(f"mbmlab: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

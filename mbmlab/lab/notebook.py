@@ -1,0 +1,51 @@
+"""What every notebook does first: ``run, params = notebook.start("03_fuse", run_dir, globals())``
+picks the parameters the schema declares for that notebook out of its namespace, validates them,
+finds the run directory (which must hold what the earlier notebook wrote), and seeds."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+
+from . import params as P
+from .paths import resolve_run_dir
+
+# the artifact an earlier notebook of the series must have written into the run directory
+NEEDS = {P.NB_COLLECT: None, P.NB_TRAIN: "dataset.json", P.NB_FUSE: "lm", P.NB_EVALUATE: "fused",
+         P.NB_BIAS: "evaluated.json", P.NB_FUSION_STUDY: "lm", P.NB_BIAS_STUDY: "lm"}
+
+
+def declared(notebook: str, namespace: dict) -> dict:
+    """The values of ``notebook``'s schema parameters in ``namespace`` (its parameters cell)."""
+    names = [name for name, p in P.SCHEMA.items() if notebook in p.notebooks]
+    missing = [name for name in names if name not in namespace]
+    if missing:
+        raise P.ParameterError(f"{notebook}'s parameters cell does not define {missing}; "
+                               f"rewrite it with `python tools/sync_parameters.py`")
+    return {name: namespace[name] for name in names}
+
+
+def start(notebook: str, run_dir: str, namespace: dict) -> tuple[Path, dict]:
+    """Validate the notebook's parameters (taken from ``namespace``, usually ``globals()``), resolve
+    the run directory, seed Python, NumPy and torch. Returns (run directory, checked parameters)."""
+    import numpy as np
+    import torch
+
+    if notebook not in NEEDS:
+        raise P.ParameterError(f"unknown notebook {notebook!r}; the series: {', '.join(NEEDS)}")
+    checked = P.check(notebook, declared(notebook, namespace))
+    for key, value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}.items():
+        os.environ.setdefault(key, value)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("transformers", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    import transformers
+    transformers.logging.set_verbosity_error()
+    seed = checked.get("seed", 0)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    run = resolve_run_dir(run_dir, NEEDS[notebook])
+    print(f"{notebook}: run directory {run.name}")
+    return run, checked

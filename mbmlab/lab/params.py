@@ -1,0 +1,381 @@
+"""One schema for every parameter of the notebook series.
+
+The notebooks' ``parameters`` cells, the presets and the runner all agree with the
+``SCHEMA`` below (a test checks the notebooks against it). Values are validated here,
+before any notebook runs, so a typo never costs a half-finished run.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..data.sources import SourceError, check_sources
+from ..data.voices import VOICE_NAMES
+from ..names import (BASELINES, FUSIONS, IMAGE_CONNECTORS, MITIGATIONS, PARTS, PROJECTORS, SOURCES, TASKS,
+                     TOWERS)
+
+
+class ParameterError(ValueError):
+    """A parameter name or value the schema does not allow."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    default: Any
+    help: str
+    notebooks: tuple[str, ...]
+    choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    item: type = str  # a list's element type: str, or float (then minimum/maximum bound each element)
+
+    def validate(self, value: Any) -> Any:
+        value = self._coerce(value)
+        if self.type is list:
+            bad = [v for v in value if self.choices is not None and v not in self.choices]
+            if bad:
+                allowed = ", ".join(map(str, self.choices))
+                raise ParameterError(f"{self.name} has {bad!r}, not allowed; allowed values: {allowed}")
+            outside = [v for v in value if self.item is float and (
+                self.minimum is not None and v < self.minimum or self.maximum is not None and v > self.maximum)]
+            if outside:
+                raise ParameterError(f"{self.name} has {outside!r}, outside [{self.minimum}, {self.maximum}]")
+            return value
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(map(str, self.choices))
+            raise ParameterError(f"{self.name}={value!r} is not allowed; allowed values: {allowed}")
+        if self.minimum is not None and value < self.minimum:
+            raise ParameterError(f"{self.name}={value!r} is below the minimum {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise ParameterError(f"{self.name}={value!r} is above the maximum {self.maximum}")
+        return value
+
+    def _coerce(self, value: Any) -> Any:
+        kind = self.type.__name__
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise ParameterError(f"{self.name}={value!r} is not a boolean (use true or false)")
+        if self.type is int:
+            if isinstance(value, bool):
+                raise ParameterError(f"{self.name}={value!r} is not an integer")
+            if isinstance(value, int):
+                return value
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            try:
+                return int(str(value))
+            except ValueError:
+                raise ParameterError(f"{self.name}={value!r} is not an integer") from None
+        if self.type is float:
+            if isinstance(value, bool):
+                raise ParameterError(f"{self.name}={value!r} is not a number")
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise ParameterError(f"{self.name}={value!r} is not a number") from None
+        if self.type is list:  # a list of strings (or numbers); from the command line JSON or comma-separated
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    value = [v.strip() for v in value.split(",") if v.strip()]
+            if self.item is float:
+                try:
+                    if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) for v in value):
+                        raise ValueError
+                    return [float(v) for v in value]
+                except (TypeError, ValueError):
+                    raise ParameterError(f"{self.name}={value!r} is not a list of numbers") from None
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ParameterError(f"{self.name}={value!r} is not a list of strings")
+            return list(value)
+        if self.type is str:
+            if not isinstance(value, str):
+                raise ParameterError(f"{self.name}={value!r} is not a string")
+            return value
+        raise TypeError(f"unsupported parameter type {kind}")  # schema bug, not user error
+
+
+NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS, NB_FUSION_STUDY, NB_BIAS_STUDY = (
+    "01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias", "06_fusion_study", "07_bias_study",
+)
+NOTEBOOKS = (NB_COLLECT, NB_TRAIN, NB_FUSE, NB_EVALUATE, NB_BIAS)  # the default series
+STUDY_SERIES = {"fusion-study": (NB_COLLECT, NB_TRAIN, NB_FUSION_STUDY),  # presets that run another series
+                "bias-study": (NB_COLLECT, NB_TRAIN, NB_BIAS_STUDY),
+                "scaling-cpu": (NB_COLLECT, NB_TRAIN), "scaling-gpu": (NB_COLLECT, NB_TRAIN)}
+# the grid `mbmlab sweep --preset scaling-…` runs when no --grid is given: model size × training
+# tokens. The tokens vary through the epochs over all the training data, not through
+# max_train_images, which also shrinks the validation split: every run's loss is then measured
+# on the same held-out lines.
+SCALING_GRIDS = {"scaling-cpu": {"lm_dim": [16, 32, 64, 128], "lm_epochs": [0.25, 1.0]},
+                 "scaling-gpu": {"lm_dim": [64, 128, 256, 512, 1024], "lm_epochs": [0.5, 2.0, 8.0]}}
+ALL = NOTEBOOKS + (NB_FUSION_STUDY, NB_BIAS_STUDY)
+SCHEMA: dict[str, Param] = {p.name: p for p in [
+    Param("seed", int, 0, "seed for data splits, initialisation and training", ALL, minimum=0),
+    # 01_collect
+    Param("sources", list, ["easyvqa", "speech"], "data sources, combined (speech speaks the image sources' text)",
+          (NB_COLLECT,), choices=SOURCES),
+    Param("max_train_images", int, 0, "easy-VQA: cap on training+validation images; 0 means all", (NB_COLLECT,), minimum=0),
+    Param("max_test_images", int, 0, "easy-VQA: cap on test images; 0 means all", (NB_COLLECT,), minimum=0),
+    Param("val_fraction", float, 0.1, "fraction of training images held out for validation (user data: also for test)",
+          (NB_COLLECT,), minimum=0.01, maximum=0.4),
+    Param("scenes_images", int, 2000, "scenes: training+validation images", (NB_COLLECT,), minimum=1),
+    Param("scenes_test_images", int, 500, "scenes: test images", (NB_COLLECT,), minimum=1),
+    Param("scene_image_size", int, 64, "scenes: image side in pixels", (NB_COLLECT,), minimum=16, maximum=1024),
+    Param("bias_pairs", list, [], "scenes: shape:colour pairs made to co-occur in train, e.g. circle:red",
+          (NB_COLLECT,)),
+    Param("bias_strength", float, 0.9, "scenes: P(colour | shape) in train for each bias pair",
+          (NB_COLLECT,), minimum=0.0, maximum=1.0),
+    Param("speech_voices", list, list(VOICE_NAMES), "speech: TTS voices (espeak-ng and flite)",
+          (NB_COLLECT,), choices=VOICE_NAMES),
+    Param("speech_per_image", int, 2, "speech: texts spoken per image (the caption first, then questions)",
+          (NB_COLLECT,), minimum=1),
+    Param("speech_max_clips", int, 1000, "speech: cap on clips per split; 0 means no cap", (NB_COLLECT,), minimum=0),
+    Param("speech_rate_jitter", float, 0.0, "speech: speaking rate drawn from 1 plus or minus this", (NB_COLLECT,),
+          minimum=0.0, maximum=0.5),
+    Param("speech_pitch_jitter", float, 0.0, "speech: pitch drawn from 1 plus or minus this", (NB_COLLECT,),
+          minimum=0.0, maximum=0.5),
+    Param("speech_noise_snr", float, 0.0, "speech: white noise at this SNR in dB; 0 means none", (NB_COLLECT,),
+          minimum=0.0),
+    Param("user_dir", str, "", "user: an imagefolder/audiofolder directory with metadata.csv", (NB_COLLECT,)),
+    Param("user_hub", str, "", "user: a Hugging Face dataset name or path (needs the hub)", (NB_COLLECT,)),
+    Param("image_column", str, "image", "user: image column", (NB_COLLECT,)),
+    Param("text_column", str, "text", "user: caption or transcript column", (NB_COLLECT,)),
+    Param("audio_column", str, "audio", "user: audio column", (NB_COLLECT,)),
+    Param("question_column", str, "question", "user: question column", (NB_COLLECT,)),
+    Param("answer_column", str, "answer", "user: answer column", (NB_COLLECT,)),
+    Param("min_image_size", int, 16, "cleaning: drop images with a side under this many pixels", (NB_COLLECT,),
+          minimum=1),
+    Param("min_audio_seconds", float, 0.2, "cleaning: drop shorter clips", (NB_COLLECT,), minimum=0.0),
+    Param("max_audio_seconds", float, 30.0, "cleaning: drop longer clips", (NB_COLLECT,), minimum=0.1),
+    Param("silence_dbfs", float, -60.0, "cleaning: drop clips whose RMS level is below this (dBFS)", (NB_COLLECT,),
+          maximum=0.0),
+    # 02_train
+    Param("tokenizer_name", str, "", "pretrained tokenizer name or path; empty trains byte-level BPE", (NB_TRAIN,)),
+    Param("vocab_size", int, 400, "byte-level BPE vocabulary size", (NB_TRAIN,), minimum=300, maximum=50257),
+    Param("lm_name", str, "", "pretrained causal LM name or path (e.g. gpt2, needs the hub); empty: a new GPT-2",
+          (NB_TRAIN,)),
+    Param("lm_dim", int, 128, "GPT-2 hidden size", (NB_TRAIN,), minimum=16),
+    Param("lm_layers", int, 4, "GPT-2 layers", (NB_TRAIN,), minimum=1),
+    Param("lm_heads", int, 4, "GPT-2 attention heads", (NB_TRAIN,), minimum=1),
+    Param("lm_epochs", float, 1.0, "language-model pretraining epochs", (NB_TRAIN,), minimum=0.01),
+    Param("lm_batch_size", int, 64, "language-model batch size (sequences)", (NB_TRAIN,), minimum=1),
+    Param("lm_learning_rate", float, 2e-3, "language-model peak learning rate", (NB_TRAIN,), minimum=0.0),
+    Param("bf16", bool, False, "bf16 autocast for training (CPU or GPU)", (NB_TRAIN, NB_FUSE)),
+    Param("resume", bool, False, "continue each training from its newest checkpoint in run_dir", (NB_TRAIN, NB_FUSE)),
+    Param("image_encoder", str, "", "pretrained image backbone name or path (ViT, ResNet, CLIP); empty: a new one",
+          (NB_TRAIN,)),
+    Param("vision_tower", str, "resnet", "image backbone built from scratch when image_encoder is empty",
+          (NB_TRAIN,), choices=TOWERS),
+    Param("resnet_width", int, 32, "ResNet: width of the first stage (the stages are w, 2w, 4w)", (NB_TRAIN,),
+          minimum=4),
+    Param("resnet_depth", int, 1, "ResNet: basic blocks per stage", (NB_TRAIN,), minimum=1),
+    Param("audio_encoder", str, "", "pretrained Whisper name or path (its encoder); empty: a new one", (NB_TRAIN,)),
+    Param("audio_dim", int, 64, "audio encoder hidden size", (NB_TRAIN,), minimum=16),
+    Param("audio_layers", int, 2, "audio encoder layers", (NB_TRAIN,), minimum=1),
+    Param("audio_heads", int, 4, "audio encoder attention heads", (NB_TRAIN,), minimum=1),
+    Param("align_dim", int, 64, "shared embedding size of the contrastive alignment", (NB_TRAIN,), minimum=8),
+    Param("align_epochs", float, 6.0, "contrastive alignment epochs (each encoder)", (NB_TRAIN,), minimum=0.01),
+    Param("align_batch_size", int, 64, "pairs per contrastive batch", (NB_TRAIN,), minimum=2),
+    Param("align_learning_rate", float, 1e-3, "contrastive alignment peak learning rate", (NB_TRAIN,), minimum=0.0),
+    Param("image_size", int, 64, "image side in pixels fed to the image tower", (NB_TRAIN,), minimum=8),
+    Param("patch_size", int, 8, "ViT patch side in pixels (must divide image_size)", (NB_TRAIN,), minimum=2),
+    Param("vit_dim", int, 128, "ViT hidden size", (NB_TRAIN,), minimum=16),
+    Param("vit_layers", int, 3, "ViT layers", (NB_TRAIN,), minimum=1),
+    Param("vit_heads", int, 4, "ViT attention heads", (NB_TRAIN,), minimum=1),
+    # 03_fuse: the towers are 02_train's (aligned, or re-initialised with *_init=random)
+    Param("fusion", str, "prefix", "how the image and audio enter the GPT: prefix (soft tokens, LLaVA), "
+          "cross_attention (gated blocks, Flamingo), early (raw patches and frames, no towers, Fuyu)", (NB_FUSE,),
+          choices=FUSIONS),
+    Param("projector", str, "mlp2x_gelu", "encoder-to-text connector (image and audio); resampler: learned "
+          "queries (Flamingo's Perceiver resampler)", (NB_FUSE,), choices=PROJECTORS),
+    Param("resampler_queries", int, 8, "resampler projector: tokens per image or clip", (NB_FUSE,), minimum=1),
+    Param("cross_attention_every", int, 1, "cross_attention fusion: a gated block before every n-th decoder "
+          "layer (the last layer always has one)", (NB_FUSE,), minimum=1),
+    Param("early_patch_size", int, 16, "early fusion: pixels per patch side (must divide image_size)", (NB_FUSE,),
+          minimum=1),
+    Param("early_audio_frames", int, 16, "early fusion: log-mel frames (10 ms each) per token", (NB_FUSE,),
+          minimum=1),
+    Param("image_connector", str, "pooled", "pooled: the image's pooled vector → image_prefix_length tokens "
+          "(ClipCap); patches: its grid of states, pixel-shuffled (LLaVA)", (NB_FUSE,), choices=IMAGE_CONNECTORS),
+    Param("image_prefix_length", int, 4, "pooled connector: tokens per image", (NB_FUSE,), minimum=1),
+    Param("pixel_shuffle", int, 2, "patches connector: merge f×f image states into one token; f must divide the "
+          "state grid", (NB_FUSE,), minimum=1),
+    Param("audio_frame_pool", int, 4, "average this many audio encoder frames into one token", (NB_FUSE,),
+          minimum=1),
+    Param("tasks", list, list(TASKS), "tasks trained together (those without data are skipped)", (NB_FUSE,),
+          choices=tuple(TASKS)),
+    Param("vision_init", str, "aligned", "start the image tower from 02_train's text-aligned one, or from random",
+          (NB_FUSE,), choices=("aligned", "random")),
+    Param("audio_init", str, "aligned", "start the audio tower from 02_train's text-aligned one, or from random",
+          (NB_FUSE,), choices=("aligned", "random")),
+    Param("fuse_stage1_epochs", float, 0.25, "stage 1: epochs training only the connectors; 0 skips it",
+          (NB_FUSE,), minimum=0.0),
+    Param("fuse_stage1_learning_rate", float, 2e-3, "stage 1 peak learning rate", (NB_FUSE,), minimum=0.0),
+    Param("fuse_train_parts", list, ["image_projector", "audio_projector", "fusion", "language_model", "audio_tower"],
+          "stage 2: the parts trained (the rest stays frozen)", (NB_FUSE,), choices=PARTS),
+    Param("fuse_epochs", float, 4.0, "stage 2 epochs (over images; every task of an image is used)",
+          (NB_FUSE,), minimum=0.01),
+    Param("fuse_batch_images", int, 8, "images (or clips) per fusion training batch", (NB_FUSE,), minimum=1),
+    Param("fuse_learning_rate", float, 1e-3, "stage 2 peak learning rate", (NB_FUSE,), minimum=0.0),
+    # 04_evaluate
+    Param("eval_batch_size", int, 256, "sequences per generation batch", (NB_EVALUATE,), minimum=1),
+    Param("num_beams", int, 1, "beam width for generation; 1 means greedy", (NB_EVALUATE,), minimum=1),
+    Param("gallery_size", int, 8, "test examples shown with their predictions", (NB_EVALUATE,), minimum=0),
+    Param("explain_images", int, 100, "single-object test images whose colour and shape answers are explained "
+          "for the sanity check (0 skips the explanation maps)", (NB_EVALUATE,), minimum=0),
+    Param("baselines", list, list(BASELINES), "VQA baselines trained like the fused model: blind (question only), "
+          "image_only (no question), random_init (untrained)", (NB_EVALUATE,), choices=tuple(BASELINES)),
+    Param("baseline_epochs", float, 0.5, "stage-2 epochs of the trained baselines over the VQA rows (the fused "
+          "model's budget is fuse_epochs; default uses fewer to keep the series under 10 minutes)",
+          (NB_EVALUATE,), minimum=0.01),
+    # 06_fusion_study: 03_fuse's parameters (and eval_batch_size) too, for every strategy alike
+    Param("study_fusions", list, list(FUSIONS), "the fusion strategies compared", (NB_FUSION_STUDY,),
+          choices=FUSIONS),
+    Param("study_seeds", int, 1, "seeds per strategy (seed, seed+1, …); 2 or more give mean ± std",
+          (NB_FUSION_STUDY,), minimum=1),
+    # 07_bias_study: 03_fuse's parameters too; the scenes parameters come from the run's 01_collect
+    Param("bias_strengths", list, [0.5, 0.7, 0.9], "P(colour | shape) of each bias pair in the training scenes, "
+          "one fused model per value (validation and test stay balanced)", (NB_BIAS_STUDY,), minimum=0.0,
+          maximum=1.0, item=float),
+    Param("bias_mitigation", str, "oversample", "trained at the strongest bias beside it: oversample repeats "
+          "training images so every colour of a biased shape is seen equally often; none skips it",
+          (NB_BIAS_STUDY,), choices=MITIGATIONS),
+    Param("probe_images", int, 100, "test scenes re-rendered with one attribute changed (counterfactual probes)",
+          (NB_BIAS_STUDY,), minimum=1),
+]}
+# the studies train and evaluate as 03_fuse and 04_evaluate do, so they take their parameters
+for _name, _param in list(SCHEMA.items()):
+    if (NB_FUSE in _param.notebooks and _name != "resume") or _name == "eval_batch_size":
+        extra = (NB_BIAS_STUDY,) if _name == "fusion" else (NB_FUSION_STUDY, NB_BIAS_STUDY)  # 06 varies fusion
+        SCHEMA[_name] = dataclasses.replace(_param, notebooks=_param.notebooks + extra)
+
+# Presets only override schema defaults; ``default`` is the schema itself.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "sources": ["easyvqa", "scenes", "speech"], "scenes_images": 100, "scenes_test_images": 40,
+        "bias_pairs": ["circle:red"], "speech_max_clips": 40,
+        "max_train_images": 300, "max_test_images": 100, "vocab_size": 300,
+        "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
+        "resnet_width": 8, "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "align_epochs": 2.0,
+        "align_batch_size": 32, "fuse_stage1_epochs": 1.0, "fuse_epochs": 6.0, "fuse_batch_images": 8,
+        "fuse_learning_rate": 2e-3, "gallery_size": 4, "explain_images": 24,
+    },
+    "default": {},
+    "full": {
+        "vocab_size": 1000, "lm_dim": 256, "lm_layers": 6, "lm_heads": 8, "lm_epochs": 3.0,
+        "resnet_width": 64, "resnet_depth": 2, "fuse_epochs": 10.0, "baseline_epochs": 10.0, "num_beams": 3,
+        "audio_dim": 128, "audio_layers": 4, "audio_heads": 4, "align_epochs": 20.0, "speech_max_clips": 0,
+    },
+    # 01 and 02 as in default, then every fusion strategy through 03 and 04's headline at
+    # default's budget (06_fusion_study); seeds: --set study_seeds=3
+    "fusion-study": {},
+    # 01 (procedural scenes and their spoken questions, unbiased: P(colour | shape) = 1/8 for the
+    # pairs) and 02 as in default, then 07_bias_study: the fused model at each strength, the
+    # mitigation, the probes, the voice-group disparities
+    "bias-study": {"sources": ["scenes", "speech"], "bias_pairs": ["circle:red", "triangle:blue"],
+                   "bias_strength": 0.125, "speech_max_clips": 400},
+    # the scaling study (mbmlab sweep --preset scaling-cpu): 01 (easy-VQA only) and 02, whose LM
+    # is the measured model; the encoders' alignment kept to a token pass (not measured here)
+    "scaling-cpu": {"sources": ["easyvqa"], "lm_layers": 2, "lm_heads": 4, "align_epochs": 0.01},
+    "scaling-gpu": {"sources": ["easyvqa"], "lm_layers": 4, "lm_heads": 8, "align_epochs": 0.01, "vocab_size": 1000},
+}
+
+
+def series(preset: str) -> tuple[str, ...]:
+    """The notebooks a preset runs, in order."""
+    return STUDY_SERIES.get(preset, NOTEBOOKS)
+
+
+def defaults() -> dict[str, Any]:
+    return {name: copy.deepcopy(p.default) for name, p in SCHEMA.items()}
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` from the command line; the value is JSON if it parses, else a string."""
+    if "=" not in text:
+        raise ParameterError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def resolve(preset: str = "default", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Schema defaults, then the preset, then the overrides; every value validated."""
+    if preset not in PRESETS:
+        raise ParameterError(f"unknown preset {preset!r}; allowed values: {', '.join(PRESETS)}")
+    values = defaults()
+    values.update(PRESETS[preset])
+    for key, value in (overrides or {}).items():
+        if key not in SCHEMA:
+            raise ParameterError(f"unknown parameter {key!r}; known parameters: {', '.join(SCHEMA)}")
+        values[key] = value
+    resolved = {key: SCHEMA[key].validate(value) for key, value in values.items()}
+    check_consistency(resolved)
+    return resolved
+
+
+def check_consistency(values: dict[str, Any]) -> None:
+    """Rules that involve more than one parameter."""
+    if {"image_size", "patch_size"} <= values.keys() and values.get("vision_tower") == "vit":
+        if values["image_size"] % values["patch_size"]:
+            raise ParameterError(
+                f"patch_size={values['patch_size']} must divide image_size={values['image_size']}")
+    if {"image_size", "early_patch_size"} <= values.keys() and values["image_size"] % values["early_patch_size"]:
+        raise ParameterError(f"early_patch_size={values['early_patch_size']} must divide "
+                             f"image_size={values['image_size']}")
+    if {"image_size", "vision_tower", "pixel_shuffle"} <= values.keys() and not values.get("image_encoder"):
+        # the tower's state grid: ViT patches, or the ResNet's 16× downsampling
+        stride = values["patch_size"] if values["vision_tower"] == "vit" else 16
+        grid = values["image_size"] // stride
+        if grid < 1 or grid % values["pixel_shuffle"]:
+            raise ParameterError(f"pixel_shuffle={values['pixel_shuffle']} must divide the {grid}×{grid} grid of "
+                                 f"image states ({values['vision_tower']} at image_size={values['image_size']})")
+    for name in ("tasks", "fuse_train_parts"):
+        if name in values and not values[name]:
+            raise ParameterError(f"{name} is empty; allowed values: {', '.join(SCHEMA[name].choices)}")
+    if "sources" in values:
+        try:
+            check_sources(values)
+        except SourceError as err:
+            raise ParameterError(str(err)) from None
+    if values.get("min_audio_seconds", 0) >= values.get("max_audio_seconds", float("inf")):
+        raise ParameterError("min_audio_seconds must be below max_audio_seconds")
+    for dim, heads in (("lm_dim", "lm_heads"), ("vit_dim", "vit_heads"), ("audio_dim", "audio_heads")):
+        if {dim, heads} <= values.keys() and values[dim] % values[heads]:
+            raise ParameterError(f"{heads}={values[heads]} must divide {dim}={values[dim]}")
+
+
+def parameters_cell(notebook: str, run_dir_help: str) -> str:
+    """The source of ``notebook``'s parameters cell, written from the schema (defaults and help)."""
+    lines = [f'run_dir = ""  # {run_dir_help}']
+    lines += [f"{name} = {p.default!r}  # {p.help}" for name, p in SCHEMA.items() if notebook in p.notebooks]
+    return "\n".join(lines)
+
+
+def for_notebook(notebook: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``values`` that ``notebook`` declares in its parameters cell."""
+    return {k: v for k, v in values.items() if notebook in SCHEMA[k].notebooks}
+
+
+def check(notebook: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Validate a notebook's own parameters (used by each notebook when run by hand)."""
+    declared = {k for k, p in SCHEMA.items() if notebook in p.notebooks}
+    unknown = set(values) - declared
+    if unknown:
+        raise ParameterError(f"{notebook} does not take {sorted(unknown)}; it takes {sorted(declared)}")
+    checked = {k: SCHEMA[k].validate(v) for k, v in values.items()}
+    check_consistency(checked)
+    return checked

@@ -1,0 +1,280 @@
+"""Run the notebook series headless with papermill into a fresh ``reports/<run-id>/``."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import params as P
+from .paths import new_run_dir, project_root, reports_dir
+from ..artifacts import save_json
+from .report import write_index
+
+# Offline unless the caller says otherwise (HF_HUB_OFFLINE=0 mbmlab run … lets hub names load).
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+# Same seed, same machine → same numbers. MKL (torch's CPU BLAS) may otherwise use fewer threads
+# than asked when the machine is busy (MKL_DYNAMIC) and pick kernels by memory alignment; either
+# changes the order of float additions. Conditional numerical reproducibility (MKL_CBWR) fixes
+# the code path and makes results independent of alignment; the kernels read these at start-up.
+REPRODUCIBLE_ENV = {"MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE", "MKL_CBWR": "AUTO,STRICT"}
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook of the series raised; the partial executed notebook is kept."""
+
+    def __init__(self, notebook: str, cell: int | None, error: str, partial: Path, source: str = ""):
+        self.notebook, self.cell, self.error, self.partial = notebook, cell, error, partial
+        where = f"cell {cell} of the executed notebook" if cell is not None else "an unknown cell"
+        first_line = source.strip().splitlines()[0] if source.strip() else ""
+        shown = f" ({first_line[:80]})" if first_line else ""
+        super().__init__(f"{notebook} failed in {where}{shown}: {error}\npartial notebook kept at {partial}")
+
+
+@dataclass
+class Series:
+    notebooks_dir: Path
+    names: tuple[str, ...] = P.NOTEBOOKS
+
+    def path(self, name: str) -> Path:
+        path = self.notebooks_dir / f"{name}.ipynb"
+        if not path.exists():
+            raise FileNotFoundError(f"notebook {path} is missing")
+        return path
+
+
+def environment() -> dict[str, str]:
+    import torch
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=project_root(), timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "python": sys.version.split()[0], "platform": platform.platform(), "cpus": str(os.cpu_count()),
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "torch threads": str(torch.get_num_threads()), "git commit": commit or "unknown",
+    } | {key: os.environ.get(key, "") for key in REPRODUCIBLE_ENV}
+
+
+def collapse_progress(text: str) -> str:
+    """What a terminal shows of carriage-return progress bars: the last state of each line."""
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def tidy_outputs(outputs: list) -> list:
+    """A cell's outputs as a reader should see them: the kernel sends each progress-bar update as
+    its own stream output, so consecutive streams are joined and their bars collapsed."""
+    merged: list = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous["name"] == output["name"]):
+            previous["text"] += output["text"]
+        else:
+            merged.append(output)
+    for output in merged:
+        if output.get("output_type") == "stream":
+            output["text"] = collapse_progress(output["text"])
+    return merged
+
+
+# nbconvert's lab template loads require.js and MathJax from a CDN: offline (and by e-mail) the
+# page then logs failed loads. The series has no widgets and no LaTeX, so both are left out;
+# the page keeps its inlined figures and styles and needs nothing from the network.
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{% block html_head_js_requirejs %}{% endblock html_head_js_requirejs %}
+{% block html_head_js_mathjax %}{% endblock html_head_js_mathjax %}
+"""
+
+
+def html_for(notebook: Path) -> Path:
+    """Render an executed notebook to HTML next to it, progress bars tidied, nothing loaded from
+    the network (the .ipynb is untouched)."""
+    import jinja2
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if "outputs" in cell:
+            cell["outputs"] = tidy_outputs(cell["outputs"])
+    exporter = HTMLExporter(template_name="lab", template_file="mbmlab_offline.html.j2",
+                            extra_loaders=[jinja2.DictLoader({"mbmlab_offline.html.j2": OFFLINE_TEMPLATE})])
+    body, _ = exporter.from_notebook_node(nb)
+    out = notebook.with_suffix(".html")
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+class RunLocked(RuntimeError):
+    """Another live process is writing this run folder."""
+
+
+class RunInterrupted(RuntimeError):
+    """Ctrl-C stopped the run; ``mbmlab run --resume`` continues it."""
+
+
+def lock(run_dir: Path) -> Path:
+    """Take ``run_dir/.lock`` (created exclusively, holding our pid); refuse while the process that
+    holds it is alive, take over a lock whose process is gone."""
+    path = Path(run_dir) / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                raise RunLocked(f"{run_dir} is being written by process {holder}; wait for it, or stop it "
+                                f"(kill {holder}) before resuming") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return path
+    raise RunLocked(f"could not take the lock {path}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_cell(notebook: Path) -> tuple[int | None, str]:
+    """The cell papermill was executing when the kernel went away (1-based, as in the executed
+    notebook) and its source: the last cell whose status is no longer ``pending``."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except (OSError, ValueError):
+        return None, ""
+    started = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("papermill", {}).get("status")
+               not in (None, "pending")]
+    return (started[-1] + 1, nb.cells[started[-1]].source) if started else (None, "")
+
+
+def run_series(preset: str = "default", overrides: dict | None = None, *, reports: Path | None = None,
+               notebooks_dir: Path | None = None, kernel_name: str = "python3", progress: bool = True,
+               cell_timeout: int | None = None, resume: Path | None = None, log=print) -> Path:
+    """Validate parameters, then execute every notebook in order; returns the run directory.
+
+    ``resume``: an earlier run folder whose run failed or was interrupted; its parameters are
+    used again and the series continues from the first notebook that did not finish.
+    ``cell_timeout``: seconds one cell may run before the run fails with a timeout.
+
+    Raises ``ParameterError`` before anything is created, ``NotebookFailed`` (after writing the
+    partial notebook and index.html) when a notebook fails or its kernel dies, ``RunInterrupted``
+    on Ctrl-C and ``RunLocked`` when another process is writing the run folder.
+    """
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    if resume is not None:
+        run_dir = Path(resume).resolve()
+        if not (run_dir / "run.json").exists():
+            raise FileNotFoundError(f"{run_dir} has no run.json: not a run folder that `mbmlab run` started")
+        held = lock(run_dir)
+        run = json.loads((run_dir / "run.json").read_text())
+        preset, values = run["preset"], run["params"]
+        if run["status"] == "ok":
+            held.unlink(missing_ok=True)
+            raise ValueError(f"{run_dir} finished ({run['status']}); nothing to resume")
+        P.resolve(preset, values)  # still valid under today's schema
+    else:
+        values = P.resolve(preset, overrides)  # refuse bad input before any work starts
+    series = Series(Path(notebooks_dir or project_root() / "notebooks"), P.series(preset))
+    sources = {name: series.path(name) for name in series.names}
+    for key, value in (OFFLINE_ENV | REPRODUCIBLE_ENV).items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("MBMLAB_ROOT", str(project_root()))
+    if resume is None:
+        run_dir = new_run_dir(reports or reports_dir(), label=preset).resolve()
+        held = lock(run_dir)
+        run = {"run_id": run_dir.name, "preset": preset, "params": values, "overrides": overrides or {},
+               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "status": "running", "error": None,
+               "total_seconds": None, "environment": environment(),
+               "notebooks": [{"name": n, "status": "pending", "seconds": None, "html": None, "notebook": None}
+                             for n in series.names]}
+        save_json(run_dir, "params.json", values)
+    else:
+        run.update(status="running", error=None)
+        run.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))
+        log(f"resuming {run_dir} from {next(nb['name'] for nb in run['notebooks'] if nb['status'] != 'ok')}")
+    def interrupted(name: str, entry: dict, t0: float) -> RunInterrupted:
+        entry.update(status="interrupted", seconds=time.perf_counter() - t0)
+        run.update(status="interrupted", error=f"interrupted (Ctrl-C) during {name}; continue with "
+                                               f"`mbmlab run --resume {run_dir}`")
+        return RunInterrupted(run["error"])
+
+    start = time.perf_counter()
+    earlier = run.get("total_seconds") or 0.0
+    log(f"run {run_dir}")
+    try:
+        for i, (name, entry) in enumerate(zip(series.names, run["notebooks"]), start=1):
+            if entry["status"] == "ok":
+                continue  # resumed: done before
+            log(f"[{i}/{len(series.names)}] {name}")
+            out = run_dir / f"{name}.ipynb"
+            entry["notebook"] = out.name
+            t0 = time.perf_counter()
+            failure = None
+            try:
+                pm.execute_notebook(
+                    str(sources[name]), str(out),
+                    parameters={"run_dir": str(run_dir), **P.for_notebook(name, values)},
+                    kernel_name=kernel_name, progress_bar=progress, cwd=str(run_dir),
+                    execution_timeout=cell_timeout,
+                )
+            except pm.PapermillExecutionError as err:
+                if err.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first
+                    raise interrupted(name, entry, t0) from None
+                cell = err.cell_index + 1 if err.cell_index is not None else None  # 1-based, as a reader counts
+                failure = NotebookFailed(name, cell, f"{err.ename}: {err.evalue}", out, err.source or "")
+            except DeadKernelError:
+                cell, source = running_cell(out)
+                failure = NotebookFailed(name, cell, "the kernel died: its process ended without raising — killed "
+                                         "by a signal (out of memory, or kill) or crashed", out, source)
+            except CellTimeoutError:
+                cell, source = running_cell(out)
+                failure = NotebookFailed(name, cell, f"the cell ran longer than the cell timeout ({cell_timeout} s)",
+                                         out, source)
+            except KeyboardInterrupt:
+                raise interrupted(name, entry, t0) from None
+            finally:
+                if out.exists():
+                    try:
+                        entry["html"] = html_for(out).name
+                    except Exception as err:  # a half-written notebook must not hide the real failure
+                        log(f"      could not render {out.name}: {err}")
+            if failure is not None:
+                entry.update(status="failed", seconds=time.perf_counter() - t0)
+                run.update(status="failed", error=f"{failure}\ncontinue with `mbmlab run --resume {run_dir}`")
+                raise failure
+            entry.update(status="ok", seconds=time.perf_counter() - t0)
+            log(f"      {name} done in {entry['seconds']:.1f} s")
+        run["status"] = "ok"
+    finally:
+        if run["status"] == "running":  # an unexpected error
+            run["status"] = "failed"
+            run["error"] = run["error"] or "the run stopped before the series finished"
+        run["total_seconds"] = earlier + time.perf_counter() - start
+        save_json(run_dir, "run.json", run)
+        write_index(run_dir, run)
+        held.unlink(missing_ok=True)
+    log(f"report: {run_dir / 'index.html'}")
+    return run_dir

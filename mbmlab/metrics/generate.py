@@ -1,0 +1,103 @@
+"""Generation with the fused model: batched for any task (prompts built by the processor,
+left-padded, greedy or beam, KV cache on; each batch holds one task), and ``ask`` for one
+picture, clip or question at a time (the seed's application, ``mbmlab ask``, and the notebooks'
+examples)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm  # text bars: readable in JupyterLab and in the rendered HTML
+
+from ..models.processing_mbm import pad
+from ..names import TASKS
+
+
+class AskError(ValueError):
+    """Inputs ``ask`` cannot use; the message says what to change."""
+
+
+@dataclass
+class Answer:
+    task: str
+    prompt: str
+    text: str
+
+
+@torch.no_grad()
+def generate(model, processor, examples, pixel_values: torch.Tensor | None = None,
+             input_features: torch.Tensor | None = None, *, batch_size: int = 256,
+             max_new_tokens: int | dict[str, int] = 8, num_beams: int = 1, use_cache: bool = True,
+             progress: bool = True, desc: str = "generating") -> list[str]:
+    """The model's text for each example (``mbmlab.data.tasks.Example``), in order, stripped.
+
+    ``pixel_values`` / ``input_features`` hold the split's images / clips; an example's ``image``
+    and ``clip`` are rows of them. ``max_new_tokens`` may be given per task.
+    """
+    model.eval()
+    outputs: list[str | None] = [None] * len(examples)
+    by_task: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        by_task.setdefault(ex.task, []).append(i)
+    tokenizer = processor.tokenizer
+    for task, indices in by_task.items():
+        needs = TASKS[task]
+        if "image" in needs and pixel_values is None or "audio" in needs and input_features is None:
+            raise ValueError(f"{task} examples need {' and '.join(needs)} inputs")
+        limit = max_new_tokens[task] if isinstance(max_new_tokens, dict) else max_new_tokens
+        prompt_ids = processor.prompt_ids([processor.prompt(task, examples[i].question if task == "vqa" else "")
+                                           for i in indices])
+        starts = range(0, len(indices), batch_size)
+        for start in tqdm(starts, desc=f"{desc} {task}", disable=not progress):
+            chunk = indices[start:start + batch_size]
+            batch = pad(prompt_ids[start:start + batch_size], tokenizer.pad_token_id, side="left")
+            if "image" in needs:
+                batch["pixel_values"] = pixel_values[[examples[i].image for i in chunk]]
+            if "audio" in needs:
+                batch["input_features"] = input_features[[examples[i].clip for i in chunk]]
+            width = batch["input_ids"].shape[1]
+            generated = model.generate(**batch, max_new_tokens=limit, num_beams=num_beams, do_sample=False,
+                                       use_cache=use_cache, pad_token_id=tokenizer.pad_token_id,
+                                       eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+            texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+            for i, text in zip(chunk, texts, strict=True):
+                outputs[i] = text.strip()
+    return outputs
+
+
+def max_target_tokens(processor, targets: list[str]) -> int:
+    """New tokens enough for the longest of ``targets`` and its end-of-text token."""
+    if not targets:
+        return 1
+    return max(len(ids) for ids in processor.target_ids(targets))
+
+
+def task_for(image: bool, audio: bool, question: bool) -> str:
+    """The task that what is given asks for (see ``ask``)."""
+    if audio and question:
+        raise AskError("give the question either typed (--question) or spoken (--audio), not both")
+    if image:
+        return "spoken_vqa" if audio else "vqa" if question else "caption"
+    if audio:
+        return "asr"
+    raise AskError("nothing to answer about: give --image (with --question or --audio), or --audio alone")
+
+
+def ask(model, processor, image=None, audio=None, question: str = "", max_new_tokens: int = 24,
+        num_beams: int = 1) -> Answer:
+    """The model's answer for a PIL image and/or 16 kHz samples and/or a typed question."""
+    task = task_for(image is not None, audio is not None, bool(question))
+    missing = [m for m in (("image",) if image is not None else ()) + (("audio",) if audio is not None else ())
+               if m not in model.config.modalities]
+    if missing:
+        raise AskError(f"this model was trained without {' and '.join(missing)} input; "
+                       f"its inputs are {', '.join(model.config.modalities) or 'text only'}")
+    prompt = processor.prompt(task, question)
+    inputs = processor(text=prompt, images=[image] if image is not None else None,
+                       audio=[audio] if audio is not None else None)
+    tokenizer = processor.tokenizer
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return Answer(task, prompt, text)

@@ -1,0 +1,39 @@
+"""The names every layer shares, in one place and free of torch: the model family's registries
+(fusion strategies, connectors, projectors, trainable parts, towers, tasks), the data sources,
+the VQA baselines and the bias-study mitigations.
+
+The modules that implement each registry key their tables by these names (and check at import
+that they match); the parameter schema (``mbmlab.lab.params``) takes its choices from here, so
+checking parameters imports no torch.
+"""
+FUSIONS = ("prefix", "cross_attention", "early")  # mbmlab.models.fusion
+IMAGE_CONNECTORS = ("pooled", "patches")  # mbmlab.models.connectors
+PROJECTORS = ("linear", "mlp2x_gelu", "resampler")  # mbmlab.models.connectors
+SEQUENCE_PROJECTORS = ("resampler",)  # projectors that read a sequence and emit a fixed number of tokens
+PARTS = ("vision_tower", "audio_tower", "image_projector", "audio_projector", "fusion", "language_model")
+TOWERS = ("resnet", "vit")  # the image towers 02_train can build from scratch (mbmlab.models.vision)
+
+# task → the inputs it needs; the prompt of each is built by mbmlab.models.processing_mbm.MbmProcessor.prompt
+TASKS = {
+    "caption": ("image",),
+    "vqa": ("image",),
+    "asr": ("audio",),
+    "spoken_vqa": ("image", "audio"),
+}
+
+SOURCES = ("easyvqa", "scenes", "speech", "user")  # mbmlab.data.collect
+IMAGE_SOURCES = ("easyvqa", "scenes", "user")  # the sources whose text the speech source speaks
+
+# the trained VQA baselines of 04_evaluate (mbmlab.analyses.baselines)
+BASELINES = {
+    "blind": "question only: the same model trained and asked with a blank image",
+    "image_only": "image only: the same model trained and asked with every question hidden",
+    "random_init": "the fused architecture at random initialisation, untrained",
+}
+MITIGATIONS = ("none", "oversample")  # mbmlab.analyses.bias_study
+
+
+def check_registry(registry, names: tuple[str, ...], what: str) -> None:
+    """Raise when an implementation's registry and its names here part ways (a developer error)."""
+    if tuple(registry) != tuple(names):
+        raise RuntimeError(f"the {what} registry has {tuple(registry)} but mbmlab.names lists {tuple(names)}")

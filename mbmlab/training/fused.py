@@ -1,0 +1,304 @@
+"""Fusion training (notebook 03_fuse): task units → batches → staged training with the ``Trainer``.
+
+Staged like LLaVA: stage 1 trains only the connectors, with the encoders and the LM frozen (the
+connectors learn to speak the LM's language); stage 2 tunes a chosen set of parts. Each stage
+writes checkpoints under ``<output>/<stage>/`` and resumes from them.
+
+The same training as a script for ``accelerate launch`` on many processes, GPUs or nodes:
+``mbmlab.lab.launch_fuse``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from . import trainer as T
+from ..data.tasks import Example, Unit, units
+from ..models.processing_mbm import pad
+from ..names import PARTS, TASKS
+
+CONNECTORS = ("image_projector", "audio_projector", "fusion")  # stage 1: what joins, not what is joined
+
+
+class TaskUnits(Dataset):
+    """Tokenised training units of one split: each item is one image (or none) with all its rows,
+    carrying its own input tensors, so a batch can never read another split's tensors."""
+
+    def __init__(self, examples: list[Example], processor, pixel_values: torch.Tensor | None = None,
+                 input_features: torch.Tensor | None = None):
+        prompts = processor.prompt_ids([processor.prompt(e.task, e.question if e.task == "vqa" else "")
+                                        for e in examples])
+        targets = processor.target_ids([e.target for e in examples])
+        tokenised = {id(e): (p, t) for e, p, t in zip(examples, prompts, targets, strict=True)}
+        self.units: list[Unit] = units(examples)
+        self.rows = [[(ex.task, ex.clip, *tokenised[id(ex)]) for ex in u.examples] for u in self.units]
+        self.pixel_values, self.input_features = pixel_values, input_features
+        self.n_examples = len(examples)
+        # the padded width each unit asks for, in coarse buckets of 16 tokens: batches group units
+        # of one kind (image units, speech units) and waste little on padding, while the order
+        # within a bucket stays random. Exact lengths would sort by answer and caption length,
+        # which follow the colour words, and a BatchNorm tower in training mode would then
+        # normalise colour away batch by batch.
+        self.lengths = [-(-max(len(p) + len(t) for _, _, p, t in rows) // 16) * 16 for rows in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def __getitem__(self, i: int) -> dict:
+        image, rows = self.units[i].image, self.rows[i]
+        clips = {clip for task, clip, _, _ in rows if clip is not None}
+        return {"image": image, "rows": rows,
+                "pixels": self.pixel_values[image] if image is not None else None,
+                "clips": {clip: self.input_features[clip] for clip in sorted(clips)}}
+
+
+class FusionCollator:
+    """Right-padded rows ``placeholders prompt target EOS`` with loss only on ``target EOS``; each
+    image and clip of the batch is encoded once (``image_index`` / ``audio_index`` map rows to them)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, items: list[dict]) -> dict:
+        ids, labels, image_index, audio_index = [], [], [], []
+        images: dict[int, torch.Tensor] = {}
+        clips: dict[int, torch.Tensor] = {}
+        for item in items:
+            for task, clip, prompt_ids, target_ids in item["rows"]:
+                row_ids, row_labels = self.processor.training_row(prompt_ids, target_ids)
+                ids.append(row_ids)
+                labels.append(row_labels)
+                if "image" in TASKS[task]:
+                    images.setdefault(item["image"], item["pixels"])
+                    image_index.append(list(images).index(item["image"]))
+                if "audio" in TASKS[task]:
+                    clips.setdefault(clip, item["clips"][clip])
+                    audio_index.append(list(clips).index(clip))
+        batch = pad(ids, self.processor.tokenizer.pad_token_id, side="right", label_rows=labels)
+        if images:
+            batch["pixel_values"] = torch.stack(list(images.values()))
+            batch["image_index"] = torch.tensor(image_index)
+        if clips:
+            batch["input_features"] = torch.stack(list(clips.values()))
+            batch["audio_index"] = torch.tensor(audio_index)
+        return batch
+
+
+# ---------------------------------------------------------------- stages
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    epochs: float
+    learning_rate: float
+    parts: tuple[str, ...]  # what this stage trains; the rest is frozen
+
+
+def stages(stage1_epochs: float, stage1_lr: float, epochs: float, lr: float, stage2_parts) -> list[Stage]:
+    """Stage 1 (connectors only) when ``stage1_epochs`` > 0, then stage 2 on ``stage2_parts``."""
+    unknown = [p for p in stage2_parts if p not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown parts {unknown}; parts: {', '.join(PARTS)}")
+    out = [Stage("stage1", stage1_epochs, stage1_lr, CONNECTORS)] if stage1_epochs > 0 else []
+    return out + [Stage("stage2", epochs, lr, tuple(stage2_parts))]
+
+
+def set_trainable(model, parts) -> None:
+    """Train ``parts`` and freeze the rest; frozen parts also stay in eval mode (no dropout, a
+    frozen BatchNorm keeps its statistics), as ``model.frozen_parts`` tells ``model.train()``."""
+    model.requires_grad_(False)
+    for name in parts:
+        if (part := model.part(name)) is not None:
+            part.requires_grad_(True)
+    model.frozen_parts = tuple(p for p in PARTS if p not in parts and model.part(p) is not None)
+    model.train()
+
+
+def parameter_counts(model, parts=None) -> pd.DataFrame:
+    """Parameters per part: total, and trainable under ``parts`` (None: as the model is now)."""
+    rows = []
+    for name in PARTS:
+        part = model.part(name)
+        if part is None:
+            continue
+        params = list({id(p): p for p in part.parameters()}.values())
+        total = sum(p.numel() for p in params)
+        trainable = total if parts is not None and name in parts else (
+            0 if parts is not None else sum(p.numel() for p in params if p.requires_grad))
+        rows.append({"part": name, "parameters": total, "trainable": trainable})
+    frame = pd.DataFrame(rows)
+    return pd.concat([frame, pd.DataFrame([{"part": "total", "parameters": frame["parameters"].sum(),
+                                            "trainable": frame["trainable"].sum()}])], ignore_index=True)
+
+
+def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: list[Stage], output_dir: Path, *,
+                 batch_size: int, seed: int, bf16: bool = False, resume: bool = False, eval_set: TaskUnits | None = None,
+                 callbacks: dict | None = None, **extra) -> dict:
+    """Run the stages in order; returns ``{stage name: Trainer}``. ``callbacks[stage]`` (a list)
+    joins that stage's Trainer (the resume test interrupts a stage this way)."""
+    trainers = {}
+    for stage in plan:
+        set_trainable(model, stage.parts)
+        settings = dict(save_strategy="epoch", save_total_limit=1, bf16=bf16) | extra
+        args = T.training_arguments(Path(output_dir) / stage.name, epochs=stage.epochs, batch_size=batch_size,
+                                    learning_rate=stage.learning_rate, seed=seed, n_examples=len(train_set),
+                                    **settings)
+        trainers[stage.name] = T.train(model, args, train_set, collator, eval_dataset=eval_set, resume=resume,
+                                       callbacks=(callbacks or {}).get(stage.name))
+        if eval_set is not None:  # the validation loss once per stage (each pass costs seconds on a CPU)
+            trainers[stage.name].evaluate()
+        if trainers[stage.name].control.should_training_stop and trainers[stage.name].state.global_step < \
+                trainers[stage.name].state.max_steps:
+            break  # interrupted on purpose (StopAfter): later stages wait for the resume
+    set_trainable(model, PARTS)
+    model.eval()
+    return trainers
+
+
+def train_quietly(model, train_set, collator, plan: list[Stage], output_dir: Path, values: dict) -> dict:
+    """``train_stages`` with 03_fuse's batch, seed and bf16 from ``values``, no checkpoints, no
+    logging, no progress bars: the extra trainings that 04's baselines and 07's bias study run."""
+    return train_stages(model, train_set, collator, plan, output_dir, batch_size=values["fuse_batch_images"],
+                        seed=values["seed"], bf16=values["bf16"], save_strategy="no", logging_strategy="no",
+                        disable_tqdm=True)
+
+
+def history(trainers: dict) -> pd.DataFrame:
+    """The stages' logged losses on one step axis (stage 2's steps continue stage 1's)."""
+    frames, offset = [], 0
+    for name, trainer in trainers.items():
+        h = T.loss_history(trainer)
+        if len(h):
+            h = h.assign(stage=name, step=h["step"] + offset)
+            frames.append(h)
+        offset += trainer.state.global_step
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# ---------------------------------------------------------------- from a run folder to a model and data
+
+@dataclass
+class Prepared:
+    model: object
+    processor: object
+    tasks: tuple[str, ...]  # the asked-for tasks that the data supports
+    skipped: dict[str, str]  # asked-for tasks without data → why
+    examples: dict[str, list[Example]]  # per split
+    sets: dict[str, TaskUnits]  # per split
+    collator: FusionCollator
+    pixel_values: dict[str, torch.Tensor]
+    input_features: dict[str, torch.Tensor]
+
+    @property
+    def train_set(self) -> TaskUnits:
+        return self.sets["train"]
+
+
+def split_inputs(processed, processor, splits=("train", "validation", "test"), modalities=("image", "audio")):
+    """Pixel tensors of the image splits and log-mel features of the speech splits asked for."""
+    from ..models.audio import log_mel
+    from ..models.vision import pixel_values
+
+    pixels = {s: pixel_values(processed.images[s], processor.image_processor) for s in splits} \
+        if processed.images is not None and "image" in modalities else {}
+    features = {s: log_mel(processed.speech[s], processor.feature_extractor)[0] for s in splits} \
+        if processed.speech is not None and "audio" in modalities else {}
+    return pixels, features
+
+
+def check_lengths(sets: dict[str, TaskUnits], text_config, values: dict) -> None:
+    """Refuse rows longer than the language model's positions, before any training, saying what
+    to change (media placed in the sequence are what make rows long)."""
+    limit = getattr(text_config, "max_position_embeddings", None)
+    if not limit:
+        return
+    longest = max((len(p) + len(t) for s in sets.values() for rows in s.rows for _, _, p, t in rows), default=0)
+    if longest > limit:
+        raise ValueError(
+            f"the longest {values['fusion']} training row takes {longest} positions but the language model has "
+            f"{limit}; place fewer media tokens (early fusion: a larger early_patch_size or early_audio_frames; "
+            f"prefix: a larger audio_frame_pool or pixel_shuffle, or the pooled connector) or pretrain an LM with "
+            f"more positions")
+
+
+def cross_attention_layers(count: int, every: int) -> list[int]:
+    """Flamingo's spacing: a gated block before every ``every``-th decoder layer, counted so that
+    the last layer always has one (every=1: all layers; every=2 of 4: layers 1 and 3)."""
+    return [i for i in range(count) if (count - 1 - i) % every == 0]
+
+
+def prepare(run: Path, values: dict, splits=("train", "validation"), processed=None) -> Prepared:
+    """The fused model (from 02_train's LM and, with ``*_init="aligned"``, its aligned encoders),
+    its processor and the task data of ``splits``, as 03_fuse's parameters ask. ``processed``:
+    other data than the run's own (the bias study trains on scenes at several strengths)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..data.collect import load_processed
+    from ..data.tasks import task_examples
+    from ..models import MbmConfig, MbmForConditionalGeneration, MbmProcessor
+    from ..models import audio as A
+    from ..models import text
+    from ..models import vision as V
+    from ..models.fusion import FUSIONS
+    from ..artifacts import load_json
+
+    run = Path(run)
+    if processed is None:
+        processed = load_processed(load_json(run, "dataset.json")["path"])
+    tokenizer = AutoTokenizer.from_pretrained(run / "lm")
+    lm = AutoModelForCausalLM.from_pretrained(run / "lm")
+    wanted = tuple(values["tasks"])
+    have = {"image": processed.images is not None and (run / "image_encoder").is_dir(),
+            "audio": processed.speech is not None and (run / "audio_encoder").is_dir()}
+    skipped = {t: f"no {', '.join(m for m in TASKS[t] if not have[m])} data in this run"
+               for t in wanted if not all(have[m] for m in TASKS[t])}
+    tasks = tuple(t for t in wanted if t not in skipped)
+    needed = {m for t in tasks for m in TASKS[t]}
+    if not tasks:
+        raise ValueError(f"none of the tasks {list(wanted)} has data in this run ({'; '.join(skipped.values())})")
+
+    vision_tower = audio_tower = None
+    image_processor, extractor = V.image_processor(64), A.feature_extractor(1)  # stand-ins when unused
+    image_size = 64
+    if "image" in needed:
+        vision_tower, image_processor = V.load_image_encoder(str(run / "image_encoder" / "encoder"))
+        image_size = V.input_size(vision_tower, image_processor)
+    if "audio" in needed:
+        audio_tower, extractor = A.load_audio_encoder(str(run / "audio_encoder" / "encoder"))
+    config = MbmConfig(
+        text_config=lm.config, vision_config=vision_tower.config if vision_tower is not None else None,
+        audio_config=audio_tower.config if audio_tower is not None else None, fusion=values["fusion"],
+        image_size=image_size, image_connector=values["image_connector"],
+        image_prefix_length=values["image_prefix_length"], image_projector=values["projector"],
+        resampler_queries=values["resampler_queries"], early_patch_size=values["early_patch_size"],
+        early_audio_frames=values["early_audio_frames"],
+        cross_attention_layers=cross_attention_layers(lm.config.num_hidden_layers, values["cross_attention_every"]),
+        image_pixel_shuffle=values["pixel_shuffle"],
+        audio_projector=values["projector"], audio_frame_pool=values["audio_frame_pool"],
+        image_token_id=text.token_id(tokenizer, text.IMAGE), audio_token_id=text.token_id(tokenizer, text.AUDIO))
+    torch.manual_seed(values["seed"])
+    towers = FUSIONS[values["fusion"]].encoders  # early fusion has none: raw patches and frames
+    model = MbmForConditionalGeneration.from_parts(
+        config, language_model=lm,
+        vision_tower=vision_tower if towers and values["vision_init"] == "aligned" else None,
+        audio_tower=audio_tower if towers and values["audio_init"] == "aligned" else None)
+    processor = MbmProcessor(image_processor, extractor, tokenizer, config.image_seq_length or 0,
+                             config.audio_seq_length or 0)
+    pixels, features = split_inputs(processed, processor, splits, needed)
+    examples, sets = {}, {}
+    for split in splits:
+        examples[split] = task_examples(processed.images[split] if "image" in needed else None,
+                                        processed.speech[split] if "audio" in needed else None, tasks)
+    trained = {e.task for e in examples[splits[0]]}
+    skipped |= {t: f"no {splits[0]} examples (the data has none of its targets)" for t in tasks if t not in trained}
+    tasks = tuple(t for t in tasks if t in trained)
+    if not tasks:
+        raise ValueError(f"none of the tasks {list(wanted)} has {splits[0]} examples in this run")
+    for split in splits:
+        sets[split] = TaskUnits(examples[split], processor, pixels.get(split), features.get(split))
+    check_lengths(sets, lm.config, values)
+    return Prepared(model, processor, tasks, skipped, examples, sets, FusionCollator(processor), pixels, features)

@@ -1,0 +1,159 @@
+"""Training with the HF ``Trainer``: arguments, checkpoints and resume, loss curves; the LM's
+text dataset and collator. (The fused model's task data and stages are in ``mbmlab.training.fused``.)"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..models.processing_mbm import IGNORE_INDEX, pad
+
+
+class TextLines(Dataset):
+    """Tokenised text lines, each ending in EOS, for language-model pretraining."""
+
+    def __init__(self, lines: list[str], tokenizer):
+        self.ids = [ids + [tokenizer.eos_token_id] for ids in tokenizer(lines)["input_ids"]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_ids": self.ids[i]}
+
+
+class LMCollator:
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: list[dict]) -> dict:
+        batch = pad([it["input_ids"] for it in items], self.pad_token_id, side="right")
+        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE_INDEX)
+        return batch
+
+
+def lm_compute(lm, data: TextLines, epochs: float) -> dict[str, float]:
+    """Training compute of a language model, as Kaplan et al. 2020 (§2.1) count it: C = 6·N·D,
+    N the non-embedding parameters (token and position embeddings left out), D the tokens
+    trained on (every token of every line, times the epochs)."""
+    embeddings = {id(p) for m in lm.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    n = sum(p.numel() for p in {id(p): p for p in lm.parameters()}.values() if id(p) not in embeddings)
+    d = sum(len(ids) for ids in data.ids) * epochs
+    return {"lm/non_embedding_parameters": float(n), "lm/train_tokens": float(d), "lm/train_flops": 6.0 * n * d}
+
+
+def training_arguments(output_dir: Path, *, epochs: float, batch_size: int, learning_rate: float, seed: int,
+                       n_examples: int | None = None, **extra) -> TrainingArguments:
+    """CPU-friendly defaults: no checkpoints mid-run, cosine schedule, about 25 log lines a run."""
+    steps = math.ceil((n_examples or 0) / batch_size * epochs)
+    settings = dict(
+        output_dir=str(output_dir), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size, learning_rate=learning_rate, lr_scheduler_type="cosine",
+        warmup_steps=0.05, weight_decay=0.01, seed=seed, data_seed=seed,
+        logging_steps=max(1, steps // 25) if steps else 10,
+        save_strategy="no", report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    return TrainingArguments(**(settings | extra))
+
+
+class StopAfter(TrainerCallback):
+    """Stop training after ``step`` optimiser steps, saving a checkpoint there: an interruption
+    on purpose (the resume test uses it; so can a user who wants to split a long run)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+class LengthGroupedEpochSampler(torch.utils.data.Sampler):
+    """transformers' length grouping (shuffle, then sort by length within mega-batches of 50
+    batches) with the shuffle seeded by (seed, epoch): the order of an epoch does not depend on
+    the global RNG, so a run resumed mid-epoch sees the same batches as an uninterrupted one."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class LengthAwareTrainer(Trainer):
+    """A ``Trainer`` that batches items of similar length together when the training dataset
+    knows its items' lengths (a ``lengths`` attribute), as ``group_by_length`` does for datasets
+    with an ``input_ids`` column: a few long rows (speech) no longer pad a whole batch of short ones."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = getattr(dataset, "lengths", None)
+        if lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        return LengthGroupedEpochSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                         self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
+
+def train(model, args: TrainingArguments, train_dataset, collator, eval_dataset=None, resume: bool = False,
+          callbacks: list | None = None) -> Trainer:
+    """Train with the HF ``Trainer``; with ``resume``, continue from the newest checkpoint in
+    ``args.output_dir`` (model, optimiser, scheduler, RNG states and data position), if there is one."""
+    logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
+    trainer = LengthAwareTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                                 data_collator=collator, callbacks=callbacks)
+    checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    return trainer
+
+
+def loss_history(trainer: Trainer) -> pd.DataFrame:
+    """The Trainer's logged training (and eval) losses per step."""
+    rows = [r for r in trainer.state.log_history if "loss" in r or "eval_loss" in r]
+    return pd.DataFrame(rows)
+
+
+def plot_losses(history: pd.DataFrame, title: str):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    if "loss" in history:
+        h = history.dropna(subset=["loss"])
+        ax.plot(h["step"], h["loss"], label="train")
+    if "eval_loss" in history:
+        h = history.dropna(subset=["eval_loss"])
+        ax.plot(h["step"], h["eval_loss"], "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy")
+    ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    recall = [c for c in ("eval_recall@1", "eval_recall@5") if c in history]
+    if recall:  # retrieval metrics on a second axis
+        right = ax.twinx()
+        for column, style in zip(recall, ("s--", "^:")):
+            h = history.dropna(subset=[column])
+            right.plot(h["step"], h[column], style, color="tab:green", label=f"validation {column[5:]}")
+        right.set_ylabel("recall")
+        right.set_ylim(0, 1)
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,41 @@
+"""``mbmlab run --seeds N``: one run per seed, then mean ± sample std per shared metric."""
+import json
+
+import pytest
+
+import helpers
+from mbmlab.lab import cli, multiseed
+
+
+def fake_run(folder, metrics):
+    return helpers.fake_run(folder, metrics)
+
+
+def test_summary_is_mean_and_sample_std_of_shared_metrics(tmp_path):
+    # accuracy 0.8, 0.9, 1.0: mean 0.9; deviations −0.1, 0, 0.1 → sample variance 0.02/2 = 0.01, std 0.1
+    runs = [fake_run(tmp_path / f"r{k}", {"vqa/exact_match": v, "vqa/exact_match/ci95_low": v - 0.05, **extra})
+            for k, (v, extra) in enumerate([(0.8, {"only/here": 1.0}), (0.9, {}), (1.0, {})])]
+    table = multiseed.summarise(runs)
+    assert list(table.index) == ["vqa/exact_match"]  # intervals and metrics not in every run are left out
+    row = table.loc["vqa/exact_match"]
+    assert row["mean"] == pytest.approx(0.9) and row["std"] == pytest.approx(0.1) and row["n"] == 3
+    assert row["r0"] == 0.8
+    folder = multiseed.write_summary(runs, "tiny", [0, 1, 2], reports=tmp_path / "reports")
+    saved = json.loads((folder / "seeds.json").read_text())
+    assert saved["seeds"] == [0, 1, 2] and saved["metrics"]["vqa/exact_match"]["std"] == pytest.approx(0.1)
+    assert "0.9000 ± 0.1000" in (folder / "index.html").read_text()
+
+
+def test_cli_runs_one_series_per_seed(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_series(preset, overrides, **kwargs):
+        seen.append(overrides["seed"])
+        return fake_run(tmp_path / f"run-{overrides['seed']}", {"m": float(overrides["seed"])})
+
+    monkeypatch.setattr("mbmlab.lab.runner.run_series", fake_series)
+    assert cli.main(["run", "--preset", "tiny", "--seeds", "3", "--set", "seed=5", "--reports", str(tmp_path)]) == 0
+    assert seen == [5, 6, 7]
+    summary = next(tmp_path.glob("*-tiny-seeds"))
+    assert json.loads((summary / "seeds.json").read_text())["metrics"]["m"]["mean"] == pytest.approx(6.0)
+    assert cli.main(["run", "--seeds", "0"]) == 2

@@ -1,0 +1,178 @@
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from mbmlab.lab import cli
+
+from mbmlab.lab import params as P
+from mbmlab.lab.runner import NotebookFailed, run_series
+
+
+def test_cli_refuses_a_bad_value_before_running(tmp_path, capsys):
+    reports = tmp_path / "reports"
+    code = cli.main(["run", "--preset", "tiny", "--set", "fusion=nonsense", "--reports", str(reports)])
+    assert code == 2
+    assert "allowed values: prefix" in capsys.readouterr().err
+    assert not reports.exists()
+
+
+def test_cli_refuses_an_unknown_key(tmp_path, capsys):
+    assert cli.main(["run", "--set", "epochs=3", "--reports", str(tmp_path / "r")]) == 2
+    assert "unknown parameter 'epochs'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_installed_command_exits_2_on_bad_parameter(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mbmlab.lab.cli", "run", "--preset", "tiny", "--set",
+                             "fusion=nonsense", "--reports", str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "allowed values" in result.stderr
+
+
+def test_help_documents_run():
+    out = subprocess.run([sys.executable, "-m", "mbmlab.lab.cli", "run", "--help"], capture_output=True, text=True).stdout
+    for word in ("--preset", "--set", "index.html", "metrics.json", "Exit codes"):
+        assert word in out
+
+
+def test_params_lists_every_parameter(capsys):
+    assert cli.main(["params", "--preset", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in P.SCHEMA)
+
+
+def _series(folder, failing=None, bodies=None):
+    """A fake five-notebook series; ``failing`` raises in its second code cell; ``bodies`` gives
+    a notebook other code for that cell. Each notebook that runs appends its name to ran.txt."""
+    folder.mkdir(exist_ok=True)
+    for name in P.NOTEBOOKS:
+        names = ["run_dir"] + [k for k, p in P.SCHEMA.items() if name in p.notebooks]
+        params = nbformat.v4.new_code_cell("\n".join(f"{k} = None" for k in names))
+        params.metadata["tags"] = ["parameters"]
+        body = ("raise ValueError('boom')" if name == failing else (bodies or {}).get(name) or
+                "from mbmlab import artifacts\nartifacts.log_metrics(run_dir, {'" + name + "/ran': 1})\n"
+                "open('ran.txt', 'a').write('" + name + "\\n')")
+        nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(body)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder
+
+
+def test_series_runs_in_order_and_writes_report(tmp_path):
+    run_dir = run_series("tiny", notebooks_dir=_series(tmp_path / "nb"), reports=tmp_path / "r", progress=False,
+                         log=lambda *_: None)
+    metrics = (run_dir / "metrics.json").read_text()
+    assert all(f"{name}/ran" in metrics for name in P.NOTEBOOKS)
+    index = (run_dir / "index.html").read_text()
+    assert all(f"{name}.html" in index for name in P.NOTEBOOKS)
+    assert (run_dir / "params.json").exists()
+
+
+def test_failing_notebook_stops_the_run_and_keeps_the_partial(tmp_path):
+    with pytest.raises(NotebookFailed) as info:
+        run_series("tiny", notebooks_dir=_series(tmp_path / "nb", failing="02_train"), reports=tmp_path / "r",
+                   progress=False, log=lambda *_: None)
+    err = info.value
+    assert err.notebook == "02_train" and "ValueError: boom" in str(err) and "cell" in str(err)
+    assert err.partial.exists()
+    run_dir = err.partial.parent
+    assert not (run_dir / "03_fuse.ipynb").exists()  # stopped there
+    index = (run_dir / "index.html").read_text()
+    assert "failed" in index and "02_train" in index
+
+
+def test_cli_exit_code_for_a_failing_notebook(tmp_path, capsys):
+    code = cli.main(["run", "--preset", "tiny", "--notebooks", str(_series(tmp_path / "nb", failing="03_fuse")),
+                     "--reports", str(tmp_path / "r"), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "03_fuse failed in cell 3 of the executed notebook (raise ValueError('boom'))" in err
+
+
+def test_progress_bars_collapse_to_their_last_state():
+    from mbmlab.lab.runner import collapse_progress, tidy_outputs
+    text = "VQA:   0%| 0/3\rVQA:  33%| 1/3\rVQA: 100%| 3/3\ndone\n"
+    assert collapse_progress(text) == "VQA: 100%| 3/3\ndone\n"
+    # as the kernel sends them: one stream output per bar update, other outputs in between kept
+    stream = [{"output_type": "stream", "name": "stderr", "text": f"\rVQA: {i}/3"} for i in range(4)]
+    result = {"output_type": "execute_result", "data": {"text/plain": "1"}}
+    tidy = tidy_outputs(stream + [result, {"output_type": "stream", "name": "stdout", "text": "ok\n"}])
+    assert [o.get("text") for o in tidy] == ["VQA: 3/3", None, "ok\n"]
+
+
+KILL = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+
+
+def test_a_killed_kernel_ends_the_run_within_seconds_naming_notebook_and_cell(tmp_path):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(NotebookFailed) as info:
+        run_series("tiny", notebooks_dir=_series(tmp_path / "nb", bodies={"02_train": KILL}), reports=tmp_path / "r",
+                   progress=False, log=lambda *_: None)
+    seconds = time.perf_counter() - start
+    message = str(info.value)
+    assert message.startswith("02_train failed in cell 3") and "the kernel died" in message
+    assert "import os, signal" in message  # the cell's first line
+    assert seconds < 60, f"took {seconds:.0f} s to notice the dead kernel"
+    run = json.loads((info.value.partial.parent / "run.json").read_text())
+    assert run["status"] == "failed" and "--resume" in run["error"]
+    assert [nb["status"] for nb in run["notebooks"]] == ["ok", "failed", "pending", "pending", "pending"]
+
+
+def test_a_cell_that_runs_too_long_fails_with_the_timeout(tmp_path):
+    with pytest.raises(NotebookFailed, match=r"01_collect failed in cell 3 .*longer than the cell timeout \(3 s\)"):
+        run_series("tiny", notebooks_dir=_series(tmp_path / "nb", bodies={"01_collect": "import time\ntime.sleep(60)"}),
+                   reports=tmp_path / "r", progress=False, cell_timeout=3, log=lambda *_: None)
+
+
+def test_resume_continues_from_the_notebook_that_failed(tmp_path):
+    nb = _series(tmp_path / "nb", failing="03_fuse")
+    with pytest.raises(NotebookFailed) as info:
+        run_series("tiny", {"seed": 7}, notebooks_dir=nb, reports=tmp_path / "r", progress=False, log=lambda *_: None)
+    run_dir = info.value.partial.parent
+    _series(nb)  # the cause mended
+    assert cli.main(["run", "--resume", str(run_dir), "--notebooks", str(nb), "--no-progress"]) == 0
+    assert (run_dir / "ran.txt").read_text().split() == ["01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias"]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "ok" and run["params"]["seed"] == 7 and len(run["resumed"]) == 1
+    assert cli.main(["run", "--resume", str(run_dir), "--notebooks", str(nb)]) == 2  # nothing left to resume
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(tmp_path, monkeypatch, capsys):
+    import papermill as pm
+
+    real = pm.execute_notebook
+
+    def interrupted(source, out, **kwargs):
+        if "02_train" in str(source):
+            raise KeyboardInterrupt
+        return real(source, out, **kwargs)
+
+    nb = _series(tmp_path / "nb")
+    monkeypatch.setattr(pm, "execute_notebook", interrupted)
+    assert cli.main(["run", "--preset", "tiny", "--notebooks", str(nb), "--reports", str(tmp_path / "r"),
+                     "--no-progress"]) == 130
+    assert "interrupted (Ctrl-C) during 02_train" in capsys.readouterr().err
+    (run_dir,) = (tmp_path / "r").iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert not (run_dir / ".lock").exists()
+    monkeypatch.setattr(pm, "execute_notebook", real)
+    assert cli.main(["run", "--resume", str(run_dir), "--notebooks", str(nb), "--no-progress"]) == 0
+    assert (run_dir / "ran.txt").read_text().split() == ["01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias"]
+
+
+def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
+    import os
+
+    from mbmlab.lab.runner import RunLocked, lock
+
+    held = lock(tmp_path)
+    assert held.read_text() == str(os.getpid())
+    with pytest.raises(RunLocked, match=f"process {os.getpid()}"):
+        lock(tmp_path)
+    held.write_text("999999999")  # a process that is gone: its lock is stale and taken over
+    assert lock(tmp_path).read_text() == str(os.getpid())

@@ -1,0 +1,69 @@
+import pandas as pd
+import pytest
+
+from mbmlab.metrics import caption_scores, exact_match_by_type, majority_answer, majority_by_type, normalise_answer
+
+
+def test_exact_match_by_type_hand_worked():
+    frame = pd.DataFrame({
+        "answer": ["blue", "no", "yes", "circle"],
+        "question_type": ["colour", "yes/no", "yes/no", "shape"],
+        "prediction": ["Blue.", "no", "no", "triangle"],
+    })
+    assert exact_match_by_type(frame) == {"exact_match": 0.5, "exact_match/colour": 1.0, "exact_match/shape": 0.0,
+                                          "exact_match/yes/no": 0.5}
+
+
+def test_normalise_answer():
+    assert normalise_answer("  A  Blue, rectangle! ") == "a blue rectangle"
+
+
+def test_majority_is_deterministic_on_ties():
+    assert majority_answer(["no", "yes", "yes", "no", "red"]) == "no"
+    frame = pd.DataFrame({"answer": ["yes", "yes", "no", "red"], "question_type": ["yes/no"] * 3 + ["colour"]})
+    assert majority_by_type(frame) == {"yes/no": "yes", "colour": "red"}
+
+
+def test_caption_scores_agree_with_pycocoevalcap():
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    refs = {"1": ["a blue rectangle"], "2": ["a red circle"], "3": ["a green triangle"], "4": ["a gray circle"]}
+    preds = {"1": "a blue rectangle", "2": "a red triangle", "3": "a green", "4": "a yellow circle"}
+    ours = caption_scores(refs, preds)
+    tok = PTBTokenizer()
+    gts = tok.tokenize({k: [{"caption": c} for c in v] for k, v in refs.items()})
+    res = tok.tokenize({k: [{"caption": v}] for k, v in preds.items()})
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, _ = Cider().compute_score(gts, res)
+    for n in range(4):
+        assert abs(ours[f"BLEU-{n + 1}"] - bleu[n]) <= 1e-9
+    assert abs(ours["CIDEr"] - cider) <= 1e-9
+
+
+def test_perfect_captions_score_bleu_one():
+    refs = {str(i): [c] for i, c in enumerate(["a blue rectangle", "a red circle", "a green triangle"])}
+    scores = caption_scores(refs, {k: v[0] for k, v in refs.items()})
+    assert scores["BLEU-1"] == pytest.approx(1.0) and scores["BLEU-3"] == pytest.approx(1.0)
+
+
+def test_caption_scores_refuse_mismatched_ids():
+    with pytest.raises(ValueError, match="same ids"):
+        caption_scores({"1": ["a"]}, {"2": "a"})
+
+
+def test_caption_exact_match_hand_worked():
+    from mbmlab.metrics import exact_match
+    refs = {"1": ["a blue rectangle"], "2": ["a red circle"], "3": ["a green triangle"], "4": ["a gray circle"]}
+    preds = {"1": "A blue rectangle.", "2": "a red triangle", "3": "a green", "4": "a gray circle"}
+    assert exact_match(refs, preds) == 0.5
+
+
+def test_caption_metrics_combine_exact_match_and_coco_scores():
+    from mbmlab.metrics import caption_metrics
+    refs = {"1": ["a blue rectangle"], "2": ["a red circle"]}
+    preds = {"1": "a blue rectangle", "2": "a red triangle"}
+    metrics = caption_metrics(refs, preds)
+    assert metrics["exact_match"] == 0.5
+    assert metrics["CIDEr"] == caption_scores(refs, preds)["CIDEr"]

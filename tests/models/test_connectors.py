@@ -1,0 +1,55 @@
+"""The connectors: pixel shuffle, frame pooling, patch states, the resampler (hand-worked cases)."""
+import pytest
+import torch
+
+import family
+from family import EXAMPLES, pictures
+from mbmlab.metrics import generate
+from mbmlab.models.connectors import frame_pool, patch_states, pixel_shuffle
+
+
+def test_pixel_shuffle_hand_worked():
+    # a 4×4 grid of 1-d patches numbered row by row; f=2 gathers each 2×2 block into one token
+    grid = torch.arange(16.0).reshape(1, 16, 1)
+    out = pixel_shuffle(grid, 2)
+    assert out.shape == (1, 4, 4)
+    assert out[0].tolist() == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
+    assert pixel_shuffle(grid, 1) is grid
+    with pytest.raises(ValueError, match="pixel shuffle 3"):
+        pixel_shuffle(grid, 3)
+
+
+def test_frame_pool_hand_worked():
+    # 5 frames [1, 2, 3, 4, 5] pooled by 2: (1+2)/2, (3+4)/2, and the short last window 5/1
+    frames = torch.tensor([1.0, 2, 3, 4, 5]).reshape(1, 5, 1)
+    assert frame_pool(frames, 2).flatten().tolist() == [1.5, 3.5, 5.0]
+    assert frame_pool(frames, 1) is frames
+
+
+def test_patch_states_of_a_cnn_map_and_a_vit_sequence():
+    cnn = torch.arange(8.0).reshape(1, 2, 2, 2)  # (N, C, h, w)
+    assert patch_states(cnn)[0].tolist() == [[0, 4], [1, 5], [2, 6], [3, 7]]  # row by row, channels last
+    vit = torch.randn(1, 1 + 4, 3)  # [CLS] + a 2×2 grid
+    assert torch.equal(patch_states(vit), vit[:, 1:])
+
+
+def test_pixel_shuffle_makes_fewer_image_tokens(tokenizer):
+    model, processor = family.build(tokenizer, "gpt2", "vit", image_connector="patches", image_pixel_shuffle=2)
+    assert model.config.image_seq_length == 4  # a 4×4 patch grid, 2×2 blocks
+    pooled, _ = family.build(tokenizer, "gpt2", "vit", image_connector="pooled", image_prefix_length=3)
+    assert pooled.config.image_seq_length == 3
+    assert generate(model, processor, EXAMPLES[:1], processor.pixel_values(pictures(1)), max_new_tokens=3,
+                    progress=False)
+
+
+def test_resampler_emits_its_queries_whatever_it_reads_and_ignores_their_order():
+    """Perceiver attention has no positions: permuting the encoder states must not change the output."""
+    from mbmlab.models.connectors import Resampler
+
+    torch.manual_seed(0)
+    resampler = Resampler(6, 16, queries=5).eval()
+    states = torch.randn(2, 7, 6)
+    out = resampler(states)
+    assert out.shape == (2, 5, 16) and resampler(torch.randn(2, 30, 6)).shape == (2, 5, 16)
+    torch.testing.assert_close(resampler(states[:, torch.randperm(7)]), out)
+    assert resampler(torch.randn(2, 6)).shape == (2, 5, 16)  # a pooled vector: a sequence of one

@@ -1,0 +1,336 @@
+"""The series itself: the tiny preset through papermill, then nbval re-executes the outputs.
+
+Cells marked ``# NBVAL_CHECK_OUTPUT`` (data counts, seeded metrics) must reproduce exactly;
+``tests/nbval_sanitize.cfg`` masks paths and timings. Then what a user does with a run: load
+``fused/`` through the Auto classes, ``mbmlab ask`` by text and by voice, the fusion training as
+an ``accelerate launch`` script; and user folders with captions only or questions only.
+"""
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+from helpers import launch_two_cpu_processes, png
+from mbmlab.lab import params as P
+from mbmlab.lab.runner import run_series
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return run_series("tiny", reports=tmp_path_factory.mktemp("reports"), progress=False)
+
+
+def test_tiny_series_writes_the_report(tiny_run):
+    run = json.loads((tiny_run / "run.json").read_text())
+    assert run["status"] == "ok" and [nb["status"] for nb in run["notebooks"]] == ["ok"] * 5
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    for name in ("vqa/exact_match", "baseline/majority/vqa/exact_match", "caption/BLEU-4", "caption/CIDEr",
+                 "asr/wer", "asr/cer", "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match",
+                 "lm/perplexity", "data/test/images", "bias/vqa_accuracy_gap/colour",
+                 "bias/amplification", "bias/amplification/ci95_low", "bias/directional_amplification/A->T",
+                 "bias/directional_amplification/T->A", "bias/caption_joint_tv_distance",
+                 "fairness/asr/voice/difference", "fairness/asr/voice/difference/ci95_high", "fairness/asr/gender/ratio",
+                 "fairness/spoken_vqa/accent/difference", "explain/object_share", "baseline/blind/vqa/exact_match",
+                 "attention/max_abs_difference/sdpa", "attention/max_abs_difference/gpt2",
+                 "align/image/recall@1", "align/audio/recall@5", "baseline/random_init/align/image/recall@1",
+                 "baseline/chance/align/audio/recall@1", "fuse/final_validation_loss"):
+        assert name in metrics, name
+    tiny = P.PRESETS["tiny"]
+    assert metrics["data/test/images"] == tiny["max_test_images"] + tiny["scenes_test_images"]
+    assert metrics["data/train/clips"] == tiny["speech_max_clips"]
+    assert {"vqa/source/easyvqa/exact_match", "vqa/source/scenes/exact_match"} <= set(metrics)
+    index = (tiny_run / "index.html").read_text()
+    assert "vqa/exact_match" in index and "baseline/majority/vqa/exact_match" in index
+    for name in P.NOTEBOOKS:
+        assert (tiny_run / f"{name}.html").stat().st_size > 10_000
+        assert (tiny_run / f"{name}.ipynb").exists()
+    assert (tiny_run / "fused" / "model.safetensors").exists()
+    for encoder in ("image_encoder", "audio_encoder"):
+        assert (tiny_run / encoder / "encoder" / "model.safetensors").exists()
+    assert metrics["attention/max_abs_difference/gpt2"] < 1e-5
+    assert sorted(p.name for p in (tiny_run / "figures").glob("*.png"))
+
+
+def test_tiny_model_learns_something(tiny_run):
+    """Even the tiny preset must beat answering 'yes' to everything."""
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["vqa/exact_match"] > metrics["baseline/majority/vqa/exact_match"]
+
+
+def test_trained_baselines_join_the_vqa_table(tiny_run):
+    """04 trains blind and image-only models like the fused one and scores an untrained one; the
+    saved blind model cannot use the image and the image-only one cannot use the question."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from mbmlab.analyses import baselines
+
+    from mbmlab.training import fused
+    from mbmlab.analyses.baselines import Baseline
+    from mbmlab.data.collect import load_processed
+    from mbmlab.data.tasks import task_examples
+
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    for kind in P.BASELINES:
+        for name in ("exact_match", "exact_match/ci95_low", "exact_match/ci95_high", "exact_match/yes/no"):
+            assert f"baseline/{kind}/vqa/{name}" in metrics
+        assert f"baseline/{kind}/vqa/exact_match" in (tiny_run / "index.html").read_text()
+    assert metrics["baseline/random_init/vqa/exact_match"] < metrics["baseline/majority/vqa/exact_match"]
+    processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
+    examples = [e for e in task_examples(processed.images["test"], None, ["vqa"])][:60]
+    for kind in ("blind", "image_only"):
+        model = AutoModelForImageTextToText.from_pretrained(tiny_run / "baselines" / kind)
+        processor = AutoProcessor.from_pretrained(tiny_run / "baselines" / kind)
+        pixels, _ = fused.split_inputs(processed, processor, ("test",), ("image",))
+        trained = Baseline(kind, model, processor, 1.0, 1, 0.0)
+        answers = baselines.answer(trained, examples, pixels["test"], max_new_tokens=3, progress=False)
+        if kind == "blind":  # other images, same answers
+            other = baselines.answer(trained, examples, torch.flip(pixels["test"], dims=[0]), max_new_tokens=3,
+                                     progress=False)
+        else:  # other questions, same answers
+            reworded = [e.__class__(e.task, e.image, e.clip, "what is this?", e.target) for e in examples]
+            other = baselines.answer(trained, reworded, pixels["test"], max_new_tokens=3, progress=False)
+        assert answers == other, kind
+
+
+def test_explanation_maps_pass_the_sanity_checks(tiny_run):
+    """On single-object test images the trained model's maps for colour and shape answers put more
+    mass on the object than its share of the area and than a re-initialised model's maps do.
+    Measured on the tiny run: share 0.133, randomised 0.120, area 0.087 (the default run: 0.207,
+    0.114, 0.084); the thresholds sit below the measured values."""
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["explain/object_share"] > 0.11
+    assert metrics["explain/object_share"] > 1.2 * metrics["explain/object_area"]
+    assert metrics["explain/object_share"] > metrics["explain/object_share/randomised"]
+    assert metrics["explain/rank_correlation/randomised"] < 0.9  # the randomised maps differ
+    for figure in ("04_explain_image", "04_explain_audio"):
+        assert (tiny_run / "figures" / f"{figure}.png").stat().st_size > 5_000
+
+
+def test_a_run_loads_through_the_auto_classes(tiny_run):
+    import mbmlab  # noqa: F401  (registers the family)
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_run / "fused")
+    processor = AutoProcessor.from_pretrained(tiny_run / "fused")
+    assert type(model).__name__ == "MbmForConditionalGeneration" and type(processor).__name__ == "MbmProcessor"
+    assert set(model.config.modalities) == {"image", "audio"}
+
+
+def mbmlab(*args):
+    return subprocess.run([str(Path(sys.executable).with_name("mbmlab")), *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+
+
+def test_ask_answers_a_typed_and_a_spoken_question(tiny_run, tmp_path):
+    from mbmlab.data.collect import load_processed
+
+    processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
+    clips = processed.speech["test"]
+    row = next(i for i, k in enumerate(clips["kind"]) if k == "question")
+    image_row = processed.images["test"]["image_id"].index(clips[row]["image_id"])
+    picture = tmp_path / "picture.png"
+    processed.images["test"][image_row]["image"].save(picture)
+    question = tmp_path / "question.wav"
+    samples = clips[row]["audio"].get_all_samples()
+    with wave.open(str(question), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(samples.sample_rate)
+        out.writeframes((samples.data[0].numpy() * 32767).astype("<i2").tobytes())
+
+    typed = mbmlab("ask", tiny_run, "--image", picture, "--question", "what shape is in the image?")
+    assert typed.returncode == 0 and typed.stdout.startswith("vqa: "), typed.stderr[-2000:]
+    spoken = mbmlab("ask", tiny_run, "--image", picture, "--audio", question, "--speak", tmp_path / "answer.wav")
+    assert spoken.returncode == 0 and spoken.stdout.startswith("spoken_vqa: "), spoken.stderr[-2000:]
+    answer = spoken.stdout.splitlines()[0].split(": ", 1)[1]
+    if answer:
+        assert (tmp_path / "answer.wav").stat().st_size > 1000
+    bad = mbmlab("ask", tiny_run, "--image", tmp_path / "nope.png", "--question", "hi?")
+    assert bad.returncode == 2 and "no image at" in bad.stderr
+
+
+def test_fusion_training_under_accelerate_launch_two_cpu_processes(tiny_run, tmp_path):
+    tiny = P.for_notebook("03_fuse", P.resolve("tiny"))
+    launch_two_cpu_processes("mbmlab.lab.launch_fuse", "--run", str(tiny_run), "--out", str(tmp_path / "out"),
+                             "--params", json.dumps(tiny), "--max-steps", "2")
+    summary = json.loads((tmp_path / "out" / "fuse.json").read_text())
+    assert summary["world_size"] == 2 and summary["backend"] == "gloo"
+    assert summary["steps"] == {"stage1": 2, "stage2": 2}
+    assert (tmp_path / "out" / "fused" / "model.safetensors").exists()
+
+
+def test_nbval_reproduces_the_checked_outputs(tiny_run):
+    notebooks = [str(tiny_run / f"{name}.ipynb") for name in P.NOTEBOOKS]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--current-env", "--sanitize-with",
+         str(HERE / "nbval_sanitize.cfg"), "-p", "no:cacheprovider", "-q", "--rootdir", str(tiny_run), *notebooks],
+        capture_output=True, text=True, cwd=tiny_run, env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 160, 60), "yellow": (230, 210, 30)}
+
+
+def user_folder(path: Path, kind: str) -> Path:
+    """24 small pictures of coloured squares with captions only, or with questions only."""
+    path.mkdir()
+    rows = ["file_name,text" if kind == "captions" else "file_name,question,answer"]
+    for i in range(24):
+        name, rgb = list(COLOURS.items())[i % 4]
+        shade = tuple(max(0, c - 3 * (i // 4)) for c in rgb)  # each picture different (no duplicates)
+        (path / f"{i}.png").write_bytes(png(shade, size=(32, 32)))
+        rows.append(f"{i}.png,a {name} square" if kind == "captions" else f"{i}.png,what color is it?,{name}")
+    (path / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("kind, present, absent", [
+    ("captions", "caption/CIDEr", ("vqa/exact_match", "asr/wer", "spoken_vqa/exact_match")),
+    ("questions", "vqa/exact_match", ("caption/CIDEr", "asr/wer", "spoken_vqa/exact_match")),
+])
+def test_a_user_folder_runs_through_the_series(tmp_path, kind, present, absent):
+    folder = user_folder(tmp_path / kind, kind)
+    run = run_series("tiny", {"sources": ["user"], "user_dir": str(folder), "val_fraction": 0.2,
+                              "align_epochs": 1.0, "fuse_epochs": 2.0, "lm_epochs": 1.0},
+                     reports=tmp_path / "reports", progress=False)
+    assert json.loads((run / "run.json").read_text())["status"] == "ok"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert present in metrics
+    for name in absent:
+        assert name not in metrics, name
+    assert all(v == v for v in metrics.values())  # no NaN
+    fuse_json = json.loads((run / "fuse.json").read_text())
+    assert {"asr", "spoken_vqa", absent[0].split("/")[0]} == set(fuse_json["skipped"])
+
+
+def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_run):
+    """06_fusion_study on the tiny run: three strategies, the same steps and target tokens, the
+    comparison in metrics.json, and each saved model answers through ``mbmlab ask``."""
+    import papermill as pm
+    import pandas as pd
+
+    values = P.for_notebook(P.NB_FUSION_STUDY, P.resolve("tiny"))
+    out = tiny_run / f"{P.NB_FUSION_STUDY}.ipynb"
+    pm.execute_notebook(str(HERE.parent / "notebooks" / f"{P.NB_FUSION_STUDY}.ipynb"), str(out),
+                        parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run))
+    rows = pd.read_csv(tiny_run / "fusion_study.csv")
+    assert list(rows["fusion"]) == list(P.FUSIONS)
+    assert rows["train/steps"].nunique() == 1 and rows["train/target_tokens"].nunique() == 1
+    by = rows.set_index("fusion")
+    # what differs by design: positions per row (one marker vs the media in the sequence), towers
+    assert by.loc["cross_attention", "train/decoder_positions_per_row"] < by.loc["prefix", "train/decoder_positions_per_row"]
+    assert by.loc["early", "parameters/total"] < by.loc["prefix", "parameters/total"]
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    for fusion in P.FUSIONS:
+        for name in ("vqa/exact_match", "caption/CIDEr", "asr/wer", "spoken_vqa/exact_match", "train/seconds",
+                     "generate/tokens_per_second", "parameters/trainable"):
+            assert f"fusion_study/{fusion}/{name}" in metrics, (fusion, name)
+    study = json.loads((tiny_run / "fusion_study.json").read_text())
+    assert study["chosen"] in P.FUSIONS and len(study["findings"]) >= 4
+    picture = tiny_run / "picture.png"
+    from mbmlab.data.collect import load_processed
+    processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
+    processed.images["test"][0]["image"].save(picture)
+    for fusion in P.FUSIONS:
+        answer = mbmlab("ask", tiny_run / "fusion_study" / f"{fusion}-seed0", "--image", picture,
+                        "--question", "what color is the shape?")
+        assert answer.returncode == 0 and answer.stdout.startswith("vqa: "), (fusion, answer.stderr[-2000:])
+
+
+def test_bias_study_injects_strengths_and_measures_them(tiny_run):
+    """07_bias_study on the tiny run (its scenes inject circle:red): two strengths and the
+    mitigation, the realised bias follows the injected one, every measure with its interval in
+    metrics.json, the probes saved, the figure drawn, findings written."""
+    import papermill as pm
+    import pandas as pd
+
+    values = P.for_notebook(P.NB_BIAS_STUDY, P.resolve("tiny", {"bias_strengths": [0.3, 0.9], "probe_images": 6}))
+    out = tiny_run / f"{P.NB_BIAS_STUDY}.ipynb"
+    pm.execute_notebook(str(HERE.parent / "notebooks" / f"{P.NB_BIAS_STUDY}.ipynb"), str(out),
+                        parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run))
+    table = pd.read_csv(tiny_run / "bias_study.csv")
+    assert list(zip(table["strength"], table["mitigation"])) == [(0.3, "none"), (0.9, "none"), (0.9, "oversample")]
+    realised = table["realised P(prior colour | biased shape)"]
+    assert realised[0] < realised[1]  # the injected strength is what the training data holds
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    for key in ("none/0.30", "none/0.90", "oversample/0.90"):
+        for name in ("vqa/exact_match", "bias/amplification", "bias/directional_amplification/A->T/ci95_low",
+                     "bias/directional_amplification/T->A", "counterfactual/colour/follows_image"):
+            assert f"bias_study/{key}/{name}" in metrics, (key, name)
+    probes = pd.read_csv(tiny_run / "bias_study_probes.csv")
+    assert set(probes["changed"]) == {"colour", "shape"} and probes["image_id"].nunique() <= 6
+    assert (tiny_run / "figures" / "07_bias_study.png").stat().st_size > 10_000
+    assert json.loads((tiny_run / "bias_study.json").read_text())["findings"]
+    # the tiny run has spoken questions: each model's voice-group disparities
+    for key in ("none/0.30", "none/0.90", "oversample/0.90"):
+        for name in ("asr/wer", "fairness/asr/voice/difference/ci95_high", "fairness/spoken_vqa/engine/ratio"):
+            assert f"bias_study/{key}/{name}" in metrics, (key, name)
+    assert (tiny_run / "figures" / "07_speech_fairness.png").stat().st_size > 10_000
+    assert (tiny_run / "bias_study" / "strength0.90-none" / "asr_predictions.csv").exists()
+
+
+def test_fusion_training_is_reproducible_across_processes(tiny_run, tmp_path):
+    """The same seed in two separate processes (different hash seeds) gives byte-identical
+    fused weights: the fusion script run twice on the tiny run for 30 steps, the second time
+    beside a busy process (load reordered float additions once: see
+    test_fuse.test_media_rows_backward_is_bitwise_repeatable_under_load)."""
+    tiny = json.dumps(P.for_notebook("03_fuse", P.resolve("tiny")))
+    for name, hash_seed in (("a", "1"), ("b", "2")):
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if name == "b" else None
+        try:
+            done = subprocess.run([sys.executable, "-m", "mbmlab.lab.launch_fuse", "--run", str(tiny_run), "--out",
+                                   str(tmp_path / name), "--params", tiny, "--max-steps", "30"], capture_output=True,
+                                  text=True, timeout=600,
+                                  env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": hash_seed})
+        finally:
+            if busy is not None:
+                busy.kill()
+        assert done.returncode == 0, done.stderr[-2000:]
+    a, b = ((tmp_path / n / "fused" / "model.safetensors").read_bytes() for n in ("a", "b"))
+    assert a == b
+
+
+ARTIFACTS = HERE.parent / "test-artifacts"  # screenshots of the pages below (git-ignored)
+
+
+def test_reports_render_in_a_browser_without_errors(tiny_run, tmp_path):
+    """Headless Chromium opens, from disk, the tiny run's index.html (also copied alone, as an
+    e-mail attachment would arrive), a comparison page and an executed notebook's HTML: no
+    console errors, no failed loads (broken images), a screenshot of each in test-artifacts/.
+    The harness itself must see a broken image and a script error on a page made to have them."""
+    import shutil
+
+    from mbmlab.lab import browser
+
+    from mbmlab.lab import compare
+
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!doctype html><meta charset="utf-8"><img src="missing.png"><script>no_such_function()</script>')
+    errors = browser.open_page(bad, tmp_path / "bad.png").errors
+    assert any("missing.png" in e or "ERR_FILE_NOT_FOUND" in e for e in errors), errors
+    assert any("no_such_function" in e for e in errors), errors
+
+    other = tmp_path / "runs" / "other"
+    other.mkdir(parents=True)
+    for name in ("run.json", "params.json"):
+        shutil.copy(tiny_run / name, other / name)
+    shifted = {k: v * 0.9 for k, v in json.loads((tiny_run / "metrics.json").read_text()).items()}
+    (other / "metrics.json").write_text(json.dumps(shifted))
+    comparison = compare.compare([tiny_run, other], reports=tmp_path / "compare", log=lambda *_: None)
+    alone = tmp_path / "alone" / "index.html"
+    alone.parent.mkdir()
+    shutil.copy(tiny_run / "index.html", alone)
+    pages = {"index": tiny_run / "index.html", "index_alone": alone, "compare": comparison / "index.html",
+             "notebook_04": tiny_run / "04_evaluate.html"}
+    for name, page in pages.items():
+        opened = browser.open_page(page, ARTIFACTS / f"{name}.png")
+        assert opened.errors == [], (name, opened.errors)
+        assert opened.screenshot.stat().st_size > 20_000, name

@@ -1,0 +1,182 @@
+"""Fusion training: task examples, the collator's loss masking, staged training, resume."""
+import datasets
+import pytest
+import torch
+
+import family
+from mbmlab.training import fused
+from mbmlab.data.tasks import Example, task_counts, task_examples, units
+from mbmlab.models.processing_mbm import IGNORE_INDEX
+from mbmlab.training.trainer import StopAfter
+
+IMAGES = datasets.Dataset.from_dict({
+    "image_id": ["a", "b"], "caption": ["a blue circle", ""],
+    "questions": [["what color is the shape?", "is there a red shape?"], ["what shape is in the image?"]],
+    "answers": [["blue", "no"], ["circle"]], "question_types": [["color", "yes/no"], ["shape"]]})
+SPEECH = datasets.Dataset.from_dict({
+    "image_id": ["a", "b", ""], "transcript": ["a blue circle", "what shape is in the image?", "hello there"],
+    "kind": ["caption", "question", "transcript"], "answer": ["", "circle", ""], "question_type": ["", "shape", ""]})
+
+
+def test_task_examples_from_images_and_speech():
+    examples = task_examples(IMAGES, SPEECH)
+    assert task_counts(examples) == {"caption": 1, "vqa": 3, "asr": 3, "spoken_vqa": 1}
+    spoken = next(e for e in examples if e.task == "spoken_vqa")
+    assert (spoken.image, spoken.clip, spoken.target, spoken.question_type) == (1, 1, "circle", "shape")
+    assert task_counts(task_examples(IMAGES, None, ("vqa", "asr")))["asr"] == 0  # no speech, no ASR
+    assert task_counts(task_examples(None, SPEECH)) == {"caption": 0, "vqa": 0, "asr": 3, "spoken_vqa": 0}
+    with pytest.raises(ValueError, match="unknown tasks"):
+        task_examples(IMAGES, None, ("vqa", "ocr"))
+    grouped = units(examples)
+    assert [u.image for u in grouped] == [0, 1, None, None, None]  # by image, then each clip alone
+    assert {e.task for e in grouped[1].examples} == {"vqa", "spoken_vqa"}
+
+
+def data(processor, seed=0):
+    pixels = processor.pixel_values(__import__("test_models").pictures(2, seed))
+    features = processor.audio_features(family.clips(3, seed))
+    return fused.TaskUnits(task_examples(IMAGES, SPEECH), processor, pixels, features)
+
+
+def test_collator_puts_loss_only_on_targets_and_encodes_each_input_once(tokenizer):
+    _, processor = family.build(tokenizer)
+    units_ = data(processor)
+    batch = fused.FusionCollator(processor)([units_[i] for i in range(len(units_))])
+    assert batch["input_ids"].shape[0] == 8  # 3 rows for image a, 2 for b, 3 ASR clips
+    assert batch["pixel_values"].shape[0] == 2 and batch["image_index"].tolist() == [0, 0, 0, 1, 1]
+    # clip 1 (spoken question of image b) is encoded once though two rows read it (spoken VQA, ASR)
+    assert batch["input_features"].shape[0] == 3 and batch["audio_index"].tolist() == [0, 1, 0, 2]
+    targets = set()
+    for row in range(8):
+        ids, labels, mask = batch["input_ids"][row], batch["labels"][row], batch["attention_mask"][row]
+        placeholder = (ids == processor.image_token_id) | (ids == processor.audio_token_id)
+        assert (labels[placeholder] == IGNORE_INDEX).all()
+        assert (labels[mask == 0] == IGNORE_INDEX).all()  # padding carries no loss
+        supervised = labels[labels != IGNORE_INDEX].tolist()
+        assert supervised[-1] == tokenizer.eos_token_id
+        targets.add(tokenizer.decode(supervised[:-1]))
+    assert targets == {" blue", " no", " circle", " a blue circle", " what shape is in the image?", " hello there"}
+
+
+def run_args(**extra):
+    return dict(batch_size=2, seed=0, disable_tqdm=True, logging_steps=1) | extra
+
+
+def test_stage1_trains_only_the_connectors(tokenizer, tmp_path):
+    model, processor = family.build(tokenizer, "gpt2", "resnet")  # a ResNet: BatchNorm statistics too
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = fused.stages(2, 1e-2, 1, 1e-3, fused.PARTS)[:1]
+    fused.train_stages(model, data(processor), fused.FusionCollator(processor), plan, tmp_path, **run_args())
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("model.image_projector", "model.audio_projector")) for k in changed), changed
+    assert any(k.startswith("model.image_projector") for k in changed)
+    assert any(k.startswith("model.audio_projector") for k in changed)
+    counts = fused.parameter_counts(model, plan[0].parts).set_index("part")
+    assert counts.loc["language_model", "trainable"] == 0 and counts.loc["image_projector", "trainable"] > 0
+
+
+def test_resuming_an_interrupted_fusion_gives_the_same_weights(tokenizer, tmp_path):
+    """Both stages uninterrupted vs stopped in stage 2 and resumed in a fresh model: the same
+    weights bit for bit (dropout on, so the RNG state matters)."""
+    plan = fused.stages(1, 1e-2, 2, 1e-3, fused.PARTS)
+    runs = {}
+    for name, callbacks, seed in (("whole", None, 0), ("split", {"stage2": [StopAfter(4)]}, 0)):
+        model, processor = family.build(tokenizer, "gpt2", "resnet", seed=seed)
+        runs[name] = fused.train_stages(model, data(processor), fused.FusionCollator(processor), plan,
+                                       tmp_path / name, callbacks=callbacks, save_strategy="steps", save_steps=2,
+                                       **run_args())
+    assert runs["split"]["stage2"].state.global_step == 4 < runs["whole"]["stage2"].state.global_step
+    fresh, processor = family.build(tokenizer, "gpt2", "resnet", seed=123)
+    resumed = fused.train_stages(fresh, data(processor), fused.FusionCollator(processor), plan, tmp_path / "split",
+                                resume=True, save_strategy="steps", save_steps=2, **run_args())
+    whole = runs["whole"]["stage2"].model.state_dict()
+    assert resumed["stage2"].state.global_step == runs["whole"]["stage2"].state.global_step
+    for name, tensor in resumed["stage2"].model.state_dict().items():
+        assert torch.equal(tensor, whole[name]), name
+
+
+def test_unknown_parts_are_refused():
+    with pytest.raises(ValueError, match="unknown parts"):
+        fused.stages(1, 1e-3, 1, 1e-3, ["vision_tower", "eyes"])
+    assert [s.name for s in fused.stages(0, 1e-3, 1, 1e-3, ["language_model"])] == ["stage2"]
+
+
+def test_bf16_autocast_trains_the_fused_model(tokenizer, tmp_path):
+    model, processor = family.build(tokenizer, "gpt2", "resnet")
+    trainers = fused.train_stages(model, data(processor), fused.FusionCollator(processor),
+                                 fused.stages(0, 0, 1, 1e-3, fused.PARTS), tmp_path, bf16=True, **run_args())
+    assert trainers["stage2"].args.bf16 and trainers["stage2"].state.global_step > 0
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_predictions_frame_joins_image_and_clip_columns():
+    from mbmlab.metrics import predictions_frame
+
+    images = IMAGES.add_column("source", ["s", "s"]).add_column("colour", ["blue", ""]).add_column("shape", ["circle", ""])
+    speech = SPEECH.add_column("clip_id", ["c0", "c1", "c2"]).add_column("voice", ["v0", "v1", "v2"]) \
+        .add_column("accent", ["US"] * 3).add_column("gender", ["male"] * 3).add_column("engine", ["flite"] * 3)
+    examples = task_examples(IMAGES, SPEECH)
+    frame = predictions_frame(examples, [f"p{i}" for i in range(len(examples))], "spoken_vqa", images, speech)
+    assert frame.to_dict("records") == [{
+        "question": "what shape is in the image?", "answer": "circle", "question_type": "shape",
+        "prediction": f"p{[e.task for e in examples].index('spoken_vqa')}", "image_id": "b", "source": "s",
+        "colour": "", "shape": "", "clip_id": "c1", "voice": "v1", "accent": "US", "gender": "male",
+        "engine": "flite"}]
+    with pytest.raises(ValueError, match="examples for"):
+        predictions_frame(examples, [], "vqa", images, speech)
+
+
+@pytest.mark.parametrize("fusion, joins", [("cross_attention", ("model.image_projector", "model.audio_projector",
+                                                                "model.fusion")),
+                                            ("early", ("model.image_projector", "model.audio_projector"))])
+def test_stage1_trains_what_each_strategy_joins_with(tokenizer, tmp_path, fusion, joins):
+    model, processor = family.build(tokenizer, "gpt2", "resnet", fusion=fusion)
+    family.open_gates(model, 0.0)  # as built: Flamingo's closed gates must open by training
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = fused.stages(2, 1e-2, 1, 1e-3, fused.PARTS)
+    fused.train_stages(model, data(processor), fused.FusionCollator(processor), plan[:1], tmp_path, **run_args())
+    changed = {k for k in before if not torch.equal(before[k], model.state_dict()[k])}
+    assert changed and all(k.startswith(joins) for k in changed), changed
+    assert all(any(k.startswith(prefix) for k in changed) for prefix in joins)
+    if fusion == "cross_attention":
+        assert any(k.endswith("attn_gate") for k in changed)
+    counts = fused.parameter_counts(model, plan[0].parts).set_index("part")
+    assert counts.loc["language_model", "trainable"] == 0
+    assert ("vision_tower" in counts.index) == (fusion != "early")
+
+
+@pytest.mark.parametrize("how", ["scatter", "rows"])
+def test_media_rows_backward_is_bitwise_repeatable_under_load(how):
+    """Many questions share an image, so ``image_index`` repeats. The backward of plain indexing
+    (``features[index]``) adds the repeated rows' gradients with atomic float adds from two
+    threads, whose order follows the machine's load: measured, 267 different gradients in 300
+    repeats with one busy core (and two default runs of one seed that parted in 03). Through
+    ``fusion.rows`` (``index_select``) the gradient is the same bit for bit every time."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from mbmlab.models.fusion import Media, rows, scatter
+
+    torch.manual_seed(0)
+    features = torch.randn(8, 4, 256, requires_grad=True)
+    index = torch.randint(0, 8, (64,))
+    media = Media("image", features, index, token_id=5)
+    input_ids = torch.zeros(64, 6, dtype=torch.long)
+    input_ids[:, 1:5] = 5
+    upstream = torch.randn(64, 6, 256)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # the load that reordered the adds
+    try:
+        seen = set()
+        for _ in range(150):
+            features.grad = None
+            out = scatter(torch.zeros(64, 6, 256), input_ids, media) if how == "scatter" else rows(media)
+            out.backward(upstream if how == "scatter" else upstream[:, 1:5])
+            seen.add(hashlib.sha256(features.grad.numpy().tobytes()).hexdigest())
+    finally:
+        busy.kill()
+        torch.set_num_threads(threads)
+    assert len(seen) == 1, f"{len(seen)} different gradients in 150 repeats"
