@@ -89,7 +89,7 @@ def train(prepared, fuse_params: dict, kind: str, epochs: float, out: Path) -> B
     examples, pixels = ablate(kind, prepared.examples["train"], prepared.pixel_values["train"])
     train_set = fused.TaskUnits(examples, prepared.processor, pixels)
     plan = fused.stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], epochs,
-                       values["fuse_learning_rate"], values["fuse_train_parts"])
+                        values["fuse_learning_rate"], values["fuse_train_parts"])
     trainers = fused.train_quietly(model, train_set, prepared.collator, plan, Path(out) / "checkpoints" / kind, values)
     model.save_pretrained(Path(out) / kind)
     prepared.processor.save_pretrained(Path(out) / kind)

@@ -108,7 +108,7 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
     # the same optimiser steps as without the mitigation: fewer passes over the repeated set
     scale = len(prepared.train_set) / len(train_set)
     plan = fused.stages(values["fuse_stage1_epochs"] * scale, values["fuse_stage1_learning_rate"],
-                       values["fuse_epochs"] * scale, values["fuse_learning_rate"], values["fuse_train_parts"])
+                        values["fuse_epochs"] * scale, values["fuse_learning_rate"], values["fuse_train_parts"])
     start = time.perf_counter()
     trainers = fused.train_quietly(prepared.model, train_set, prepared.collator, plan, Path(out) / "checkpoints", values)
     seconds = time.perf_counter() - start

@@ -138,7 +138,7 @@ def spoken_vqa_section(split: TestSplit, qa: pd.DataFrame | None):
     return spoken, metrics
 
 
-def with_interval(metrics: dict, name: str) -> str:
+def show_interval(metrics: dict, name: str) -> str:
     """``0.9876 [0.9801, 0.9923]`` for a metric recorded with its ``/ci95_low`` and ``/ci95_high``."""
     return f"{metrics[name]:.4f} [{metrics[name + '/ci95_low']:.4f}, {metrics[name + '/ci95_high']:.4f}]"
 

@@ -84,12 +84,12 @@ def train_and_evaluate(run: Path, values: dict, out: Path | None = None) -> tupl
     prepared = fused.prepare(run, values)
     model = prepared.model
     plan = fused.stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], values["fuse_epochs"],
-                       values["fuse_learning_rate"], values["fuse_train_parts"])
+                        values["fuse_learning_rate"], values["fuse_train_parts"])
     counts = fused.parameter_counts(model, plan[-1].parts).set_index("part")
     start = time.perf_counter()
     trainers = fused.train_stages(model, prepared.train_set, prepared.collator, plan,
-                                 Path(run) / "checkpoints" / "fusion_study", batch_size=values["fuse_batch_images"],
-                                 seed=values["seed"], bf16=values["bf16"], save_strategy="no")
+                                  Path(run) / "checkpoints" / "fusion_study", batch_size=values["fuse_batch_images"],
+                                  seed=values["seed"], bf16=values["bf16"], save_strategy="no")
     seconds = time.perf_counter() - start
     history = fused.history(trainers)
     spent = budget(prepared.train_set)

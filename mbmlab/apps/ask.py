@@ -24,7 +24,7 @@ def fused_folder(path: str | Path) -> Path:
     raise AskError(f"{path} holds no fused model (no fused/config.json); run the series up to 03_fuse first")
 
 
-def load(path: str | Path):
+def load_fused(path: str | Path):
     """(model, processor) of a run's fused model, through the transformers Auto classes."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 

@@ -146,12 +146,12 @@ def _ask(args) -> int:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from ..apps.ask import AskError, ask, load, read_audio, read_image, speak
+    from ..apps.ask import AskError, ask, load_fused, read_audio, read_image, speak
 
     try:
         image = read_image(args.image) if args.image else None
         audio = read_audio(args.audio) if args.audio else None
-        model, processor = load(args.run)
+        model, processor = load_fused(args.run)
         answer = ask(model, processor, image=image, audio=audio, question=args.question, num_beams=args.beams)
         print(f"{answer.task}: {answer.text}")
         if args.speak:

@@ -34,7 +34,7 @@ class Run:
         return self.path.name
 
 
-def load(path: Path) -> Run:
+def read_run(path: Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise CompareError(f"{path} is not a folder; give run folders such as reports/<run-id>")
@@ -210,7 +210,7 @@ def compare(paths: list[Path], reports: Path | None = None, log=print) -> Path:
 
     if len(paths) < 2:
         raise CompareError("give at least two run folders")
-    runs = [load(p) for p in paths]
+    runs = [read_run(p) for p in paths]
     if len({r.path.resolve() for r in runs}) < len(runs):
         raise CompareError("a run is named twice")
     out = new_run_dir(reports, label="compare")

@@ -23,6 +23,10 @@ def declared(notebook: str, namespace: dict) -> dict:
     if missing:
         raise P.ParameterError(f"{notebook}'s parameters cell does not define {missing}; "
                                f"rewrite it with `python tools/sync_parameters.py`")
+    shadowed = [name for name in names if type(namespace[name]).__name__ == "module"]
+    if shadowed:
+        raise P.ParameterError(f"{notebook} imports a module under the parameter name {shadowed}; "
+                               f"import it under another name")
     return {name: namespace[name] for name in names}
 
 

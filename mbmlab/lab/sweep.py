@@ -138,9 +138,9 @@ def run_sweep(grid: dict[str, list], preset: str = "default", base: dict | None 
             notes.append(f"scaling: no fit — {err}")
         log(notes[-1])
     if len(finished) >= 2:
-        from .compare import load, metric_table, param_table, printable, write as write_comparison
+        from .compare import read_run, metric_table, param_table, printable, write as write_comparison
 
-        runs = [load(p) for p in finished]
+        runs = [read_run(p) for p in finished]
         failed = [f"failed: {p.label} — {(p.error or '').splitlines()[0] if p.error else ''}"
                   for p in points if p.status != "ok"]
         write_comparison(runs, folder, title=f"Sweep of preset {preset}: {len(finished)} of {len(points)} runs "

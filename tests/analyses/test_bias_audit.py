@@ -1,5 +1,4 @@
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -181,3 +180,31 @@ def test_directional_y_is_against_independence_not_mere_co_occurrence():
     predicted = [[0, 1], [0, 1], [1, 0], [0, 1]]
     assert bias_audit.directional_bias_amplification(A_train, T_train, A_test, T_test, predicted, "A->T") == \
         pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- 05's sections on hand tables
+
+def test_group_accuracy_section_by_hand():
+    # colour: red 2/2 right, blue 0/1 → gap 1.0; shape: circle 1/2, star 1/1 → gap 0.5 (the "" row is left out)
+    qa = pd.DataFrame({"colour": ["red", "red", "blue", ""], "shape": ["circle", "star", "circle", ""],
+                       "answer": ["yes", "red", "no", "2"], "prediction": ["Yes", "red", "yes", "2"],
+                       "majority": ["yes", "yes", "yes", "yes"]})
+    fig, lines, gaps = bias_audit.group_accuracy_section(qa)
+    assert gaps == {"bias/vqa_accuracy_gap/colour": 1.0, "bias/vqa_accuracy_gap/shape": 0.5}
+    assert fig is not None and len(lines) == 3
+    blank = qa.assign(colour="", shape="")
+    assert bias_audit.group_accuracy_section(blank)[1][0].startswith("note: the images carry no colour")
+
+
+def test_caption_section_counts_named_objects_and_the_distance_by_hand():
+    objects = {"train": pd.DataFrame({"image_id": ["t"], "colour": ["red"], "shape": ["circle"]}),
+               "test": pd.DataFrame({"image_id": ["a", "b", "c"], "colour": ["red", "blue", "red"],
+                                     "shape": ["circle", "star", "star"]})}
+    captions = pd.DataFrame({"image_id": ["a", "b"], "prediction": ["a red circle", "a star"]})
+    fig, lines, metrics = bias_audit.caption_section(captions, objects, ("red", "blue"), ("circle", "star"))
+    # the captioned images hold 2 objects; the captions name 2, one with a colour and a shape
+    assert metrics["bias/caption_object_rate"] == 0.5
+    # joint P(colour, shape): captions {red circle: 1} (the colourless star is not in a colour row);
+    # test objects {red circle: 1/2, blue star: 1/2} → total variation 1/2
+    assert metrics["bias/caption_joint_tv_distance"] == pytest.approx(0.5)
+    assert lines[0].startswith("2 objects on 2 captioned test images") and fig is not None

@@ -1,7 +1,5 @@
 """`mbmlab compare` on hand-made run folders: which differences exceed their intervals, which
 parameters differ, a self-contained page, clear errors."""
-import json
-
 import pytest
 
 import helpers
@@ -25,7 +23,7 @@ def two_runs(tmp_path):
                                      "vqa/exact_match/ci95_high": 0.90, "asr/wer": 0.40, "asr/wer/ci95_low": 0.35,
                                      "asr/wer/ci95_high": 0.45, "lm/perplexity": 3.0},
                  {"seed": 0, "fusion": "<b>cross</b>", "fuse_epochs": 4.0})
-    return [compare.load(a), compare.load(b)]
+    return [compare.read_run(a), compare.read_run(b)]
 
 
 def test_differences_beyond_intervals_hand_worked(two_runs):

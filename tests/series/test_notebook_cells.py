@@ -51,3 +51,18 @@ def test_one_parameters_cell_from_the_schema_and_a_short_start(name):
 @pytest.mark.parametrize("name", P.ALL)
 def test_committed_without_outputs(name):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code_cells(name))
+
+
+@pytest.mark.parametrize("name", P.ALL)
+def test_no_import_takes_a_parameter_name(name):
+    """``notebook.start`` reads the parameters from the notebook's globals: an import named like
+    a parameter (``from mbmlab.analyses import baselines`` in 04) would hide it."""
+    import ast
+
+    parameters = {k for k, p in P.SCHEMA.items() if name in p.notebooks}
+    imported = set()
+    for cell in code_cells(name):
+        for node in ast.walk(ast.parse("".join(cell["source"]))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                imported |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    assert imported & parameters == set()

@@ -18,7 +18,8 @@ from helpers import launch_two_cpu_processes, png
 from mbmlab.lab import params as P
 from mbmlab.lab.runner import run_series
 
-HERE = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: the nbval settings
+ROOT = TESTS.parent
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def test_nbval_reproduces_the_checked_outputs(tiny_run):
     notebooks = [str(tiny_run / f"{name}.ipynb") for name in P.NOTEBOOKS]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--current-env", "--sanitize-with",
-         str(HERE / "nbval_sanitize.cfg"), "-p", "no:cacheprovider", "-q", "--rootdir", str(tiny_run), *notebooks],
+         str(TESTS / "nbval_sanitize.cfg"), "-p", "no:cacheprovider", "-q", "--rootdir", str(tiny_run), *notebooks],
         capture_output=True, text=True, cwd=tiny_run, env=os.environ | {"HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
@@ -219,7 +220,7 @@ def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_
 
     values = P.for_notebook(P.NB_FUSION_STUDY, P.resolve("tiny"))
     out = tiny_run / f"{P.NB_FUSION_STUDY}.ipynb"
-    pm.execute_notebook(str(HERE.parent / "notebooks" / f"{P.NB_FUSION_STUDY}.ipynb"), str(out),
+    pm.execute_notebook(str(ROOT / "notebooks" / f"{P.NB_FUSION_STUDY}.ipynb"), str(out),
                         parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run))
     rows = pd.read_csv(tiny_run / "fusion_study.csv")
     assert list(rows["fusion"]) == list(P.FUSIONS)
@@ -254,7 +255,7 @@ def test_bias_study_injects_strengths_and_measures_them(tiny_run):
 
     values = P.for_notebook(P.NB_BIAS_STUDY, P.resolve("tiny", {"bias_strengths": [0.3, 0.9], "probe_images": 6}))
     out = tiny_run / f"{P.NB_BIAS_STUDY}.ipynb"
-    pm.execute_notebook(str(HERE.parent / "notebooks" / f"{P.NB_BIAS_STUDY}.ipynb"), str(out),
+    pm.execute_notebook(str(ROOT / "notebooks" / f"{P.NB_BIAS_STUDY}.ipynb"), str(out),
                         parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run))
     table = pd.read_csv(tiny_run / "bias_study.csv")
     assert list(zip(table["strength"], table["mitigation"])) == [(0.3, "none"), (0.9, "none"), (0.9, "oversample")]
@@ -298,7 +299,7 @@ def test_fusion_training_is_reproducible_across_processes(tiny_run, tmp_path):
     assert a == b
 
 
-ARTIFACTS = HERE.parent / "test-artifacts"  # screenshots of the pages below (git-ignored)
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots of the pages below (git-ignored)
 
 
 def test_reports_render_in_a_browser_without_errors(tiny_run, tmp_path):

@@ -5,7 +5,7 @@ import torch
 
 import family
 from mbmlab.training import fused
-from mbmlab.data.tasks import Example, task_counts, task_examples, units
+from mbmlab.data.tasks import task_counts, task_examples, units
 from mbmlab.models.processing_mbm import IGNORE_INDEX
 from mbmlab.training.trainer import StopAfter
 

@@ -38,7 +38,7 @@ def path(name: str) -> str:
     return str(Path(__file__).parent / name)
 
 
-def load(name: str, **kwargs):
+def load_module(name: str, **kwargs):
     """``evaluate.load`` of one module, offline."""
     import evaluate
 

@@ -1,0 +1,63 @@
+"""04_evaluate's sections on hand-made predictions: the VQA table with its baselines, spoken VQA
+beside the same questions typed, the printed intervals. (The whole notebook runs in
+tests/series/test_notebooks.py.)"""
+import pandas as pd
+import pytest
+
+from mbmlab.analyses import evaluation
+from mbmlab.data.tasks import Example
+
+
+class FakeSplit:
+    """What the sections read of a ``TestSplit``: its per-task frames and its training examples."""
+
+    def __init__(self, frames, train_examples):
+        self.frames, self.train_examples = frames, train_examples
+
+    def frame(self, task):
+        return self.frames[task].copy()
+
+    def train_targets(self, task):
+        return [e.target for e in self.train_examples if e.task == task]
+
+
+def vqa_frame():
+    # image a: 2 questions, both right; image b: 2 questions, one right ("Red." normalises to "red")
+    return pd.DataFrame({"image_id": ["a", "a", "b", "b"], "source": ["easyvqa", "easyvqa", "scenes", "scenes"],
+                         "question": ["colour?", "shape?", "colour?", "shape?"],
+                         "question_type": ["colour", "shape", "colour", "shape"],
+                         "answer": ["red", "circle", "red", "star"], "prediction": ["Red.", "circle", "red", "circle"]})
+
+
+def train():
+    # majority answer "red" (3 of 5); per type: colour → red, shape → circle (2 of 2)
+    rows = [("colour", "red"), ("colour", "red"), ("colour", "red"), ("shape", "circle"), ("shape", "circle")]
+    return [Example("vqa", 0, None, "q", answer, kind) for kind, answer in rows]
+
+
+def test_vqa_section_scores_the_model_and_every_baseline_by_hand():
+    split = FakeSplit({"vqa": vqa_frame()}, train())
+    blind = ["red", "red", "red", "red"]  # right on the two colour questions
+    qa, scores, metrics = evaluation.vqa_section(split, {"blind": blind})
+    assert metrics["vqa/exact_match"] == pytest.approx(3 / 4)
+    assert metrics["vqa/exact_match/shape"] == pytest.approx(1 / 2)
+    assert metrics["baseline/majority/vqa/exact_match"] == pytest.approx(2 / 4)  # "red" everywhere
+    assert metrics["baseline/majority_by_type/vqa/exact_match"] == pytest.approx(3 / 4)  # red, circle, red, circle
+    assert metrics["baseline/blind/vqa/exact_match"] == pytest.approx(2 / 4)
+    assert metrics["vqa/source/easyvqa/exact_match"] == 1.0 and metrics["vqa/source/scenes/exact_match"] == 0.5
+    assert set(scores) == {"model", "majority ('red')", "majority per type", "blind"}
+    assert list(qa["correct"]) == [1.0, 1.0, 1.0, 0.0] and "blind" not in qa  # the CSV keeps the model's columns
+    low, high = metrics["vqa/exact_match/ci95_low"], metrics["vqa/exact_match/ci95_high"]
+    assert low <= 0.75 <= high and evaluation.show_interval(metrics, "vqa/exact_match") == \
+        f"0.7500 [{low:.4f}, {high:.4f}]"
+
+
+def test_spoken_questions_are_compared_with_the_same_questions_typed():
+    qa = vqa_frame()
+    spoken = qa.iloc[[1, 3]].assign(prediction=["circle", "star"])  # both right by voice
+    split = FakeSplit({"spoken_vqa": spoken}, [])
+    frame, metrics = evaluation.spoken_vqa_section(split, qa)
+    assert metrics["spoken_vqa/exact_match"] == 1.0
+    assert metrics["spoken_vqa/typed_exact_match"] == pytest.approx(1 / 2)  # typed: circle right, star wrong
+    assert list(frame["correct"]) == [1.0, 1.0]
+    assert "spoken_vqa/typed_exact_match" not in evaluation.spoken_vqa_section(split, None)[1]
