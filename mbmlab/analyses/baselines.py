@@ -76,7 +76,7 @@ def untrained(config, processor, seed: int) -> Baseline:
     return Baseline("random_init", AutoModelForImageTextToText.from_config(config).eval(), processor, 0.0, 0, 0.0)
 
 
-def train(prepared, fuse_params: dict, kind: str, epochs: float, out: Path) -> Baseline:
+def train_baseline(prepared, fuse_params: dict, kind: str, epochs: float, out: Path) -> Baseline:
     """Train baseline ``kind`` (``blind`` or ``image_only``) from a copy of ``prepared``'s fresh
     model with 03_fuse's parameters ``fuse_params``, stage 2 for ``epochs`` over the VQA rows;
     saved under ``out/<kind>/``."""
@@ -122,7 +122,7 @@ def run_all(run: Path, split, kinds, epochs: float, seed: int, batch_size: int, 
     answers = {}
     for kind in kinds:
         trained = (untrained(split.model.config, split.processor, seed) if kind == "random_init" else
-                   train(start, fuse_params, kind, epochs, run / "baselines"))
+                   train_baseline(start, fuse_params, kind, epochs, run / "baselines"))
         answers[kind] = answer(trained, vqa_examples, split.pixels["test"], batch_size=batch_size,
                                num_beams=num_beams, max_new_tokens=split.limits["vqa"], progress=False)
         budgets.append({"model": kind, "tasks": "vqa" if trained.steps else "(untrained)", "stage-2 epochs": trained.epochs,

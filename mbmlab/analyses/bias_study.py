@@ -308,7 +308,7 @@ PROBES = ("counterfactual/colour/follows_image", "counterfactual/colour/follows_
           "counterfactual/shape/follows_image", "counterfactual/shape/follows_prior")
 
 
-def plot(table: pd.DataFrame):
+def plot_amplification(table: pd.DataFrame):
     """Left: each amplification measure against the injected strength (95% intervals), the
     mitigated model as a hollow marker; right: the counterfactual probe rates."""
     import matplotlib.pyplot as plt

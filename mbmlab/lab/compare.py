@@ -116,7 +116,7 @@ def printable(runs: list[Run], params: pd.DataFrame, metrics: pd.DataFrame, limi
     return out.getvalue()
 
 
-def plot(runs: list[Run], metrics: pd.DataFrame, limit: int = 12):
+def plot_metrics(runs: list[Run], metrics: pd.DataFrame, limit: int = 12):
     """Grouped bars of the shared metrics with intervals (headline metrics first)."""
     import matplotlib
 
@@ -143,7 +143,7 @@ def plot(runs: list[Run], metrics: pd.DataFrame, limit: int = 12):
     return fig
 
 
-def write(runs: list[Run], out: Path, title: str | None = None, notes: list[str] = (), figures: list[Path] = ()) -> Path:
+def write_page(runs: list[Run], out: Path, title: str | None = None, notes: list[str] = (), figures: list[Path] = ()) -> Path:
     """``out/index.html`` (self-contained: the plot is inlined) and ``out/compare.csv``;
     ``notes``: lines shown above the tables (a sweep lists its failed combinations there)."""
     out = Path(out)
@@ -154,7 +154,7 @@ def write(runs: list[Run], out: Path, title: str | None = None, notes: list[str]
         csv[f"{r.name}/ci95_low"] = [c[0] if c else None for c in ci]
         csv[f"{r.name}/ci95_high"] = [c[1] if c else None for c in ci]
     csv.to_csv(out / "compare.csv", index=False)
-    figure = plot(runs, metrics)
+    figure = plot_metrics(runs, metrics)
     figure.savefig(out / "compare.png", dpi=100, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
@@ -214,7 +214,7 @@ def compare(paths: list[Path], reports: Path | None = None, log=print) -> Path:
     if len({r.path.resolve() for r in runs}) < len(runs):
         raise CompareError("a run is named twice")
     out = new_run_dir(reports, label="compare")
-    write(runs, out)
+    write_page(runs, out)
     log(printable(runs, param_table(runs), metric_table(runs), limit=40))
     log(f"comparison: {out / 'index.html'}")
     return out

@@ -99,7 +99,7 @@ def analyse(table: pd.DataFrame) -> tuple[pd.DataFrame, PowerLaw]:
     return table, law
 
 
-def plot(table: pd.DataFrame, law: PowerLaw):
+def plot_law(table: pd.DataFrame, law: PowerLaw):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,7 +123,7 @@ def plot(table: pd.DataFrame, law: PowerLaw):
     return fig
 
 
-def write(folder: Path, runs: list[Path]) -> tuple[pd.DataFrame, PowerLaw]:
+def fit_and_write(folder: Path, runs: list[Path]) -> tuple[pd.DataFrame, PowerLaw]:
     """``scaling.csv``, ``scaling.json`` (the law, its exponent, fit quality, the points left out)
     and ``scaling.png`` in the sweep folder."""
     table, law = analyse(points(runs))
@@ -134,7 +134,7 @@ def write(folder: Path, runs: list[Path]) -> tuple[pd.DataFrame, PowerLaw]:
          "left_out": {table["run"][i]: why for i, why in law.left_out.items()}}, indent=1))
     import matplotlib.pyplot as plt
 
-    figure = plot(table, law)
+    figure = plot_law(table, law)
     figure.savefig(folder / "scaling.png", dpi=100, bbox_inches="tight")
     plt.close(figure)  # a sweep must not keep its figures open
     return table, law

@@ -122,14 +122,14 @@ def run_sweep(grid: dict[str, list], preset: str = "default", base: dict | None 
     else:
         for point in points:
             one(point)
-    write(folder, preset, grid, points)
+    write_summary(folder, preset, grid, points)
     finished = [Path(p.run) for p in points if p.status == "ok"]
     notes, figures = [], []
     if preset in P.SCALING_GRIDS and finished:
         from . import scaling
 
         try:
-            table, law = scaling.write(folder, finished)
+            table, law = scaling.fit_and_write(folder, finished)
             notes.append(f"scaling: {law.describe()}; exponent b = {law.b:.4f}; "
                          f"{len(law.left_out)} of {len(table)} points left out (off the compute frontier)")
             figures.append(folder / "scaling.png")
@@ -138,19 +138,19 @@ def run_sweep(grid: dict[str, list], preset: str = "default", base: dict | None 
             notes.append(f"scaling: no fit — {err}")
         log(notes[-1])
     if len(finished) >= 2:
-        from .compare import read_run, metric_table, param_table, printable, write as write_comparison
+        from .compare import metric_table, param_table, printable, read_run, write_page
 
         runs = [read_run(p) for p in finished]
         failed = [f"failed: {p.label} — {(p.error or '').splitlines()[0] if p.error else ''}"
                   for p in points if p.status != "ok"]
-        write_comparison(runs, folder, title=f"Sweep of preset {preset}: {len(finished)} of {len(points)} runs "
-                                             f"finished", notes=notes + failed, figures=figures)
+        write_page(runs, folder, title=f"Sweep of preset {preset}: {len(finished)} of {len(points)} runs "
+                                       f"finished", notes=notes + failed, figures=figures)
         log(printable(runs, param_table(runs), metric_table(runs), limit=25))
     log(f"sweep: {sum(p.status == 'ok' for p in points)} of {len(points)} runs finished; {folder / 'sweep.json'}")
     return folder
 
 
-def write(folder: Path, preset: str, grid: dict, points: list[Point]) -> None:
+def write_summary(folder: Path, preset: str, grid: dict, points: list[Point]) -> None:
     import pandas as pd
 
     (folder / "sweep.json").write_text(json.dumps({"preset": preset, "grid": grid,

@@ -35,4 +35,4 @@ def test_unknown_baseline_names_the_choices():
 
 def test_only_blind_and_image_only_are_trained():
     with pytest.raises(ValueError, match="not a trained baseline"):
-        baselines.train(None, {}, "random_init", 1.0, None)
+        baselines.train_baseline(None, {}, "random_init", 1.0, None)

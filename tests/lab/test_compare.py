@@ -44,7 +44,7 @@ def test_only_differing_parameters_are_listed(two_runs):
 def test_page_is_self_contained_and_escaped(two_runs, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    page = compare.write(two_runs, out).read_text()
+    page = compare.write_page(two_runs, out).read_text()
     assert "data:image/png;base64," in page and 'src="compare.png"' not in page
     assert "<b>cross</b>" not in page and "&lt;b&gt;cross&lt;/b&gt;" in page
     assert "1 of 4 metrics differ beyond their 95% intervals" in page

@@ -49,7 +49,7 @@ def test_points_from_run_folders(tmp_path):
         helpers.fake_run(tmp_path / f"r{i}", {"lm/train_flops": flops, "lm/perplexity": ppl,
                                               "lm/non_embedding_parameters": 1.0, "lm/train_tokens": 2.0},
                          {"lm_dim": dim, "lm_layers": 2, "max_train_images": 500})
-    table, law = scaling.write(tmp_path, sorted(tmp_path.glob("r*")))
+    table, law = scaling.fit_and_write(tmp_path, sorted(tmp_path.glob("r*")))
     assert table["loss"].round(6).tolist() == [round(float(np.log(v)), 6) for v in (20.0, 12.0, 9.0)]
     saved = json.loads((tmp_path / "scaling.json").read_text())
     assert saved["b"] == pytest.approx(law.b) and (tmp_path / "scaling.png").stat().st_size > 10_000
