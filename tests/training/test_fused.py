@@ -33,7 +33,7 @@ def test_task_examples_from_images_and_speech():
 
 
 def data(processor, seed=0):
-    pixels = processor.pixel_values(__import__("test_models").pictures(2, seed))
+    pixels = processor.pixel_values(family.pictures(2, seed))
     features = processor.audio_features(family.clips(3, seed))
     return fused.TaskUnits(task_examples(IMAGES, SPEECH), processor, pixels, features)
 
