@@ -102,19 +102,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--preset", default="default")
+    parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmuls that measure the "
+                        "peak (a smaller one for a quick check: bf16 without hardware support is very slow)")
     args = parser.parse_args()
     values = P.resolve(args.preset)
     torch.manual_seed(0)
-    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peak = {"fp32": matmul_peak(torch.float32, args.peak_size), "bf16": matmul_peak(torch.bfloat16, args.peak_size)}
     results = []
     for case in (lm_case, vit_case, whisper_case):
         name, model, loss_fn, tokens, flops = case(values)
         rates = {kind: statistics.median(steps_per_second(model, loss_fn, args.steps, kind == "bf16")
                                          for _ in range(args.repeats)) for kind in ("fp32", "bf16")}
         results.append((name, sum(p.numel() for p in model.parameters()), tokens, flops, rates))
-    peak = {"fp32": max(peak["fp32"], matmul_peak(torch.float32)),
-            "bf16": max(peak["bf16"], matmul_peak(torch.bfloat16))}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak (2048², best of 10, before "
+    peak = {"fp32": max(peak["fp32"], matmul_peak(torch.float32, args.peak_size)),
+            "bf16": max(peak["bf16"], matmul_peak(torch.bfloat16, args.peak_size))}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak ({args.peak_size}², best of 10, before "
           f"and after): fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s")
     print(f"{args.preset} preset, median of {args.repeats} × {args.steps} steps (forward, backward, AdamW)\n")
     print(f"{'model':<28} {'params':>9} {'tokens/step':>11} {'fp32 tok/s':>11} {'MFU':>6} "
