@@ -29,6 +29,8 @@ BASELINES = {
     "blind": "question only: the same model trained and asked with a blank image",
     "image_only": "image only: the same model trained and asked with every question hidden",
     "random_init": "the fused architecture at random initialisation, untrained",
+    "cnn_bow": "the classic supervised VQA classifier: the image tower from scratch, a bag of words, an answer "
+               "softmax, trained until its validation exact match stops improving",
 }
 MITIGATIONS = ("none", "oversample")  # mbmlab.analyses.bias_study
 

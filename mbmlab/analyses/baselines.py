@@ -45,7 +45,7 @@ def ablate(kind: str, examples: list[Example], pixel_values: torch.Tensor | None
         return examples, None if pixel_values is None else torch.zeros_like(pixel_values)
     if kind == "image_only":
         return [dataclasses.replace(e, question=HIDDEN_QUESTION) for e in examples], pixel_values
-    if kind == "random_init":
+    if kind in ("random_init", "cnn_bow"):
         return examples, pixel_values
     raise ValueError(f"unknown baseline {kind!r}; baselines: {', '.join(BASELINES)}")
 
@@ -54,8 +54,8 @@ def ablate(kind: str, examples: list[Example], pixel_values: torch.Tensor | None
 class Baseline:
     kind: str
     model: object
-    processor: object
-    epochs: float  # stage-2 epochs over the VQA rows (0: untrained)
+    processor: object  # cnn_bow: its Vocabulary
+    epochs: float  # stage-2 epochs over the VQA rows (0: untrained); cnn_bow: its best validation epoch
     steps: int  # optimiser steps, both stages
     seconds: float  # training time
 
@@ -83,7 +83,7 @@ def train_baseline(prepared, fuse_params: dict, kind: str, epochs: float, out: P
     import copy
 
     if kind not in ("blind", "image_only"):
-        raise ValueError(f"{kind!r} is not a trained baseline; trained: blind, image_only")
+        raise ValueError(f"{kind!r} is not a baseline trained like the fused model; those are: blind, image_only")
     values, start = fuse_params, time.perf_counter()
     model = copy.deepcopy(prepared.model)
     examples, pixels = ablate(kind, prepared.examples["train"], prepared.pixel_values["train"])
@@ -97,11 +97,39 @@ def train_baseline(prepared, fuse_params: dict, kind: str, epochs: float, out: P
                     sum(t.state.global_step for t in trainers.values()), time.perf_counter() - start)
 
 
+def train_cnn_bow(run: Path, processor, seed: int) -> Baseline:
+    """``cnn_bow`` on the run's VQA rows: 02_train's image tower architecture, freshly initialised,
+    fitted on the train split with early stopping on validation (``mbmlab.training.cnn_bow.fit``)."""
+    from transformers import AutoConfig
+
+    from ..artifacts import load_json
+    from ..data.collect import load_processed
+    from ..data.tasks import task_examples
+    from ..models.connectors import pooled_image
+    from ..models.vision import new_image_encoder
+    from ..training import cnn_bow
+
+    start = time.perf_counter()
+    processed = load_processed(load_json(run, "dataset.json")["path"])
+    pixels, _ = fused.split_inputs(processed, processor, ("train", "validation"), ("image",))
+    examples = {s: task_examples(processed.images[s], None, ["vqa"]) for s in ("train", "validation")}
+    tower = new_image_encoder(AutoConfig.from_pretrained(Path(run) / "image_encoder" / "encoder"), seed)
+    with torch.no_grad():
+        feature_dim = pooled_image(tower.eval()(pixel_values=pixels["train"][:1])).shape[-1]
+    fitted = cnn_bow.fit(tower, feature_dim, examples["train"], pixels["train"], examples["validation"],
+                         pixels["validation"], seed=seed)
+    return Baseline("cnn_bow", fitted.model, fitted.vocabulary, float(fitted.best_epoch), fitted.steps, time.perf_counter() - start)
+
+
 def answer(baseline: Baseline, examples: list[Example], pixel_values: torch.Tensor | None, **generate_kwargs) -> list[str]:
     """The baseline's answers to the VQA ``examples`` (asked with its input taken away), in order."""
     from ..metrics import generate
 
     asked, pixels = ablate(baseline.kind, examples, pixel_values)
+    if baseline.kind == "cnn_bow":
+        from ..training.cnn_bow import predict
+
+        return predict(baseline.model, baseline.processor, asked, pixels)
     return generate(baseline.model, baseline.processor, asked, pixels, desc=baseline.kind, **generate_kwargs)
 
 
@@ -121,11 +149,16 @@ def run_all(run: Path, split, kinds, epochs: float, seed: int, batch_size: int, 
     start = prepare(run, fuse_params) if {"blind", "image_only"} & set(kinds) else None
     answers = {}
     for kind in kinds:
-        trained = (untrained(split.model.config, split.processor, seed) if kind == "random_init" else
-                   train_baseline(start, fuse_params, kind, epochs, run / "baselines"))
+        if kind == "random_init":
+            trained = untrained(split.model.config, split.processor, seed)
+        elif kind == "cnn_bow":
+            trained = train_cnn_bow(run, split.processor, seed)
+        else:
+            trained = train_baseline(start, fuse_params, kind, epochs, run / "baselines")
         answers[kind] = answer(trained, vqa_examples, split.pixels["test"], batch_size=batch_size,
                                num_beams=num_beams, max_new_tokens=split.limits["vqa"], progress=False)
-        budgets.append({"model": kind, "tasks": "vqa" if trained.steps else "(untrained)", "stage-2 epochs": trained.epochs,
+        budgets.append({"model": kind, "tasks": "vqa" if trained.steps else "(untrained)",
+                        ("epochs (best on validation)" if kind == "cnn_bow" else "stage-2 epochs"): trained.epochs,
                         "optimiser steps": trained.steps, "training seconds": round(trained.seconds)})
         del trained
     del start

@@ -98,7 +98,40 @@ def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
         metrics |= {f"baseline/{kind}/vqa/{k}": v for k, v in scores[kind].items()}
     for source, part in qa.groupby("source"):
         metrics |= intervals.accuracy_metrics(part["correct"], prefix=f"vqa/source/{source}/exact_match")
+    if "cnn_bow" in baseline_answers:
+        qa["cnn_bow_correct"] = intervals.answers_correct(answered["cnn_bow"], answered["answer"])
+        metrics |= paired_difference(qa["correct"], qa["cnn_bow_correct"], qa["image_id"], "vqa/minus_cnn_bow/exact_match")
     return qa, scores, metrics
+
+
+def paired_difference(a, b, units, name: str, seed: int = 0) -> dict[str, float]:
+    """mean(a − b) over paired 0/1 scores of the same questions, with a bootstrap interval that
+    resamples ``units`` (the images the questions were asked about: questions of one image are
+    not independent draws) and recomputes the difference over the resampled questions."""
+    from ..metrics import bootstrap
+
+    frame = pd.DataFrame({"d": pd.Series(a, dtype=float).to_numpy() - pd.Series(b, dtype=float).to_numpy(),
+                          "unit": list(units)})
+    per_unit = frame.groupby("unit", sort=True)["d"].agg(["sum", "size"])
+    value = float(frame["d"].mean())
+    return bootstrap.with_interval(name, value, bootstrap.ratio_interval(per_unit["sum"], per_unit["size"], seed=seed))
+
+
+def reference_finding(metrics: dict) -> str:
+    """What 04 says of the fused model against the supervised cnn_bow reference (needs
+    ``vqa/minus_cnn_bow/exact_match`` from ``vqa_section``)."""
+    name = "vqa/minus_cnn_bow/exact_match"
+    if name not in metrics:
+        return "no cnn_bow reference in this run (add cnn_bow to the baselines parameter)"
+    d, low, high = (100 * metrics[f"{name}{end}"] for end in ("", "/ci95_low", "/ci95_high"))
+    numbers = (f"fused {100 * metrics['vqa/exact_match']:.1f}% vs cnn_bow "
+               f"{100 * metrics['baseline/cnn_bow/vqa/exact_match']:.1f}%: paired difference {d:+.1f} points "
+               f"[{low:+.1f}, {high:+.1f}] (95% interval, images resampled)")
+    if high < 0:
+        return f"the fused model falls behind the supervised reference: {numbers}"
+    if low > 0:
+        return f"the fused model beats the supervised reference: {numbers}"
+    return f"no difference from the supervised reference is established (the interval includes 0): {numbers}"
 
 
 def caption_section(split: TestSplit):

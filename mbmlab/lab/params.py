@@ -232,8 +232,9 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("gallery_size", int, 8, "test examples shown with their predictions", (NB_EVALUATE,), minimum=0),
     Param("explain_images", int, 100, "single-object test images whose colour and shape answers are explained "
           "for the sanity check (0 skips the explanation maps)", (NB_EVALUATE,), minimum=0),
-    Param("baselines", list, list(BASELINES), "VQA baselines trained like the fused model: blind (question only), "
-          "image_only (no question), random_init (untrained)", (NB_EVALUATE,), choices=tuple(BASELINES)),
+    Param("baselines", list, list(BASELINES), "VQA baselines: blind (question only) and image_only (no question) "
+          "trained like the fused model, random_init (untrained), cnn_bow (the supervised CNN + bag-of-words "
+          "classifier)", (NB_EVALUATE,), choices=tuple(BASELINES)),
     Param("baseline_epochs", float, 0.5, "stage-2 epochs of the trained baselines over the VQA rows (the fused "
           "model's budget is fuse_epochs; default uses fewer to keep the series under 10 minutes)",
           (NB_EVALUATE,), minimum=0.01),

@@ -34,5 +34,5 @@ def test_unknown_baseline_names_the_choices():
 
 
 def test_only_blind_and_image_only_are_trained():
-    with pytest.raises(ValueError, match="not a trained baseline"):
+    with pytest.raises(ValueError, match="not a baseline trained like the fused model"):
         baselines.train_baseline(None, {}, "random_init", 1.0, None)

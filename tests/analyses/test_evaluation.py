@@ -61,3 +61,39 @@ def test_spoken_questions_are_compared_with_the_same_questions_typed():
     assert metrics["spoken_vqa/typed_exact_match"] == pytest.approx(1 / 2)  # typed: circle right, star wrong
     assert list(frame["correct"]) == [1.0, 1.0]
     assert "spoken_vqa/typed_exact_match" not in evaluation.spoken_vqa_section(split, None)[1]
+
+
+def test_fused_against_cnn_bow_is_a_paired_difference_resampling_images():
+    split = FakeSplit({"vqa": vqa_frame()}, train())
+    cnn_bow = ["red", "star", "red", "star"]  # right on a-colour, b-colour, b-shape; the model on a-colour, a-shape, b-colour
+    qa, _, metrics = evaluation.vqa_section(split, {"cnn_bow": cnn_bow})
+    assert list(qa["cnn_bow_correct"]) == [1.0, 0.0, 1.0, 1.0]
+    assert metrics["vqa/minus_cnn_bow/exact_match"] == 0.0  # 3/4 − 3/4
+    # per image: a +1 over 2 questions, b −1 over 2; a resample of images has difference in {−1/2, 0, +1/2}
+    assert metrics["vqa/minus_cnn_bow/exact_match/ci95_low"] == -0.5
+    assert metrics["vqa/minus_cnn_bow/exact_match/ci95_high"] == 0.5
+
+
+def test_paired_difference_on_null_data_calls_a_difference_about_one_time_in_twenty():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    called, trials = 0, 200
+    for t in range(trials):  # 60 images × 5 questions; both answerers right with p drawn per image (no true gap)
+        p = np.repeat(rng.uniform(0.3, 0.95, 60), 5)
+        a, b = rng.random(300) < p, rng.random(300) < p
+        m = evaluation.paired_difference(a, b, np.repeat(np.arange(60), 5), "d", seed=t)
+        called += m["d/ci95_low"] > 0 or m["d/ci95_high"] < 0
+    assert called / trials <= 0.09  # nominal 5%: 200 trials put the rate within about ±3 points of it
+
+
+def test_reference_finding_says_which_way_or_that_nothing_is_established():
+    base = {"vqa/exact_match": 0.9, "baseline/cnn_bow/vqa/exact_match": 0.95}
+    finding = lambda d, low, high: evaluation.reference_finding(base | {
+        "vqa/minus_cnn_bow/exact_match": d, "vqa/minus_cnn_bow/exact_match/ci95_low": low,
+        "vqa/minus_cnn_bow/exact_match/ci95_high": high})
+    assert finding(-0.05, -0.08, -0.02).startswith("the fused model falls behind")
+    assert "-5.0 points [-8.0, -2.0]" in finding(-0.05, -0.08, -0.02)
+    assert finding(0.05, 0.02, 0.08).startswith("the fused model beats")
+    assert finding(-0.01, -0.03, 0.01).startswith("no difference from the supervised reference is established")
+    assert "add cnn_bow" in evaluation.reference_finding({})

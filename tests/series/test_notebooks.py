@@ -100,6 +100,32 @@ def test_trained_baselines_join_the_vqa_table(tiny_run):
         assert answers == other, kind
 
 
+def test_cnn_bow_trains_on_exactly_the_runs_vqa_rows(tiny_run, monkeypatch):
+    from transformers import AutoProcessor
+
+    from mbmlab.analyses import baselines
+    from mbmlab.data.collect import load_processed
+    from mbmlab.data.tasks import task_examples
+    from mbmlab.training import cnn_bow
+
+    processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
+    seen = {}
+    real_fit = cnn_bow.fit
+
+    def spy(tower, dim, train, train_pixels, validation, validation_pixels, **kwargs):
+        seen.update(train=train, validation=validation, pixels=(len(train_pixels), len(validation_pixels)))
+        return real_fit(tower, dim, train, train_pixels, validation, validation_pixels, **dict(kwargs, max_epochs=1))
+
+    monkeypatch.setattr(cnn_bow, "fit", spy)
+    trained = baselines.train_cnn_bow(tiny_run, AutoProcessor.from_pretrained(tiny_run / "fused"), seed=0)
+    for split in ("train", "validation"):  # every VQA row of the split, nothing else, none of the test split
+        assert seen[split] == task_examples(processed.images[split], None, ["vqa"]), split
+    assert seen["pixels"] == (len(processed.images["train"]), len(processed.images["validation"]))
+    assert trained.kind == "cnn_bow" and trained.steps > 0
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["baseline/cnn_bow/vqa/exact_match"] > metrics["baseline/majority/vqa/exact_match"]
+
+
 def test_explanation_maps_pass_the_sanity_checks(tiny_run):
     """On single-object test images the trained model's maps for colour and shape answers put more
     mass on the object than its share of the area and than a re-initialised model's maps do.
