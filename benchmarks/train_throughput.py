@@ -20,18 +20,8 @@ from contextlib import nullcontext
 import torch
 
 from mbmlab.lab import params as P
+from mbmlab.lab.hardware import matmul_peak
 from mbmlab.models import audio, text, vision
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
 
 
 def matmul_params(model, exclude: tuple[str, ...]) -> int:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import params as P
+from . import hardware, params as P
 from .paths import new_run_dir, project_root, reports_dir
 from ..artifacts import save_json
 from .report import write_index
@@ -60,7 +60,7 @@ def environment() -> dict[str, str]:
         "python": sys.version.split()[0], "platform": platform.platform(), "cpus": str(os.cpu_count()),
         "torch": torch.__version__, "transformers": transformers.__version__,
         "torch threads": str(torch.get_num_threads()), "git commit": commit or "unknown",
-    } | {key: os.environ.get(key, "") for key in REPRODUCIBLE_ENV}
+    } | hardware.profile() | {key: os.environ.get(key, "") for key in REPRODUCIBLE_ENV}
 
 
 def collapse_progress(text: str) -> str:

@@ -30,6 +30,8 @@ def tiny_run(tmp_path_factory):
 def test_tiny_series_writes_the_report(tiny_run):
     run = json.loads((tiny_run / "run.json").read_text())
     assert run["status"] == "ok" and [nb["status"] for nb in run["notebooks"]] == ["ok"] * 5
+    assert float(run["environment"]["fp32 matmul GFLOP/s"]) > 0  # times are read beside the machine's speed
+    assert "fp32 matmul GFLOP/s" in (tiny_run / "index.html").read_text()
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     for name in ("vqa/exact_match", "baseline/majority/vqa/exact_match", "caption/BLEU-4", "caption/CIDEr",
                  "asr/wer", "asr/cer", "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match",
