@@ -150,11 +150,30 @@ def caption_section(split: TestSplit):
     return captions, scores, metrics
 
 
-def asr_section(split: TestSplit):
-    """(per-clip frame, WER/CER with intervals resampled by clip as metrics, WER per voice)."""
+def asr_section(split: TestSplit, pocketsphinx_clips: int = 0, seed: int = 0):
+    """(per-clip frame, WER/CER with intervals resampled by clip as metrics, WER per voice).
+    With ``pocketsphinx_clips`` > 0, PocketSphinx (``reference_asr``) transcribes a seeded sample
+    of that many test clips: ``baseline/pocketsphinx/asr/…`` and the fused model's rates on the
+    same clips, ``asr/on_pocketsphinx_clips/…``; the frame's ``pocketsphinx`` column holds its
+    transcripts (empty where it was not asked)."""
     asr = split.frame("asr").rename(columns={"answer": "reference"})
     rates = intervals.error_rate_metrics(list(asr["reference"]), list(asr["prediction"]))
-    return asr, {f"asr/{k}": v for k, v in rates.items()}, error_rates_by(asr, "voice")
+    metrics = {f"asr/{k}": v for k, v in rates.items()}
+    if pocketsphinx_clips > 0 and len(asr):
+        from . import reference_asr
+
+        clips = [e.clip for e in split.examples if e.task == "asr"]
+        chosen = reference_asr.sample(len(asr), pocketsphinx_clips, seed)
+        heard = reference_asr.transcribe(split.speech[clips[i]]["audio"] for i in chosen)
+        asr["pocketsphinx"] = ""
+        asr.loc[asr.index[chosen], "pocketsphinx"] = heard
+        same = asr.iloc[chosen]
+        theirs = intervals.error_rate_metrics(list(same["reference"]), heard)
+        ours = intervals.error_rate_metrics(list(same["reference"]), list(same["prediction"]))
+        metrics |= {f"baseline/pocketsphinx/asr/{k}": v for k, v in theirs.items()}
+        metrics |= {f"asr/on_pocketsphinx_clips/{k}": v for k, v in ours.items()}
+        metrics["baseline/pocketsphinx/asr/clips"] = float(len(chosen))
+    return asr, metrics, error_rates_by(asr, "voice")
 
 
 def spoken_vqa_section(split: TestSplit, qa: pd.DataFrame | None):

@@ -230,6 +230,8 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("eval_batch_size", int, 256, "sequences per generation batch", (NB_EVALUATE,), minimum=1),
     Param("num_beams", int, 1, "beam width for generation; 1 means greedy", (NB_EVALUATE,), minimum=1),
     Param("gallery_size", int, 8, "test examples shown with their predictions", (NB_EVALUATE,), minimum=0),
+    Param("pocketsphinx_clips", int, 100, "test clips PocketSphinx (a real offline English ASR, ~0.7 s a clip) "
+          "transcribes beside the fused model; 0 skips it", (NB_EVALUATE,), minimum=0),
     Param("explain_images", int, 100, "single-object test images whose colour and shape answers are explained "
           "for the sanity check (0 skips the explanation maps)", (NB_EVALUATE,), minimum=0),
     Param("baselines", list, list(BASELINES), "VQA baselines: blind (question only) and image_only (no question) "
@@ -268,7 +270,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
         "resnet_width": 8, "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "align_epochs": 2.0,
         "align_batch_size": 32, "fuse_stage1_epochs": 1.0, "fuse_epochs": 6.0, "fuse_batch_images": 8,
-        "fuse_learning_rate": 2e-3, "gallery_size": 4, "explain_images": 24,
+        "fuse_learning_rate": 2e-3, "gallery_size": 4, "explain_images": 24, "pocketsphinx_clips": 8,
     },
     "default": {},
     "full": {
