@@ -63,6 +63,19 @@ def environment() -> dict[str, str]:
     } | hardware.profile() | {key: os.environ.get(key, "") for key in REPRODUCIBLE_ENV}
 
 
+def anchored(values: dict, cwd: Path | None = None) -> dict:
+    """``values`` with a relative ``user_dir`` made absolute against the caller's working folder
+    (the notebooks run in other folders, where a relative path would name nothing), refused
+    before anything runs when it is not a folder."""
+    if not values.get("user_dir"):
+        return values
+    folder = Path(values["user_dir"]).expanduser()
+    folder = folder if folder.is_absolute() else (cwd or Path.cwd()) / folder
+    if "user" in values.get("sources", []) and not folder.is_dir():
+        raise P.ParameterError(f"user_dir={values['user_dir']!r} is not a folder (looked at {folder})")
+    return values | {"user_dir": str(folder.resolve())}
+
+
 def collapse_progress(text: str) -> str:
     """What a terminal shows of carriage-return progress bars: the last state of each line."""
     return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
@@ -196,7 +209,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
             raise ValueError(f"{run_dir} finished ({run['status']}); nothing to resume")
         P.resolve(preset, values)  # still valid under today's schema
     else:
-        values = P.resolve(preset, overrides)  # refuse bad input before any work starts
+        values = anchored(P.resolve(preset, overrides))  # refuse bad input before any work starts
     series = Series(Path(notebooks_dir or project_root() / "notebooks"), P.series(preset))
     sources = {name: series.path(name) for name in series.names}
     for key, value in (OFFLINE_ENV | REPRODUCIBLE_ENV).items():

@@ -176,3 +176,19 @@ def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
         lock(tmp_path)
     held.write_text("999999999")  # a process that is gone: its lock is stale and taken over
     assert lock(tmp_path).read_text() == str(os.getpid())
+
+
+def test_a_relative_user_dir_is_anchored_where_the_command_was_given(tmp_path):
+    from mbmlab.lab.runner import anchored
+
+    (tmp_path / "pics").mkdir()
+    values = P.resolve("default", {"sources": ["user"], "user_dir": "pics"})
+    assert anchored(values, cwd=tmp_path)["user_dir"] == str((tmp_path / "pics").resolve())
+    assert anchored(values | {"user_dir": str(tmp_path / "pics")})["user_dir"] == str((tmp_path / "pics").resolve())
+    assert anchored(P.resolve("default"))["user_dir"] == ""  # nothing to anchor
+
+
+def test_cli_refuses_a_user_dir_that_is_not_a_folder_before_running(tmp_path, capsys):
+    code = cli.main(["run", "--reports", str(tmp_path), "--set", 'sources=["user"]', "--set", "user_dir=nowhere"])
+    assert code == 2 and "user_dir='nowhere' is not a folder" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # no run folder was started
