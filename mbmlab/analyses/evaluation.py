@@ -176,6 +176,15 @@ def asr_section(split: TestSplit, pocketsphinx_clips: int = 0, seed: int = 0):
     return asr, metrics, error_rates_by(asr, "voice")
 
 
+def pocketsphinx_lines(metrics: dict) -> list[str]:
+    """What 04 prints of PocketSphinx beside the fused model (nothing when it did not run)."""
+    if "baseline/pocketsphinx/asr/wer" not in metrics:
+        return []
+    return [f"PocketSphinx (CMU's bundled English model) on {int(metrics['baseline/pocketsphinx/asr/clips'])} of them: "
+            f"WER {show_interval(metrics, 'baseline/pocketsphinx/asr/wer')}; the fused model on the same clips "
+            f"{show_interval(metrics, 'asr/on_pocketsphinx_clips/wer')}"]
+
+
 def spoken_vqa_section(split: TestSplit, qa: pd.DataFrame | None):
     """Spoken VQA exact match, and the same questions typed (from ``qa``, the VQA frame) beside it.
     Returns (per-question frame, the metrics to record)."""

@@ -97,3 +97,13 @@ def test_reference_finding_says_which_way_or_that_nothing_is_established():
     assert finding(0.05, 0.02, 0.08).startswith("the fused model beats")
     assert finding(-0.01, -0.03, 0.01).startswith("no difference from the supervised reference is established")
     assert "add cnn_bow" in evaluation.reference_finding({})
+
+
+def test_pocketsphinx_lines_name_both_rates_on_the_same_clips_or_nothing():
+    assert evaluation.pocketsphinx_lines({}) == []
+    metrics = {"baseline/pocketsphinx/asr/clips": 100.0}
+    for name, value in (("baseline/pocketsphinx/asr/wer", 0.6), ("asr/on_pocketsphinx_clips/wer", 0.4)):
+        metrics |= {name: value, f"{name}/ci95_low": value - 0.1, f"{name}/ci95_high": value + 0.1}
+    assert evaluation.pocketsphinx_lines(metrics) == [
+        "PocketSphinx (CMU's bundled English model) on 100 of them: WER 0.6000 [0.5000, 0.7000]; the fused model "
+        "on the same clips 0.4000 [0.3000, 0.5000]"]
