@@ -100,21 +100,9 @@ def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
         metrics |= intervals.accuracy_metrics(part["correct"], prefix=f"vqa/source/{source}/exact_match")
     if "cnn_bow" in baseline_answers:
         qa["cnn_bow_correct"] = intervals.answers_correct(answered["cnn_bow"], answered["answer"])
-        metrics |= paired_difference(qa["correct"], qa["cnn_bow_correct"], qa["image_id"], "vqa/minus_cnn_bow/exact_match")
+        metrics |= intervals.paired_difference(qa["correct"], qa["cnn_bow_correct"], qa["image_id"],
+                                               "vqa/minus_cnn_bow/exact_match")
     return qa, scores, metrics
-
-
-def paired_difference(a, b, units, name: str, seed: int = 0) -> dict[str, float]:
-    """mean(a − b) over paired 0/1 scores of the same questions, with a bootstrap interval that
-    resamples ``units`` (the images the questions were asked about: questions of one image are
-    not independent draws) and recomputes the difference over the resampled questions."""
-    from ..metrics import bootstrap
-
-    frame = pd.DataFrame({"d": pd.Series(a, dtype=float).to_numpy() - pd.Series(b, dtype=float).to_numpy(),
-                          "unit": list(units)})
-    per_unit = frame.groupby("unit", sort=True)["d"].agg(["sum", "size"])
-    value = float(frame["d"].mean())
-    return bootstrap.with_interval(name, value, bootstrap.ratio_interval(per_unit["sum"], per_unit["size"], seed=seed))
 
 
 def reference_finding(metrics: dict) -> str:

@@ -20,6 +20,15 @@ def accuracy_metrics(correct, groups=None, prefix: str = "accuracy", seed: int =
     return out
 
 
+def paired_difference(a, b, units, name: str, seed: int = 0) -> dict[str, float]:
+    """mean(a − b) over paired scores of the same items, with a bootstrap interval that resamples
+    ``units`` (the images the questions were asked about: questions of one image are not
+    independent draws) and recomputes the difference over the resampled items."""
+    frame = pd.DataFrame({"d": np.asarray(a, dtype=float) - np.asarray(b, dtype=float), "unit": list(units)})
+    per_unit = frame.groupby("unit", sort=True)["d"].agg(["sum", "size"])
+    return B.with_interval(name, float(frame["d"].mean()), B.ratio_interval(per_unit["sum"], per_unit["size"], seed=seed))
+
+
 def error_rate_metrics(references: list[str], predictions: list[str], seed: int = 0) -> dict[str, float]:
     """Corpus WER and CER (jiwer, after ``normalise_answer`` on both sides) with intervals that
     resample clips and recompute total edits over total reference words (characters)."""

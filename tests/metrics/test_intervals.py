@@ -38,3 +38,16 @@ def test_caption_intervals_surround_the_values_and_collapse_when_perfect():
     assert out["exact_match"] == exact_match(refs, preds) == 4 / 6 and "METEOR/ci95_low" not in out
     perfect = I.caption_metrics_with_intervals(refs, {k: v[0] for k, v in refs.items()}, resamples=20)
     assert perfect["exact_match/ci95_low"] == perfect["exact_match/ci95_high"] == 1.0
+
+
+def test_paired_difference_on_null_data_calls_a_difference_about_one_time_in_twenty():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    called, trials = 0, 200
+    for t in range(trials):  # 60 images × 5 questions; both answerers right with p drawn per image (no true gap)
+        p = np.repeat(rng.uniform(0.3, 0.95, 60), 5)
+        a, b = rng.random(300) < p, rng.random(300) < p
+        m = I.paired_difference(a, b, np.repeat(np.arange(60), 5), "d", seed=t)
+        called += m["d/ci95_low"] > 0 or m["d/ci95_high"] < 0
+    assert called / trials <= 0.09  # nominal 5%: 200 trials put the rate within about ±3 points of it
