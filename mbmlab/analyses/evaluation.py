@@ -46,6 +46,14 @@ class TestSplit:
     def train_targets(self, task: str) -> list[str]:
         return [e.target for e in self.train_examples if e.task == task]
 
+    def voice_groups(self, frame: pd.DataFrame) -> dict[str, pd.Series]:
+        """``seen_voices`` / ``heldout_voices``: which rows of a clip frame are spoken by a voice
+        the training clips have, or by one they never have (``speech_heldout_voices``); empty
+        when every test voice was trained on."""
+        trained = set(self.processed.speech["train"]["voice"])
+        heldout = ~frame["voice"].isin(trained)
+        return {"seen_voices": ~heldout, "heldout_voices": heldout} if heldout.any() else {}
+
 
 def generate_test_split(run: Path, batch_size: int, num_beams: int) -> TestSplit:
     """Load the run's fused model (through the Auto classes) and its data; generate every test
@@ -147,6 +155,12 @@ def asr_section(split: TestSplit, pocketsphinx_clips: int = 0, seed: int = 0):
     asr = split.frame("asr").rename(columns={"answer": "reference"})
     rates = intervals.error_rate_metrics(list(asr["reference"]), list(asr["prediction"]))
     metrics = {f"asr/{k}": v for k, v in rates.items()}
+    for group, rows in split.voice_groups(asr).items():  # asr/wer/heldout_voices, …/ci95_low, asr/cer/…
+        part = asr[rows]
+        for key, value in intervals.error_rate_metrics(list(part["reference"]), list(part["prediction"])).items():
+            unit, _, bound = key.partition("/")
+            metrics[f"asr/{unit}/{group}" + (f"/{bound}" if bound else "")] = value
+        metrics[f"asr/clips/{group}"] = float(len(part))
     if pocketsphinx_clips > 0 and len(asr):
         from . import reference_asr
 
@@ -164,6 +178,14 @@ def asr_section(split: TestSplit, pocketsphinx_clips: int = 0, seed: int = 0):
     return asr, metrics, error_rates_by(asr, "voice")
 
 
+def voice_lines(metrics: dict) -> list[str]:
+    """What 04 prints of the seen and held-out voices apart (nothing when none was held out)."""
+    if "asr/wer/heldout_voices" not in metrics:
+        return []
+    return [f"{int(metrics[f'asr/clips/{g}'])} clips of {g.replace('_', ' ')}: WER {show_interval(metrics, f'asr/wer/{g}')}"
+            for g in ("seen_voices", "heldout_voices")]
+
+
 def pocketsphinx_lines(metrics: dict) -> list[str]:
     """What 04 prints of PocketSphinx beside the fused model (nothing when it did not run)."""
     if "baseline/pocketsphinx/asr/wer" not in metrics:
@@ -179,6 +201,8 @@ def spoken_vqa_section(split: TestSplit, qa: pd.DataFrame | None):
     spoken = split.frame("spoken_vqa")
     spoken["correct"] = intervals.answers_correct(spoken["prediction"], spoken["answer"])
     metrics = intervals.accuracy_metrics(spoken["correct"], prefix="spoken_vqa/exact_match")
+    for group, rows in split.voice_groups(spoken).items():
+        metrics |= intervals.accuracy_metrics(spoken.loc[rows, "correct"], prefix=f"spoken_vqa/exact_match/{group}")
     if qa is not None:
         typed = qa.drop_duplicates(["image_id", "question"]).set_index(["image_id", "question"])["prediction"]
         same = spoken.join(typed.rename("typed"), on=["image_id", "question"])

@@ -218,7 +218,8 @@ def build(params: dict, data_root: Path, progress: bool = True) -> dict:
     if "speech" in params["sources"]:
         plan = speech.SpeechPlan(tuple(params["speech_voices"]), params["speech_per_image"],
                                  params["speech_max_clips"], params["speech_rate_jitter"],
-                                 params["speech_pitch_jitter"], params["speech_noise_snr"])
+                                 params["speech_pitch_jitter"], params["speech_noise_snr"],
+                                 tuple(params["speech_heldout_voices"]))
         planned = speech.plan_clips(images, plan, params["seed"])
         cache = speech.SpeechCache(Path(data_root) / "cache" / "speech")
         spoken = speech.speak(planned, plan, cache, params["seed"], progress=progress)

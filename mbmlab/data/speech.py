@@ -132,17 +132,25 @@ class SpeechPlan:
     rate_jitter: float = 0.0  # rate factor drawn from [1 - j, 1 + j]
     pitch_jitter: float = 0.0
     noise_snr_db: float = 0.0  # 0 means no noise
+    heldout_voices: tuple[str, ...] = ()  # of ``voices``: these speak only test clips, never training ones
 
 
 def plan_clips(image_rows: dict[str, list[dict]], plan: SpeechPlan, seed: int) -> list[dict]:
     """Which text of which image each voice speaks, per split (clips inherit their image's split).
 
     Voices are assigned round-robin over a seeded shuffle, so every voice gets an even share
-    of every split and of every kind of text.
+    of every split and of every kind of text — except ``plan.heldout_voices``, which speak only
+    in the test split (how a model hears a speaker it never trained on).
     """
     unknown = [v for v in plan.voices if v not in VOICES]
     if unknown or not plan.voices:
         raise ValueError(f"unknown voices {unknown}; known voices: {', '.join(VOICES)}")
+    stray = [v for v in plan.heldout_voices if v not in plan.voices]
+    if stray:
+        raise ValueError(f"held-out voices {stray} are not among the voices {list(plan.voices)}")
+    seen = [v for v in plan.voices if v not in plan.heldout_voices]
+    if not seen:
+        raise ValueError("every voice is held out: none is left to speak the training clips")
     clips = []
     for split, rows in image_rows.items():
         rng = random.Random(f"speech/{seed}/{split}")
@@ -156,7 +164,7 @@ def plan_clips(image_rows: dict[str, list[dict]], plan: SpeechPlan, seed: int) -
         if plan.max_clips and len(texts) > plan.max_clips:
             keep = sorted(rng.sample(range(len(texts)), plan.max_clips))
             texts = [texts[i] for i in keep]
-        voices = list(plan.voices)
+        voices = list(plan.voices) if split == "test" else seen
         rng.shuffle(voices)
         for i, (image_id, kind, text, answer, qtype) in enumerate(texts):
             voice = VOICES[voices[i % len(voices)]]

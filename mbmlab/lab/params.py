@@ -136,6 +136,8 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           (NB_COLLECT,), minimum=0.0, maximum=1.0),
     Param("speech_voices", list, list(VOICE_NAMES), "speech: TTS voices (espeak-ng and flite)",
           (NB_COLLECT,), choices=VOICE_NAMES),
+    Param("speech_heldout_voices", list, ["espeak-carib-m", "flite-rms-m"], "speech: voices that speak only test "
+          "clips (never trained on); their WER is reported apart", (NB_COLLECT,), choices=VOICE_NAMES),
     Param("speech_per_image", int, 2, "speech: texts spoken per image (the caption first, then questions)",
           (NB_COLLECT,), minimum=1),
     Param("speech_max_clips", int, 1000, "speech: cap on clips per split; 0 means no cap", (NB_COLLECT,), minimum=0),
@@ -182,6 +184,12 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("audio_dim", int, 64, "audio encoder hidden size", (NB_TRAIN,), minimum=16),
     Param("audio_layers", int, 2, "audio encoder layers", (NB_TRAIN,), minimum=1),
     Param("audio_heads", int, 4, "audio encoder attention heads", (NB_TRAIN,), minimum=1),
+    Param("audio_ctc_epochs", float, 30.0, "CTC pretraining epochs of the audio encoder (a character head, "
+          "SpecAugment) before alignment; 0 skips it", (NB_TRAIN,), minimum=0.0),
+    Param("audio_ctc_batch_size", int, 16, "clips per CTC pretraining batch", (NB_TRAIN,), minimum=1),
+    Param("audio_ctc_learning_rate", float, 2e-3, "CTC pretraining peak learning rate", (NB_TRAIN,), minimum=0.0),
+    Param("spec_augment", bool, True, "SpecAugment (frequency and time masks) on the audio of training batches "
+          "(CTC pretraining and fusion)", (NB_TRAIN, NB_FUSE)),
     Param("align_dim", int, 64, "shared embedding size of the contrastive alignment", (NB_TRAIN,), minimum=8),
     Param("align_epochs", float, 6.0, "contrastive alignment epochs (each encoder)", (NB_TRAIN,), minimum=0.01),
     Param("align_batch_size", int, 64, "pairs per contrastive batch", (NB_TRAIN,), minimum=2),
@@ -217,6 +225,8 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           (NB_FUSE,), choices=("aligned", "random")),
     Param("audio_init", str, "aligned", "start the audio tower from 02_train's text-aligned one, or from random",
           (NB_FUSE,), choices=("aligned", "random")),
+    Param("ctc_weight", float, 0.3, "weight of the audio tower's CTC loss beside the decoder's in fusion training "
+          "(joint CTC–attention); 0 turns it off; needs 02's CTC head", (NB_FUSE,), minimum=0.0),
     Param("fuse_stage1_epochs", float, 0.25, "stage 1: epochs training only the connectors; 0 skips it",
           (NB_FUSE,), minimum=0.0),
     Param("fuse_stage1_learning_rate", float, 2e-3, "stage 1 peak learning rate", (NB_FUSE,), minimum=0.0),
@@ -268,7 +278,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "bias_pairs": ["circle:red"], "speech_max_clips": 40,
         "max_train_images": 300, "max_test_images": 100, "vocab_size": 300,
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
-        "resnet_width": 8, "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "align_epochs": 2.0,
+        "resnet_width": 8, "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "audio_ctc_epochs": 10.0,
+        "align_epochs": 2.0,
         "align_batch_size": 32, "fuse_stage1_epochs": 1.0, "fuse_epochs": 6.0, "fuse_batch_images": 8,
         "fuse_learning_rate": 2e-3, "gallery_size": 4, "explain_images": 24, "pocketsphinx_clips": 8,
     },
@@ -354,6 +365,13 @@ def check_consistency(values: dict[str, Any]) -> None:
             check_sources(values)
         except SourceError as err:
             raise ParameterError(str(err)) from None
+    if {"speech_voices", "speech_heldout_voices"} <= values.keys():
+        stray = [v for v in values["speech_heldout_voices"] if v not in values["speech_voices"]]
+        if stray:
+            raise ParameterError(f"speech_heldout_voices {stray} are not in speech_voices; hold out some of "
+                                 f"{values['speech_voices']}, or none: speech_heldout_voices=[]")
+        if set(values["speech_voices"]) <= set(values["speech_heldout_voices"]):
+            raise ParameterError("speech_heldout_voices holds out every voice of speech_voices; keep one to train on")
     if values.get("min_audio_seconds", 0) >= values.get("max_audio_seconds", float("inf")):
         raise ParameterError("min_audio_seconds must be below max_audio_seconds")
     for dim, heads in (("lm_dim", "lm_heads"), ("vit_dim", "vit_heads"), ("audio_dim", "audio_heads")):

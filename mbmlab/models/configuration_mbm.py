@@ -46,6 +46,9 @@ class MbmConfig(PreTrainedConfig):
     image_seq_length: int | None = None  # placeholder positions per image; the model works it out when not given
     audio_seq_length: int | None = None
     tie_word_embeddings: bool = True
+    ctc_characters: str = ""  # the audio tower's CTC head spells these (blank first); empty: no head
+    ctc_weight: float = 0.0  # the CTC loss's weight beside the decoder's when training (joint CTC–attention)
+    spec_augment: bool = False  # mask the log-mel features of training batches (SpecAugment)
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -18,6 +18,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from ..names import PARTS, SEQUENCE_PROJECTORS  # noqa: F401  (PARTS: what staged training freezes and
 # unfreezes by name; ``fusion`` is the strategy's own layers, absent where the strategy has none)
+from . import ctc
 from .configuration_mbm import MbmConfig
 from .connectors import build_projector, frame_pool, patch_states, pixel_shuffle, pooled_image, pooled_length
 from .fusion import FUSIONS, FrameEmbedding, Media, PatchEmbedding
@@ -114,6 +115,8 @@ class MbmModel(MbmPreTrainedModel):
                 self.audio_tower = build_audio_tower(config.audio_config)
                 self.audio_projector = build_projector(config.audio_projector, config.audio_config.d_model, width,
                                                        queries=config.resampler_queries)
+                if config.ctc_characters:  # spells the clip from the tower's frames (joint CTC–attention)
+                    self.audio_ctc_head = ctc.CtcHead(config.audio_config.d_model, config.ctc_characters)
             else:
                 self.audio_projector = FrameEmbedding(config.audio_config.num_mel_bins, config.early_audio_frames,
                                                       width)
@@ -140,15 +143,20 @@ class MbmModel(MbmPreTrainedModel):
         states = patch_states(outputs.last_hidden_state)  # (N, P, Dv)
         return self.image_projector(pixel_shuffle(states, self.config.image_pixel_shuffle))  # (N, P/f², D)
 
-    def get_audio_features(self, input_features: torch.Tensor) -> torch.Tensor:
-        """(N, tokens, D): what a clip becomes before fusion."""
+    def get_audio_frames(self, input_features: torch.Tensor) -> torch.Tensor:
+        """(N, T/2, Da): the audio tower's frames (what its CTC head reads)."""
+        return self.audio_tower(input_features=input_features).last_hidden_state
+
+    def get_audio_features(self, input_features: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, tokens, D): what a clip becomes before fusion (``frames``: the tower's, when already computed)."""
         if getattr(self, "audio_tower", None) is None:  # early fusion: log-mel frames, embedded
             return self.audio_projector(input_features)
-        frames = self.audio_tower(input_features=input_features).last_hidden_state  # (N, T/2, Da)
+        if frames is None:
+            frames = self.get_audio_frames(input_features)  # (N, T/2, Da)
         return self.audio_projector(frame_pool(frames, self.config.audio_frame_pool))  # (N, T/2f, D)
 
     def media(self, pixel_values=None, input_features=None, image_index=None, audio_index=None,
-              dtype=None) -> list[Media]:
+              dtype=None, audio_frames=None) -> list[Media]:
         """The batch's images and clips, encoded. ``image_index[k]`` names the row of
         ``pixel_values`` that the k-th input row holding ``<image>`` shows (so many questions about
         one image encode it once); by default the rows go to those input rows in order. Same for audio."""
@@ -157,17 +165,18 @@ class MbmModel(MbmPreTrainedModel):
             out.append(Media("image", self.get_image_features(pixel_values.to(dtype)), image_index,
                              self.config.image_token_id))
         if input_features is not None:
-            out.append(Media("audio", self.get_audio_features(input_features.to(dtype)), audio_index,
+            out.append(Media("audio", self.get_audio_features(input_features.to(dtype), audio_frames), audio_index,
                              self.config.audio_token_id))
         return out
 
     def forward(self, input_ids=None, pixel_values=None, input_features=None, attention_mask=None,
                 position_ids=None, cache=None, inputs_embeds=None, image_index=None, audio_index=None,
-                use_cache=None, **kwargs) -> BaseModelOutputWithPast:
+                use_cache=None, audio_frames=None, **kwargs) -> BaseModelOutputWithPast:
         media = []
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, T, D)
-            media = self.media(pixel_values, input_features, image_index, audio_index, inputs_embeds.dtype)
+            media = self.media(pixel_values, input_features, image_index, audio_index, inputs_embeds.dtype,
+                               audio_frames)
         elif pixel_values is not None or input_features is not None:
             raise ValueError("pass input_ids (not inputs_embeds) with pixel_values or input_features: the "
                              "placeholder and marker tokens say where the media go")
@@ -190,10 +199,15 @@ class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
 
     @classmethod
     def from_parts(cls, config: MbmConfig, language_model=None, vision_tower=None,
-                   audio_tower=None) -> "MbmForConditionalGeneration":
+                   audio_tower=None, ctc_head=None) -> "MbmForConditionalGeneration":
         """A new fused model that starts from trained parts (weights copied in): a causal LM
-        (``AutoModelForCausalLM``), an image backbone, an audio encoder. Connectors start fresh."""
+        (``AutoModelForCausalLM``), an image backbone, an audio encoder and its CTC head.
+        Connectors start fresh."""
         model = cls(config)
+        if ctc_head is not None:
+            if getattr(model.model, "audio_ctc_head", None) is None or ctc_head.characters != config.ctc_characters:
+                raise ValueError("the CTC head needs a config with an audio tower and the head's ctc_characters")
+            model.model.audio_ctc_head.load_state_dict(ctc_head.state_dict())
         for name, tower in (("vision_tower", vision_tower), ("audio_tower", audio_tower)):
             if tower is not None and model.part(name) is None:
                 raise ValueError(f"fusion={config.fusion!r} has no {name} to load (early fusion embeds raw "
@@ -234,17 +248,33 @@ class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
             raise ValueError(f"unknown part {name!r}; parts: {', '.join(PARTS)}")
         if name == "language_model":
             return nn.ModuleList([self.model.language_model, self.lm_head])
+        if name == "audio_tower" and getattr(self.model, "audio_ctc_head", None) is not None:
+            return nn.ModuleList([self.model.audio_tower, self.model.audio_ctc_head])
         part = getattr(self.model, name, None)
         return part if part is not None and any(True for _ in part.parameters()) else None
 
     def forward(self, input_ids=None, pixel_values=None, input_features=None, attention_mask=None,
                 position_ids=None, cache=None, inputs_embeds=None, labels=None, image_index=None,
-                audio_index=None, use_cache=None, logits_to_keep: int = 0, **kwargs) -> CausalLMOutputWithPast:
+                audio_index=None, use_cache=None, logits_to_keep: int = 0, frame_mask=None, ctc_targets=None,
+                ctc_target_lengths=None, **kwargs) -> CausalLMOutputWithPast:
+        """Training batches may carry ``frame_mask`` (which log-mel frames hold each clip) and the
+        clips' CTC targets: in training mode the features are then SpecAugment-masked
+        (``config.spec_augment``) and ``config.ctc_weight`` × the CTC loss joins the decoder's."""
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # the Trainer's, for the loss only
+        audio_frames = ctc_loss = None
+        if input_features is not None and self.training and self.config.spec_augment:
+            input_features = ctc.spec_augment(input_features, frame_mask)
+        head = getattr(self.model, "audio_ctc_head", None)
+        if input_features is not None and ctc_targets is not None and head is not None and self.config.ctc_weight:
+            if frame_mask is None:
+                raise ValueError("CTC targets need the batch's frame_mask (the frames that hold each clip)")
+            audio_frames = self.model.get_audio_frames(input_features)
+            ctc_loss = ctc.ctc_loss(head(audio_frames), ctc.frame_lengths(frame_mask, audio_frames.shape[1]),
+                                    ctc_targets, ctc_target_lengths)
         outputs = self.model(input_ids=input_ids, pixel_values=pixel_values, input_features=input_features,
                              attention_mask=attention_mask, position_ids=position_ids, cache=cache,
                              inputs_embeds=inputs_embeds, image_index=image_index, audio_index=audio_index,
-                             use_cache=use_cache, **kwargs)
+                             use_cache=use_cache, audio_frames=audio_frames, **kwargs)
         hidden = outputs.last_hidden_state
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
@@ -253,6 +283,8 @@ class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size,
                                       num_items_in_batch=num_items_in_batch)
+            if ctc_loss is not None:
+                loss = loss + self.config.ctc_weight * ctc_loss
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=getattr(outputs, "cache", None),
                                       hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 

@@ -309,17 +309,21 @@ def align_image_tower(run: Path, language_model, tokenizer, dataset, params: dic
     return (before, after), loss_history(trainer)
 
 
-def align_audio_tower(run: Path, language_model, tokenizer, speech, params: dict, settings: dict):
-    """02_train's audio half: the audio encoder (a pretrained Whisper's by ``audio_encoder``, else
-    new, its chunk as long as the longest clip) aligned to the transcripts and saved under
-    ``run/audio_encoder``. Returns ((recall before, after), loss history), or (None, None)."""
+def align_audio_tower(run: Path, language_model, tokenizer, speech, params: dict, settings: dict,
+                      tower: tuple | None = None):
+    """02_train's audio half: the audio encoder — ``tower`` (encoder, feature extractor), the one
+    02's CTC step trained; else a pretrained Whisper's by ``audio_encoder``, else new, its chunk as
+    long as the longest clip — aligned to the transcripts and saved under ``run/audio_encoder``.
+    Returns ((recall before, after), loss history), or (None, None)."""
     from ..models import audio
     from .trainer import loss_history
 
     run = Path(run)
     if speech is None:
         return None, None
-    if params["audio_encoder"]:
+    if tower is not None:
+        encoder, extractor = tower
+    elif params["audio_encoder"]:
         encoder, extractor = audio.load_audio_encoder(params["audio_encoder"])
     else:
         seconds = audio.chunk_seconds([d for split in speech.values() for d in split["duration"]])

@@ -29,7 +29,8 @@ class TaskUnits(Dataset):
     carrying its own input tensors, so a batch can never read another split's tensors."""
 
     def __init__(self, examples: list[Example], processor, pixel_values: torch.Tensor | None = None,
-                 input_features: torch.Tensor | None = None):
+                 input_features: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
+                 transcripts: list[str] | None = None):
         prompts = processor.prompt_ids([processor.prompt(e.task, e.question if e.task == "vqa" else "")
                                         for e in examples])
         targets = processor.target_ids([e.target for e in examples])
@@ -37,6 +38,8 @@ class TaskUnits(Dataset):
         self.units: list[Unit] = units(examples)
         self.rows = [[(ex.task, ex.clip, *tokenised[id(ex)]) for ex in u.examples] for u in self.units]
         self.pixel_values, self.input_features = pixel_values, input_features
+        # per clip: which frames hold it, and what it says (the audio tower's CTC targets)
+        self.frame_mask, self.transcripts = frame_mask, transcripts
         self.n_examples = len(examples)
         # the padded width each unit asks for, in coarse buckets of 16 tokens: batches group units
         # of one kind (image units, speech units) and waste little on padding, while the order
@@ -53,15 +56,22 @@ class TaskUnits(Dataset):
         clips = {clip for task, clip, _, _ in rows if clip is not None}
         return {"image": image, "rows": rows,
                 "pixels": self.pixel_values[image] if image is not None else None,
-                "clips": {clip: self.input_features[clip] for clip in sorted(clips)}}
+                "clips": {clip: self.input_features[clip] for clip in sorted(clips)},
+                "frame_masks": {clip: self.frame_mask[clip] for clip in sorted(clips)}
+                if self.frame_mask is not None else {},
+                "transcripts": {clip: self.transcripts[clip] for clip in sorted(clips)}
+                if self.transcripts is not None else {}}
 
 
 class FusionCollator:
     """Right-padded rows ``placeholders prompt target EOS`` with loss only on ``target EOS``; each
-    image and clip of the batch is encoded once (``image_index`` / ``audio_index`` map rows to them)."""
+    image and clip of the batch is encoded once (``image_index`` / ``audio_index`` map rows to them).
+    With ``ctc_characters``, the clips' frame masks and transcripts spelt as CTC targets come too
+    (the audio tower's auxiliary loss)."""
 
-    def __init__(self, processor):
+    def __init__(self, processor, ctc_characters: str = ""):
         self.processor = processor
+        self.ctc_characters = ctc_characters
 
     def __call__(self, items: list[dict]) -> dict:
         ids, labels, image_index, audio_index = [], [], [], []
@@ -85,6 +95,15 @@ class FusionCollator:
         if clips:
             batch["input_features"] = torch.stack(list(clips.values()))
             batch["audio_index"] = torch.tensor(audio_index)
+            masks = {c: m for item in items for c, m in item.get("frame_masks", {}).items()}
+            if masks:
+                batch["frame_mask"] = torch.stack([masks[c] for c in clips])
+            if self.ctc_characters:
+                from ..models import ctc
+
+                texts = {c: t for item in items for c, t in item.get("transcripts", {}).items()}
+                batch["ctc_targets"], batch["ctc_target_lengths"] = ctc.targets([texts[c] for c in clips],
+                                                                                self.ctc_characters)
         return batch
 
 
@@ -192,22 +211,26 @@ class Prepared:
     collator: FusionCollator
     pixel_values: dict[str, torch.Tensor]
     input_features: dict[str, torch.Tensor]
+    frame_masks: dict[str, torch.Tensor]
 
     @property
     def train_set(self) -> TaskUnits:
         return self.sets["train"]
 
 
-def split_inputs(processed, processor, splits=("train", "validation", "test"), modalities=("image", "audio")):
-    """Pixel tensors of the image splits and log-mel features of the speech splits asked for."""
+def split_inputs(processed, processor, splits=("train", "validation", "test"), modalities=("image", "audio"),
+                 with_masks: bool = False):
+    """Pixel tensors of the image splits and log-mel features of the speech splits asked for
+    (with ``with_masks``, also the frame masks of the speech splits)."""
     from ..models.audio import log_mel
     from ..models.vision import pixel_values
 
     pixels = {s: pixel_values(processed.images[s], processor.image_processor) for s in splits} \
         if processed.images is not None and "image" in modalities else {}
-    features = {s: log_mel(processed.speech[s], processor.feature_extractor)[0] for s in splits} \
+    mel = {s: log_mel(processed.speech[s], processor.feature_extractor) for s in splits} \
         if processed.speech is not None and "audio" in modalities else {}
-    return pixels, features
+    features = {s: m[0] for s, m in mel.items()}
+    return (pixels, features, {s: m[1] for s, m in mel.items()}) if with_masks else (pixels, features)
 
 
 def check_lengths(sets: dict[str, TaskUnits], text_config, values: dict) -> None:
@@ -267,8 +290,10 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
     if "image" in needed:
         vision_tower, image_processor = V.load_image_encoder(str(run / "image_encoder" / "encoder"))
         image_size = V.input_size(vision_tower, image_processor)
+    ctc_head = None
     if "audio" in needed:
         audio_tower, extractor = A.load_audio_encoder(str(run / "audio_encoder" / "encoder"))
+        ctc_head = ctc_head_for(run, values)
     config = MbmConfig(
         text_config=lm.config, vision_config=vision_tower.config if vision_tower is not None else None,
         audio_config=audio_tower.config if audio_tower is not None else None, fusion=values["fusion"],
@@ -279,16 +304,19 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
         cross_attention_layers=cross_attention_layers(lm.config.num_hidden_layers, values["cross_attention_every"]),
         image_pixel_shuffle=values["pixel_shuffle"],
         audio_projector=values["projector"], audio_frame_pool=values["audio_frame_pool"],
-        image_token_id=text.token_id(tokenizer, text.IMAGE), audio_token_id=text.token_id(tokenizer, text.AUDIO))
+        image_token_id=text.token_id(tokenizer, text.IMAGE), audio_token_id=text.token_id(tokenizer, text.AUDIO),
+        ctc_characters=ctc_head.characters if ctc_head is not None else "",
+        ctc_weight=values["ctc_weight"] if ctc_head is not None else 0.0, spec_augment=values["spec_augment"])
     torch.manual_seed(values["seed"])
     towers = FUSIONS[values["fusion"]].encoders  # early fusion has none: raw patches and frames
+    aligned_audio = towers and values["audio_init"] == "aligned"
     model = MbmForConditionalGeneration.from_parts(
         config, language_model=lm,
         vision_tower=vision_tower if towers and values["vision_init"] == "aligned" else None,
-        audio_tower=audio_tower if towers and values["audio_init"] == "aligned" else None)
+        audio_tower=audio_tower if aligned_audio else None, ctc_head=ctc_head if aligned_audio else None)
     processor = MbmProcessor(image_processor, extractor, tokenizer, config.image_seq_length or 0,
                              config.audio_seq_length or 0)
-    pixels, features = split_inputs(processed, processor, splits, needed)
+    pixels, features, masks = split_inputs(processed, processor, splits, needed, with_masks=True)
     examples, sets = {}, {}
     for split in splits:
         examples[split] = task_examples(processed.images[split] if "image" in needed else None,
@@ -299,6 +327,23 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
     if not tasks:
         raise ValueError(f"none of the tasks {list(wanted)} has {splits[0]} examples in this run")
     for split in splits:
-        sets[split] = TaskUnits(examples[split], processor, pixels.get(split), features.get(split))
+        sets[split] = TaskUnits(examples[split], processor, pixels.get(split), features.get(split), masks.get(split),
+                                processed.speech[split]["transcript"] if "audio" in needed else None)
     check_lengths(sets, lm.config, values)
-    return Prepared(model, processor, tasks, skipped, examples, sets, FusionCollator(processor), pixels, features)
+    collator = FusionCollator(processor, config.ctc_characters if config.ctc_weight else "")
+    return Prepared(model, processor, tasks, skipped, examples, sets, collator, pixels, features, masks)
+
+
+def ctc_head_for(run: Path, values: dict):
+    """02's CTC head of the audio tower (``run/audio_encoder/ctc_head.safetensors``) when 03 trains
+    with ``ctc_weight`` > 0 and a tower (not early fusion); else None, and a line says why."""
+    from ..models.fusion import FUSIONS
+    from .ctc import load_head
+
+    path = Path(run) / "audio_encoder" / "ctc_head.safetensors"
+    if not values["ctc_weight"] or not FUSIONS[values["fusion"]].encoders:
+        return None
+    if not path.exists():
+        print(f"ctc_weight={values['ctc_weight']} but 02 trained no CTC head (audio_ctc_epochs=0): no CTC loss")
+        return None
+    return load_head(path)

@@ -180,3 +180,58 @@ def test_media_rows_backward_is_bitwise_repeatable_under_load(how):
         busy.kill()
         torch.set_num_threads(threads)
     assert len(seen) == 1, f"{len(seen)} different gradients in 150 repeats"
+
+
+def ctc_data(processor, seed=0):
+    """``data`` with each clip's frame mask and transcript (what 03 passes for the CTC loss)."""
+    pixels = processor.pixel_values(family.pictures(2, seed))
+    out = processor.feature_extractor([c for c in family.clips(3, seed)], sampling_rate=16000, return_tensors="pt",
+                                      padding="max_length", truncation=True, return_attention_mask=True)
+    return fused.TaskUnits(task_examples(IMAGES, SPEECH), processor, pixels, out["input_features"],
+                           out["attention_mask"], SPEECH["transcript"])
+
+
+def test_the_ctc_loss_joins_the_decoders_with_its_weight(tokenizer):
+    from mbmlab.models import ctc
+
+    model, processor = family.build(tokenizer, ctc_characters=ctc.CHARACTERS, ctc_weight=0.5)
+    units_ = ctc_data(processor)
+    batch = fused.FusionCollator(processor, ctc.CHARACTERS)([units_[i] for i in range(len(units_))])
+    assert batch["frame_mask"].shape == (3, batch["input_features"].shape[2])
+    # the clips in the batch's order (image b's spoken question first, then the ASR units): the
+    # question (26 characters spelt), "a blue circle" (13), "hello there" (11)
+    assert batch["ctc_target_lengths"].tolist() == [26, 13, 11]
+    with torch.no_grad():
+        joint = model(**batch).loss
+        decoder = model(**{k: v for k, v in batch.items() if not k.startswith("ctc_")}).loss
+        frames = model.model.get_audio_frames(batch["input_features"])
+        alone = ctc.ctc_loss(model.model.audio_ctc_head(frames), ctc.frame_lengths(batch["frame_mask"], frames.shape[1]),
+                             batch["ctc_targets"], batch["ctc_target_lengths"])
+    assert joint.item() == pytest.approx(decoder.item() + 0.5 * alone.item(), rel=1e-5)
+    model.train()
+    model(**batch).loss.backward()
+    assert model.model.audio_ctc_head.proj.weight.grad.abs().sum() > 0  # the head learns in training
+    assert set(model.part("audio_tower").parameters()) >= set(model.model.audio_ctc_head.parameters())
+
+
+def test_spec_augment_masks_only_training_batches(tokenizer, monkeypatch):
+    from mbmlab.models import ctc
+
+    model, processor = family.build(tokenizer, spec_augment=True)
+    units_ = ctc_data(processor)
+    batch = fused.FusionCollator(processor)([units_[i] for i in range(len(units_))])
+    masked = []
+    real = ctc.spec_augment
+    monkeypatch.setattr(ctc, "spec_augment", lambda *a, **k: masked.append(1) or real(*a, **k))
+    with torch.no_grad():
+        model.eval()
+        first, again = model(**batch).logits, model(**batch).logits
+        assert not masked and torch.equal(first, again)  # evaluation sees the clips as they are
+        model.train()
+        model(**batch)
+    assert masked == [1]
+    plain, _ = family.build(tokenizer, spec_augment=False)
+    plain.train()
+    masked.clear()
+    plain(**batch)
+    assert not masked

@@ -1,0 +1,123 @@
+"""Connectionist temporal classification over characters, and SpecAugment, for the audio tower.
+
+CTC (Graves et al. 2006, "Connectionist Temporal Classification: Labelling Unsegmented Sequence
+Data with Recurrent Neural Networks"): the encoder emits, per frame, a distribution over the
+characters and a *blank*; a transcript's probability is the sum over every frame-level path that
+collapses to it (merge repeats, then drop blanks). ``torch.nn.functional.ctc_loss`` computes that
+sum with the forward algorithm; the hand-worked cases are in ``tests/models/test_ctc.py``.
+Pretraining the encoder with a CTC head before it joins the decoder, and keeping CTC as an
+auxiliary loss beside the decoder's, is the joint CTC–attention recipe (Kim, Hori & Watanabe 2017).
+
+SpecAugment (Park et al. 2019, "SpecAugment: A Simple Data Augmentation Method for Automatic
+Speech Recognition", section 2): frequency masks (``F`` consecutive mel bins, ``F`` drawn from
+[0, f]) and time masks (``t`` consecutive frames, ``t`` from [0, T] and at most ``p`` of the clip),
+set to the clip's mean log-mel value (ESPnet's choice; the paper sets the normalised features'
+mean, 0). Time warping is left out (the paper found it the least useful part). Only training batches are masked.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..metrics.vqa import normalise_answer
+
+# the CTC vocabulary: index 0 is the blank, then these characters; what normalise_answer leaves
+# of an English transcript (lower case, no punctuation) is spelt with them
+CHARACTERS = " 'abcdefghijklmnopqrstuvwxyz0123456789"
+BLANK = 0
+
+
+def encode(text: str, characters: str = CHARACTERS) -> list[int]:
+    """The normalised transcript as CTC targets (1-based indices; 0 is the blank). A character
+    outside the vocabulary raises: a target that silently drops letters would teach wrong spellings."""
+    normal = normalise_answer(text)
+    unknown = sorted({c for c in normal if c not in characters})
+    if unknown:
+        raise ValueError(f"{text!r} has characters outside the CTC vocabulary: {unknown}")
+    return [characters.index(c) + 1 for c in normal]
+
+
+def unknown_characters(texts, characters: str = CHARACTERS) -> dict[str, int]:
+    """Characters of the normalised texts that the vocabulary lacks, with the texts holding them
+    (02 refuses to pretrain on such data and says which)."""
+    out: dict[str, int] = {}
+    for text in texts:
+        for c in set(normalise_answer(text)) - set(characters):
+            out[c] = out.get(c, 0) + 1
+    return out
+
+
+def targets(texts: list[str], characters: str = CHARACTERS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(concatenated targets, target lengths) for ``ctc_loss``."""
+    encoded = [encode(t, characters) for t in texts]
+    return (torch.tensor([i for e in encoded for i in e], dtype=torch.long),
+            torch.tensor([len(e) for e in encoded], dtype=torch.long))
+
+
+def frame_lengths(frame_mask: torch.Tensor, frames: int) -> torch.Tensor:
+    """Encoder frames that hold each clip: Whisper's conv stem halves the log-mel frame rate."""
+    return ((frame_mask.sum(dim=1) + 1) // 2).clamp(max=frames).long()
+
+
+def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, flat_targets: torch.Tensor,
+             target_lengths: torch.Tensor) -> torch.Tensor:
+    """Mean over clips of −log p(transcript | clip) / transcript length (``F.ctc_loss``'s "mean").
+    ``log_probs``: (N, T, C) log-softmax outputs. A clip too short for its transcript contributes 0
+    (``zero_infinity``) rather than an infinite loss."""
+    return F.ctc_loss(log_probs.transpose(0, 1).float(), flat_targets, lengths, target_lengths, blank=BLANK,
+                      reduction="mean", zero_infinity=True)
+
+
+def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, characters: str = CHARACTERS) -> list[str]:
+    """Best path: the most likely symbol per frame, repeats merged, blanks dropped."""
+    out = []
+    for row, n in zip(log_probs.argmax(dim=-1).tolist(), lengths.tolist(), strict=True):
+        chars, previous = [], BLANK
+        for symbol in row[:n]:
+            if symbol != previous and symbol != BLANK:
+                chars.append(characters[symbol - 1])
+            previous = symbol
+        out.append(" ".join("".join(chars).split()))
+    return out
+
+
+class CtcHead(nn.Module):
+    """Encoder frames → log-probabilities over blank + characters."""
+
+    def __init__(self, width: int, characters: str = CHARACTERS):
+        super().__init__()
+        self.characters = characters
+        self.proj = nn.Linear(width, len(characters) + 1)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.proj(frames).log_softmax(dim=-1)
+
+
+def spec_augment(features: torch.Tensor, frame_mask: torch.Tensor | None = None, *, freq_masks: int = 2,
+                 freq_width: int = 15, time_masks: int = 2, time_width: int = 40, time_fraction: float = 0.2,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """A masked copy of log-mel ``features`` (N, mel bins, frames). Per clip: ``freq_masks`` bands
+    of up to ``freq_width`` bins and ``time_masks`` spans of up to ``min(time_width, time_fraction ×
+    the clip's frames)`` frames within the clip (``frame_mask``), set to the clip's mean. Park et
+    al.'s LibriSpeech policy is F=27 (of 80 bins), T=100 frames, p=1.0 for 10–30 s utterances; ours are 1–3 s, so the
+    time masks are shorter."""
+    out = features.clone()
+    n, bins, frames = features.shape
+    lengths = frame_mask.sum(dim=1).tolist() if frame_mask is not None else [frames] * n
+
+    def draw(high: int) -> int:
+        return int(torch.randint(0, max(high, 0) + 1, (1,), generator=generator))
+
+    for i in range(n):
+        length = int(lengths[i])
+        fill = features[i, :, :max(length, 1)].mean()
+        for _ in range(freq_masks):
+            width = draw(min(freq_width, bins))
+            start = draw(bins - width)
+            out[i, start:start + width, :] = fill
+        for _ in range(time_masks):
+            width = draw(min(time_width, int(time_fraction * length)))
+            start = draw(length - width)
+            out[i, :, start:start + width] = fill
+    return out

@@ -1,0 +1,187 @@
+"""02_train's CTC pretraining of the audio encoder: the encoder and a linear head over characters
+learn to spell each clip's transcript (``mbmlab.models.ctc``), with SpecAugment on the training
+batches only, before the encoder is aligned to text and joined to the decoder in 03. The epoch
+with the lowest validation WER (greedy CTC decoding) is kept.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from transformers import TrainerCallback
+
+from ..models import ctc
+
+
+class CtcModel(nn.Module):
+    """A Whisper encoder and a ``CtcHead``; SpecAugment masks the features while training."""
+
+    def __init__(self, encoder: nn.Module, characters: str = ctc.CHARACTERS, augment: bool = True):
+        super().__init__()
+        self.encoder = encoder
+        self.head = ctc.CtcHead(encoder.config.d_model, characters)
+        self.augment = augment
+
+    def log_probs(self, input_features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training and self.augment:
+            input_features = ctc.spec_augment(input_features, frame_mask)
+        frames = self.encoder(input_features=input_features).last_hidden_state
+        return self.head(frames), ctc.frame_lengths(frame_mask, frames.shape[1])
+
+    def forward(self, input_features, frame_mask, ctc_targets=None, ctc_target_lengths=None) -> dict:
+        log_probs, lengths = self.log_probs(input_features, frame_mask)
+        out = {"logits": log_probs}
+        if ctc_targets is not None:
+            out["loss"] = ctc.ctc_loss(log_probs, lengths, ctc_targets, ctc_target_lengths)
+        return out
+
+    def save_head(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(Path(path)),
+                  metadata={"characters": self.head.characters})
+
+
+def load_head(path: Path) -> ctc.CtcHead:
+    """A ``CtcHead`` saved by ``CtcModel.save_head``."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+        characters = f.metadata()["characters"]
+    head = ctc.CtcHead(state["proj.weight"].shape[1], characters)
+    head.load_state_dict(state)
+    return head
+
+
+class Clips(Dataset):
+    """One split's clips (log-mel features, frame mask) with their transcripts."""
+
+    def __init__(self, features: torch.Tensor, frame_mask: torch.Tensor, transcripts: list[str]):
+        if not len(features) == len(frame_mask) == len(transcripts):
+            raise ValueError("features, masks and transcripts differ in length")
+        self.features, self.frame_mask, self.transcripts = features, frame_mask, list(transcripts)
+
+    def __len__(self) -> int:
+        return len(self.transcripts)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input_features": self.features[i], "frame_mask": self.frame_mask[i], "text": self.transcripts[i]}
+
+
+class ClipCollator:
+    def __init__(self, characters: str = ctc.CHARACTERS):
+        self.characters = characters
+
+    def __call__(self, items: list[dict]) -> dict:
+        flat, lengths = ctc.targets([it["text"] for it in items], self.characters)
+        return {"input_features": torch.stack([it["input_features"] for it in items]),
+                "frame_mask": torch.stack([it["frame_mask"] for it in items]),
+                "ctc_targets": flat, "ctc_target_lengths": lengths}
+
+
+@torch.no_grad()
+def transcribe(model: CtcModel, clips: Clips, batch_size: int = 128) -> list[str]:
+    """Greedy CTC transcripts of every clip (the model in eval mode: no masking)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(clips), batch_size):
+        log_probs, lengths = model.log_probs(clips.features[start:start + batch_size],
+                                             clips.frame_mask[start:start + batch_size])
+        out += ctc.greedy_decode(log_probs, lengths, model.head.characters)
+    model.train(was_training)
+    return out
+
+
+def scores(model: CtcModel, clips: Clips) -> dict[str, float]:
+    from ..metrics.asr import error_rates
+
+    return error_rates(clips.transcripts, transcribe(model, clips))
+
+
+class WerCallback(TrainerCallback):
+    """After each evaluation, the validation WER and CER join the metrics (``metric_for_best_model="wer"``)."""
+
+    def __init__(self, clips: Clips):
+        self.clips = clips
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        extra = {f"eval_{k}": v for k, v in scores(model, self.clips).items()}
+        metrics.update(extra)
+        if state.log_history and "eval_loss" in state.log_history[-1]:
+            state.log_history[-1].update(extra)
+        return control
+
+
+def pretrain_ctc(encoder: nn.Module, clips: dict[str, Clips], output_dir: Path, *, epochs: float, batch_size: int,
+                 learning_rate: float, seed: int, augment: bool = True, bf16: bool = False, resume: bool = False):
+    """Train ``encoder`` + a CTC head on ``clips["train"]``, keeping the epoch with the lowest
+    validation WER. Returns (model, trainer, test scores before, after)."""
+    from . import trainer as T
+
+    torch.manual_seed(seed)
+    model = CtcModel(encoder, augment=augment)
+    before = scores(model, clips["test"])
+    args = T.training_arguments(output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                seed=seed, n_examples=len(clips["train"]), eval_strategy="epoch",
+                                save_strategy="epoch", save_total_limit=1, bf16=bf16, max_grad_norm=1.0,
+                                load_best_model_at_end=True, metric_for_best_model="wer", greater_is_better=False)
+    trainer = T.train(model, args, clips["train"], ClipCollator(), eval_dataset=clips["validation"], resume=resume,
+                      callbacks=[WerCallback(clips["validation"])])
+    model.eval()
+    return model, trainer, before, scores(model, clips["test"])
+
+
+def pretrain_audio_tower(run: Path, speech, params: dict):
+    """02_train's CTC step: a new audio encoder (or the pretrained Whisper's, ``audio_encoder``)
+    trained with a CTC head for ``audio_ctc_epochs``; the head is saved as
+    ``run/audio_encoder/ctc_head.safetensors`` for 03's auxiliary loss. Returns ((encoder, feature
+    extractor), (test scores before, after) or None, loss history or None); with no speech, all None."""
+    from ..models import audio
+    from .trainer import loss_history
+
+    if speech is None:
+        return None, None, None
+    if params["audio_encoder"]:
+        encoder, extractor = audio.load_audio_encoder(params["audio_encoder"])
+    else:
+        seconds = audio.chunk_seconds([d for split in speech.values() for d in split["duration"]])
+        extractor = audio.feature_extractor(seconds)
+        encoder = audio.new_audio_encoder(seconds, params["audio_dim"], params["audio_layers"], params["audio_heads"],
+                                          params["seed"])
+    if params["audio_ctc_epochs"] <= 0:
+        return (encoder, extractor), None, None
+    unknown = ctc.unknown_characters(speech["train"]["transcript"])
+    if unknown:
+        raise ValueError(f"training transcripts hold characters the CTC vocabulary lacks {unknown}; set "
+                         f"audio_ctc_epochs=0 to skip CTC pretraining")
+    clips = {s: Clips(*audio.log_mel(speech[s], extractor), speech[s]["transcript"])
+             for s in ("train", "validation", "test")}
+    model, trainer, before, after = pretrain_ctc(
+        encoder, clips, Path(run) / "checkpoints" / "ctc_audio", epochs=params["audio_ctc_epochs"],
+        batch_size=params["audio_ctc_batch_size"], learning_rate=params["audio_ctc_learning_rate"],
+        seed=params["seed"], augment=params["spec_augment"], bf16=params["bf16"], resume=params["resume"])
+    (Path(run) / "audio_encoder").mkdir(parents=True, exist_ok=True)
+    model.save_head(Path(run) / "audio_encoder" / "ctc_head.safetensors")
+    return (model.encoder, extractor), (before, after), loss_history(trainer)
+
+
+def ctc_metrics(result: tuple[dict, dict] | None) -> dict[str, float]:
+    """``ctc/audio/wer`` and ``…/cer`` (greedy CTC decoding of the test clips after pretraining)
+    and the same model at its random initialisation, ``baseline/random_init/ctc/audio/…``."""
+    if result is None:
+        return {}
+    before, after = result
+    return {f"ctc/audio/{k}": v for k, v in after.items()} | {f"baseline/random_init/ctc/audio/{k}": v
+                                                               for k, v in before.items()}
+
+
+def ctc_line(result: tuple[dict, dict] | None) -> str:
+    if result is None:
+        return "no CTC pretraining (no speech, or audio_ctc_epochs=0)"
+    before, after = result
+    return (f"greedy CTC transcripts of the test clips: WER {after['wer']:.4f}, CER {after['cer']:.4f} "
+            f"(random init: WER {before['wer']:.4f}, CER {before['cer']:.4f})")

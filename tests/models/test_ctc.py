@@ -1,0 +1,87 @@
+"""CTC targets, loss and decoding on hand-worked cases; SpecAugment's masks."""
+import math
+
+import pytest
+import torch
+
+from mbmlab.models import ctc
+
+
+def log_probs(rows):
+    """(1, T, C) log-probabilities from per-frame probability rows."""
+    return torch.tensor([rows], dtype=torch.float64).log()
+
+
+def test_ctc_loss_sums_every_path_that_collapses_to_the_transcript():
+    # vocabulary: blank, 'a'. Two frames, transcript "a": the paths a a, a -, - a all collapse to "a".
+    p = [[0.3, 0.7], [0.6, 0.4]]  # frame t: [p(blank), p(a)]
+    by_hand = p[0][1] * p[1][1] + p[0][1] * p[1][0] + p[0][0] * p[1][1]  # 0.28 + 0.42 + 0.12 = 0.82
+    loss = ctc.ctc_loss(log_probs(p), torch.tensor([2]), torch.tensor([1]), torch.tensor([1]))
+    # "mean" reduction divides by the transcript's length (1 here)
+    assert loss.item() == pytest.approx(-math.log(by_hand), rel=1e-6)
+
+
+def test_ctc_loss_needs_a_blank_between_repeated_characters():
+    # transcript "aa" in three frames: only a - a (a a a and a a - collapse to one "a")
+    p = [[0.1, 0.9], [0.5, 0.5], [0.2, 0.8]]
+    by_hand = 0.9 * 0.5 * 0.8
+    loss = ctc.ctc_loss(log_probs(p), torch.tensor([3]), torch.tensor([1, 1]), torch.tensor([2]))
+    assert loss.item() == pytest.approx(-math.log(by_hand) / 2, rel=1e-6)
+
+
+def test_ctc_loss_ignores_frames_past_the_clip():
+    p = [[0.3, 0.7], [0.6, 0.4], [0.99, 0.01]]  # the third frame is padding
+    short = ctc.ctc_loss(log_probs(p[:2]), torch.tensor([2]), torch.tensor([1]), torch.tensor([1]))
+    padded = ctc.ctc_loss(log_probs(p), torch.tensor([2]), torch.tensor([1]), torch.tensor([1]))
+    assert padded.item() == pytest.approx(short.item())
+
+
+def test_targets_spell_the_normalised_transcript():
+    flat, lengths = ctc.targets(["Is it red?", "a b"])
+    assert lengths.tolist() == [9, 3]
+    spelt = "".join(ctc.CHARACTERS[i - 1] for i in flat.tolist())
+    assert spelt == "is it reda b"
+    assert ctc.BLANK not in flat.tolist()
+
+
+def test_a_character_outside_the_vocabulary_is_refused_and_counted():
+    with pytest.raises(ValueError, match="outside the CTC vocabulary"):
+        ctc.encode("naïve")
+    assert ctc.unknown_characters(["naïve", "café", "plain"]) == {"ï": 1, "é": 1}
+
+
+def test_greedy_decode_merges_repeats_and_drops_blanks_within_the_clip():
+    a, b, space = (ctc.CHARACTERS.index(c) + 1 for c in "ab ")
+    path = [a, a, 0, a, space, b, b, 0, b, a]  # "a a" then " " then "bb" ... the last frame is padding
+    one_hot = torch.nn.functional.one_hot(torch.tensor([path]), len(ctc.CHARACTERS) + 1).float()
+    assert ctc.greedy_decode(one_hot, torch.tensor([9])) == ["aa bb"]
+
+
+def test_frame_lengths_follow_the_conv_stem_halving():
+    mask = torch.tensor([[1] * 7 + [0] * 3, [1] * 10])
+    assert ctc.frame_lengths(mask, 5).tolist() == [4, 5]
+
+
+def test_spec_augment_masks_bands_and_spans_inside_the_clip_only():
+    torch.manual_seed(0)
+    features = torch.randn(4, 80, 100) + 5.0
+    mask = torch.zeros(4, 100, dtype=torch.long)
+    mask[:, :60] = 1
+    before = features.clone()
+    out = ctc.spec_augment(features, mask, generator=torch.Generator().manual_seed(1))
+    assert out.shape == features.shape and not torch.equal(out, features)
+    changed = out != features
+    for i in range(4):
+        frames = changed[i].all(dim=0)  # a time mask covers every bin of its frames
+        assert not frames[60:].any(), "a time mask fell in the padding"
+        assert changed[i].sum() <= 2 * 15 * 100 + 2 * 12 * 80
+        fill = features[i, :, :60].mean()
+        assert torch.allclose(out[i][changed[i]], fill.expand(int(changed[i].sum())))
+    assert torch.equal(features, before)  # the input is not touched
+
+
+def test_spec_augment_is_seeded_by_its_generator():
+    x, mask = torch.randn(2, 80, 50), torch.ones(2, 50, dtype=torch.long)
+    one = ctc.spec_augment(x, mask, generator=torch.Generator().manual_seed(3))
+    two = ctc.spec_augment(x, mask, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(one, two)
