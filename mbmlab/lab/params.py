@@ -184,12 +184,12 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("audio_dim", int, 64, "audio encoder hidden size", (NB_TRAIN,), minimum=16),
     Param("audio_layers", int, 2, "audio encoder layers", (NB_TRAIN,), minimum=1),
     Param("audio_heads", int, 4, "audio encoder attention heads", (NB_TRAIN,), minimum=1),
-    Param("audio_ctc_epochs", float, 30.0, "CTC pretraining epochs of the audio encoder (a character head, "
+    Param("audio_ctc_epochs", float, 40.0, "CTC pretraining epochs of the audio encoder (a character head, "
           "SpecAugment) before alignment; 0 skips it", (NB_TRAIN,), minimum=0.0),
     Param("audio_ctc_batch_size", int, 16, "clips per CTC pretraining batch", (NB_TRAIN,), minimum=1),
-    Param("audio_ctc_learning_rate", float, 2e-3, "CTC pretraining peak learning rate", (NB_TRAIN,), minimum=0.0),
-    Param("spec_augment", bool, True, "SpecAugment (frequency and time masks) on the audio of training batches "
-          "(CTC pretraining and fusion)", (NB_TRAIN, NB_FUSE)),
+    Param("audio_ctc_learning_rate", float, 4e-3, "CTC pretraining peak learning rate", (NB_TRAIN,), minimum=0.0),
+    Param("spec_augment", bool, True, "audio augmentation of training batches (CTC pretraining and fusion): speed "
+          "perturbation 0.9/1.0/1.1, then SpecAugment's frequency and time masks", (NB_TRAIN, NB_FUSE)),
     Param("align_dim", int, 64, "shared embedding size of the contrastive alignment", (NB_TRAIN,), minimum=8),
     Param("align_epochs", float, 6.0, "contrastive alignment epochs (each encoder)", (NB_TRAIN,), minimum=0.01),
     Param("align_batch_size", int, 64, "pairs per contrastive batch", (NB_TRAIN,), minimum=2),

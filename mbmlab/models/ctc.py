@@ -94,6 +94,41 @@ class CtcHead(nn.Module):
         return self.proj(frames).log_softmax(dim=-1)
 
 
+def speed_perturb(features: torch.Tensor, frame_mask: torch.Tensor, factors=(0.9, 1.0, 1.1),
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each clip played at a speed drawn from ``factors`` (Ko et al. 2015, "Audio Augmentation for
+    Speech Recognition", use 0.9, 1.0 and 1.1): its log-mel frames resampled in time (linear
+    interpolation; the tempo changes, the pitch does not) to ``round(length / factor)`` frames,
+    the rest padded with the clip's own padding value. A clip that would outgrow the chunk keeps
+    its speed. Returns (features, frame mask) — the mask follows the new lengths."""
+    import torch.nn.functional as F
+
+    out, mask = features.clone(), frame_mask.clone()
+    frames = features.shape[2]
+    for i in range(len(features)):
+        factor = factors[int(torch.randint(0, len(factors), (1,), generator=generator))]
+        length = int(frame_mask[i].sum())
+        new = int(round(length / factor))
+        if factor == 1.0 or length < 2 or new > frames:
+            continue
+        pad = features[i, :, -1:] if length < frames else features[i].mean(dim=1, keepdim=True)
+        out[i] = pad.expand(-1, frames)
+        out[i, :, :new] = F.interpolate(features[i:i + 1, :, :length], size=new, mode="linear",
+                                        align_corners=True)[0]
+        mask[i] = 0
+        mask[i, :new] = 1
+    return out, mask
+
+
+def augment(features: torch.Tensor, frame_mask: torch.Tensor | None, speed: bool = True,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The training batches' audio augmentation: speed perturbation (when ``speed`` and the frame
+    mask is known), then SpecAugment. Returns (features, frame mask)."""
+    if speed and frame_mask is not None:
+        features, frame_mask = speed_perturb(features, frame_mask, generator=generator)
+    return spec_augment(features, frame_mask, generator=generator), frame_mask
+
+
 def spec_augment(features: torch.Tensor, frame_mask: torch.Tensor | None = None, *, freq_masks: int = 2,
                  freq_width: int = 15, time_masks: int = 2, time_width: int = 40, time_fraction: float = 0.2,
                  generator: torch.Generator | None = None) -> torch.Tensor:

@@ -5,6 +5,7 @@ with the lowest validation WER (greedy CTC decoding) is kept.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ class CtcModel(nn.Module):
 
     def log_probs(self, input_features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training and self.augment:
-            input_features = ctc.spec_augment(input_features, frame_mask)
+            input_features, frame_mask = ctc.augment(input_features, frame_mask)
         frames = self.encoder(input_features=input_features).last_hidden_state
         return self.head(frames), ctc.frame_lengths(frame_mask, frames.shape[1])
 
@@ -117,17 +118,23 @@ class WerCallback(TrainerCallback):
 
 
 def pretrain_ctc(encoder: nn.Module, clips: dict[str, Clips], output_dir: Path, *, epochs: float, batch_size: int,
-                 learning_rate: float, seed: int, augment: bool = True, bf16: bool = False, resume: bool = False):
-    """Train ``encoder`` + a CTC head on ``clips["train"]``, keeping the epoch with the lowest
-    validation WER. Returns (model, trainer, test scores before, after)."""
+                 learning_rate: float, seed: int, augment: bool = True, bf16: bool = False, resume: bool = False,
+                 evaluations: int = 10):
+    """Train ``encoder`` + a CTC head on ``clips["train"]``, validating ``evaluations`` times and
+    keeping the weights with the lowest validation WER. Returns (model, trainer, test scores
+    before, after)."""
     from . import trainer as T
 
     torch.manual_seed(seed)
     model = CtcModel(encoder, augment=augment)
     before = scores(model, clips["test"])
+    # ten validations in all (each epoch's would cost a third of the training on a CPU)
+    every = max(1, math.ceil(math.ceil(len(clips["train"]) / batch_size) * epochs / evaluations))
     args = T.training_arguments(output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                seed=seed, n_examples=len(clips["train"]), eval_strategy="epoch",
-                                save_strategy="epoch", save_total_limit=1, bf16=bf16, max_grad_norm=1.0,
+                                seed=seed, n_examples=len(clips["train"]), eval_strategy="steps", eval_steps=every,
+                                save_strategy="steps", save_steps=every, save_total_limit=1, bf16=bf16,
+                                max_grad_norm=1.0,
+                                label_names=["ctc_targets"], prediction_loss_only=True,  # eval_loss, no logits
                                 load_best_model_at_end=True, metric_for_best_model="wer", greater_is_better=False)
     trainer = T.train(model, args, clips["train"], ClipCollator(), eval_dataset=clips["validation"], resume=resume,
                       callbacks=[WerCallback(clips["validation"])])

@@ -85,3 +85,20 @@ def test_spec_augment_is_seeded_by_its_generator():
     one = ctc.spec_augment(x, mask, generator=torch.Generator().manual_seed(3))
     two = ctc.spec_augment(x, mask, generator=torch.Generator().manual_seed(3))
     assert torch.equal(one, two)
+
+
+def test_speed_perturbation_resamples_the_clip_in_time_and_moves_its_mask():
+    features = torch.full((2, 3, 120), -1.0)
+    ramp = torch.linspace(0, 1, 100)
+    features[:, :, :100] = ramp  # a clip of 100 frames, then padding
+    mask = torch.zeros(2, 120, dtype=torch.long)
+    mask[:, :100] = 1
+    faster, faster_mask = ctc.speed_perturb(features, mask, factors=(1.1,))
+    assert faster_mask.sum(dim=1).tolist() == [91, 91]  # round(100 / 1.1)
+    assert torch.allclose(faster[0, 0, :91], torch.linspace(0, 1, 91), atol=1e-6)  # the same ramp, fewer frames
+    assert (faster[0, :, 91:] == -1.0).all()  # the clip's own padding value after it
+    slower, slower_mask = ctc.speed_perturb(features, mask, factors=(0.9,))
+    assert slower_mask.sum(dim=1).tolist() == [111, 111]
+    too_long, too_long_mask = ctc.speed_perturb(features, mask, factors=(0.5,))  # 200 frames: does not fit
+    assert torch.equal(too_long, features) and torch.equal(too_long_mask, mask)
+    assert mask.sum().item() == 200  # the input mask is not touched
