@@ -46,13 +46,21 @@ class TestSplit:
     def train_targets(self, task: str) -> list[str]:
         return [e.target for e in self.train_examples if e.task == task]
 
-    def voice_groups(self, frame: pd.DataFrame) -> dict[str, pd.Series]:
-        """``seen_voices`` / ``heldout_voices``: which rows of a clip frame are spoken by a voice
-        the training clips have, or by one they never have (``speech_heldout_voices``); empty
-        when every test voice was trained on."""
-        trained = set(self.processed.speech["train"]["voice"])
-        heldout = ~frame["voice"].isin(trained)
-        return {"seen_voices": ~heldout, "heldout_voices": heldout} if heldout.any() else {}
+    @property
+    def trained_voices(self) -> set[str]:
+        """The voices of the training clips (none without speech)."""
+        speech = self.processed.speech
+        return set(speech["train"]["voice"]) if speech is not None else set()
+
+
+def voice_groups(frame: pd.DataFrame, trained_voices: set[str]) -> dict[str, pd.Series]:
+    """``seen_voices`` / ``heldout_voices``: which rows of a clip frame are spoken by a voice the
+    training clips have, or by one they never have (``speech_heldout_voices``); empty when every
+    test voice was trained on."""
+    heldout = ~frame["voice"].isin(trained_voices)
+    if not heldout.any():
+        return {}
+    return {name: rows for name, rows in (("seen_voices", ~heldout), ("heldout_voices", heldout)) if rows.any()}
 
 
 def generate_test_split(run: Path, batch_size: int, num_beams: int) -> TestSplit:
@@ -155,7 +163,7 @@ def asr_section(split: TestSplit, pocketsphinx_clips: int = 0, seed: int = 0):
     asr = split.frame("asr").rename(columns={"answer": "reference"})
     rates = intervals.error_rate_metrics(list(asr["reference"]), list(asr["prediction"]))
     metrics = {f"asr/{k}": v for k, v in rates.items()}
-    for group, rows in split.voice_groups(asr).items():  # asr/wer/heldout_voices, …/ci95_low, asr/cer/…
+    for group, rows in voice_groups(asr, split.trained_voices).items():  # asr/wer/heldout_voices, …/ci95_low, asr/cer/…
         part = asr[rows]
         for key, value in intervals.error_rate_metrics(list(part["reference"]), list(part["prediction"])).items():
             unit, _, bound = key.partition("/")
@@ -183,7 +191,7 @@ def voice_lines(metrics: dict) -> list[str]:
     if "asr/wer/heldout_voices" not in metrics:
         return []
     return [f"{int(metrics[f'asr/clips/{g}'])} clips of {g.replace('_', ' ')}: WER {show_interval(metrics, f'asr/wer/{g}')}"
-            for g in ("seen_voices", "heldout_voices")]
+            for g in ("seen_voices", "heldout_voices") if f"asr/wer/{g}" in metrics]
 
 
 def pocketsphinx_lines(metrics: dict) -> list[str]:
@@ -201,7 +209,7 @@ def spoken_vqa_section(split: TestSplit, qa: pd.DataFrame | None):
     spoken = split.frame("spoken_vqa")
     spoken["correct"] = intervals.answers_correct(spoken["prediction"], spoken["answer"])
     metrics = intervals.accuracy_metrics(spoken["correct"], prefix="spoken_vqa/exact_match")
-    for group, rows in split.voice_groups(spoken).items():
+    for group, rows in voice_groups(spoken, split.trained_voices).items():
         metrics |= intervals.accuracy_metrics(spoken.loc[rows, "correct"], prefix=f"spoken_vqa/exact_match/{group}")
     if qa is not None:
         typed = qa.drop_duplicates(["image_id", "question"]).set_index(["image_id", "question"])["prediction"]

@@ -20,39 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..metrics.vqa import normalise_answer
-
-# the CTC vocabulary: index 0 is the blank, then these characters; what normalise_answer leaves
-# of an English transcript (lower case, no punctuation) is spelt with them
+# the CTC vocabulary: index 0 is the blank, then these characters; what metrics.vqa.normalise_answer
+# leaves of an English transcript (lower case, no punctuation) is spelt with them
+# (mbmlab.training.ctc.targets)
 CHARACTERS = " 'abcdefghijklmnopqrstuvwxyz0123456789"
 BLANK = 0
-
-
-def encode(text: str, characters: str = CHARACTERS) -> list[int]:
-    """The normalised transcript as CTC targets (1-based indices; 0 is the blank). A character
-    outside the vocabulary raises: a target that silently drops letters would teach wrong spellings."""
-    normal = normalise_answer(text)
-    unknown = sorted({c for c in normal if c not in characters})
-    if unknown:
-        raise ValueError(f"{text!r} has characters outside the CTC vocabulary: {unknown}")
-    return [characters.index(c) + 1 for c in normal]
-
-
-def unknown_characters(texts, characters: str = CHARACTERS) -> dict[str, int]:
-    """Characters of the normalised texts that the vocabulary lacks, with the texts holding them
-    (02 refuses to pretrain on such data and says which)."""
-    out: dict[str, int] = {}
-    for text in texts:
-        for c in set(normalise_answer(text)) - set(characters):
-            out[c] = out.get(c, 0) + 1
-    return out
-
-
-def targets(texts: list[str], characters: str = CHARACTERS) -> tuple[torch.Tensor, torch.Tensor]:
-    """(concatenated targets, target lengths) for ``ctc_loss``."""
-    encoded = [encode(t, characters) for t in texts]
-    return (torch.tensor([i for e in encoded for i in e], dtype=torch.long),
-            torch.tensor([len(e) for e in encoded], dtype=torch.long))
 
 
 def frame_lengths(frame_mask: torch.Tensor, frames: int) -> torch.Tensor:

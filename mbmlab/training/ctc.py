@@ -13,7 +13,35 @@ from torch import nn
 from torch.utils.data import Dataset
 from transformers import TrainerCallback
 
+from ..metrics.vqa import normalise_answer
 from ..models import ctc
+
+
+def encode(text: str, characters: str = ctc.CHARACTERS) -> list[int]:
+    """The normalised transcript as CTC targets (1-based indices; 0 is the blank). A character
+    outside the vocabulary raises: a target that silently drops letters would teach wrong spellings."""
+    normal = normalise_answer(text)
+    unknown = sorted({c for c in normal if c not in characters})
+    if unknown:
+        raise ValueError(f"{text!r} has characters outside the CTC vocabulary: {unknown}")
+    return [characters.index(c) + 1 for c in normal]
+
+
+def unknown_characters(texts, characters: str = ctc.CHARACTERS) -> dict[str, int]:
+    """Characters of the normalised texts that the vocabulary lacks, with the texts holding them
+    (02 refuses to pretrain on such data and says which)."""
+    out: dict[str, int] = {}
+    for text in texts:
+        for c in set(normalise_answer(text)) - set(characters):
+            out[c] = out.get(c, 0) + 1
+    return out
+
+
+def targets(texts: list[str], characters: str = ctc.CHARACTERS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(concatenated targets, target lengths) for ``ctc_loss``."""
+    encoded = [encode(t, characters) for t in texts]
+    return (torch.tensor([i for e in encoded for i in e], dtype=torch.long),
+            torch.tensor([len(e) for e in encoded], dtype=torch.long))
 
 
 class CtcModel(nn.Module):
@@ -77,7 +105,7 @@ class ClipCollator:
         self.characters = characters
 
     def __call__(self, items: list[dict]) -> dict:
-        flat, lengths = ctc.targets([it["text"] for it in items], self.characters)
+        flat, lengths = targets([it["text"] for it in items], self.characters)
         return {"input_features": torch.stack([it["input_features"] for it in items]),
                 "frame_mask": torch.stack([it["frame_mask"] for it in items]),
                 "ctc_targets": flat, "ctc_target_lengths": lengths}
@@ -161,7 +189,7 @@ def pretrain_audio_tower(run: Path, speech, params: dict):
                                           params["seed"])
     if params["audio_ctc_epochs"] <= 0:
         return (encoder, extractor), None, None
-    unknown = ctc.unknown_characters(speech["train"]["transcript"])
+    unknown = unknown_characters(speech["train"]["transcript"])
     if unknown:
         raise ValueError(f"training transcripts hold characters the CTC vocabulary lacks {unknown}; set "
                          f"audio_ctc_epochs=0 to skip CTC pretraining")

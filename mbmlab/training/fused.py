@@ -99,10 +99,10 @@ class FusionCollator:
             if masks:
                 batch["frame_mask"] = torch.stack([masks[c] for c in clips])
             if self.ctc_characters:
-                from ..models import ctc
+                from .ctc import targets
 
                 texts = {c: t for item in items for c, t in item.get("transcripts", {}).items()}
-                batch["ctc_targets"], batch["ctc_target_lengths"] = ctc.targets([texts[c] for c in clips],
+                batch["ctc_targets"], batch["ctc_target_lengths"] = targets([texts[c] for c in clips],
                                                                                 self.ctc_characters)
         return batch
 

@@ -11,8 +11,8 @@ from mbmlab.data.tasks import Example
 class FakeSplit:
     """What the sections read of a ``TestSplit``: its per-task frames and its training examples."""
 
-    def __init__(self, frames, train_examples):
-        self.frames, self.train_examples = frames, train_examples
+    def __init__(self, frames, train_examples, trained_voices=()):
+        self.frames, self.train_examples, self.trained_voices = frames, train_examples, set(trained_voices)
 
     def frame(self, task):
         return self.frames[task].copy()
@@ -54,13 +54,31 @@ def test_vqa_section_scores_the_model_and_every_baseline_by_hand():
 
 def test_spoken_questions_are_compared_with_the_same_questions_typed():
     qa = vqa_frame()
-    spoken = qa.iloc[[1, 3]].assign(prediction=["circle", "star"])  # both right by voice
-    split = FakeSplit({"spoken_vqa": spoken}, [])
+    spoken = qa.iloc[[1, 3]].assign(prediction=["circle", "star"], voice="v1")  # both right by voice
+    split = FakeSplit({"spoken_vqa": spoken}, [], trained_voices={"v1"})
     frame, metrics = evaluation.spoken_vqa_section(split, qa)
     assert metrics["spoken_vqa/exact_match"] == 1.0
     assert metrics["spoken_vqa/typed_exact_match"] == pytest.approx(1 / 2)  # typed: circle right, star wrong
     assert list(frame["correct"]) == [1.0, 1.0]
     assert "spoken_vqa/typed_exact_match" not in evaluation.spoken_vqa_section(split, None)[1]
+
+
+def test_held_out_voices_are_scored_apart_from_the_trained_ones():
+    asr = pd.DataFrame({"voice": ["v1", "v1", "new", "new"], "answer": ["a red circle"] * 4,
+                        "prediction": ["a red circle", "a red square", "a blue square", "a red circle"]})
+    metrics = evaluation.asr_section(FakeSplit({"asr": asr}, [], trained_voices={"v1", "v2"}))[1]
+    assert metrics["asr/wer"] == pytest.approx(3 / 12)
+    assert metrics["asr/wer/seen_voices"] == pytest.approx(1 / 6)  # one word wrong of six
+    assert metrics["asr/wer/heldout_voices"] == pytest.approx(2 / 6)
+    assert metrics["asr/clips/heldout_voices"] == 2.0
+    assert metrics["asr/wer/heldout_voices/ci95_low"] <= 2 / 6 <= metrics["asr/wer/heldout_voices/ci95_high"]
+    assert len(evaluation.voice_lines(metrics)) == 2
+    everyone = evaluation.asr_section(FakeSplit({"asr": asr}, [], trained_voices={"v1", "new"}))[1]
+    assert "asr/wer/heldout_voices" not in everyone and evaluation.voice_lines(everyone) == []
+    spoken = vqa_frame().assign(voice=["v1", "v1", "new", "new"])
+    _, scores = evaluation.spoken_vqa_section(FakeSplit({"spoken_vqa": spoken}, [], {"v1"}), None)
+    assert scores["spoken_vqa/exact_match/seen_voices"] == 1.0
+    assert scores["spoken_vqa/exact_match/heldout_voices"] == 0.5
 
 
 def test_fused_against_cnn_bow_is_a_paired_difference_resampling_images():

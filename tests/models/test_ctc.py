@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mbmlab.models import ctc
+from mbmlab.training import ctc as ctc_training
 
 
 def log_probs(rows):
@@ -37,7 +38,7 @@ def test_ctc_loss_ignores_frames_past_the_clip():
 
 
 def test_targets_spell_the_normalised_transcript():
-    flat, lengths = ctc.targets(["Is it red?", "a b"])
+    flat, lengths = ctc_training.targets(["Is it red?", "a b"])
     assert lengths.tolist() == [9, 3]
     spelt = "".join(ctc.CHARACTERS[i - 1] for i in flat.tolist())
     assert spelt == "is it reda b"
@@ -46,8 +47,8 @@ def test_targets_spell_the_normalised_transcript():
 
 def test_a_character_outside_the_vocabulary_is_refused_and_counted():
     with pytest.raises(ValueError, match="outside the CTC vocabulary"):
-        ctc.encode("naïve")
-    assert ctc.unknown_characters(["naïve", "café", "plain"]) == {"ï": 1, "é": 1}
+        ctc_training.encode("naïve")
+    assert ctc_training.unknown_characters(["naïve", "café", "plain"]) == {"ï": 1, "é": 1}
 
 
 def test_greedy_decode_merges_repeats_and_drops_blanks_within_the_clip():
