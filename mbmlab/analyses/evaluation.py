@@ -186,12 +186,13 @@ def asr_section(split: TestSplit, pocketsphinx_clips: int = 0, seed: int = 0):
     return asr, metrics, error_rates_by(asr, "voice")
 
 
-def voice_lines(metrics: dict) -> list[str]:
-    """What 04 prints of the seen and held-out voices apart (nothing when none was held out)."""
-    if "asr/wer/heldout_voices" not in metrics:
-        return []
-    return [f"{int(metrics[f'asr/clips/{g}'])} clips of {g.replace('_', ' ')}: WER {show_interval(metrics, f'asr/wer/{g}')}"
-            for g in ("seen_voices", "heldout_voices") if f"asr/wer/{g}" in metrics]
+def voice_lines(metrics: dict, name: str) -> list[str]:
+    """``name`` (``asr/wer``, ``spoken_vqa/exact_match``) for the seen and the held-out voices
+    apart, one line each (nothing when no voice was held out)."""
+    clips = {"asr/wer": "asr/clips"}.get(name)
+    return [g.replace("_", " ") + (f" ({int(metrics[f'{clips}/{g}'])} clips)" if clips else "")
+            + f": {show_interval(metrics, f'{name}/{g}')}"
+            for g in ("seen_voices", "heldout_voices") if f"{name}/{g}" in metrics]
 
 
 def pocketsphinx_lines(metrics: dict) -> list[str]:

@@ -72,13 +72,14 @@ def test_held_out_voices_are_scored_apart_from_the_trained_ones():
     assert metrics["asr/wer/heldout_voices"] == pytest.approx(2 / 6)
     assert metrics["asr/clips/heldout_voices"] == 2.0
     assert metrics["asr/wer/heldout_voices/ci95_low"] <= 2 / 6 <= metrics["asr/wer/heldout_voices/ci95_high"]
-    assert len(evaluation.voice_lines(metrics)) == 2
+    assert evaluation.voice_lines(metrics, "asr/wer")[1].startswith("heldout voices (2 clips): 0.3333 [")
     everyone = evaluation.asr_section(FakeSplit({"asr": asr}, [], trained_voices={"v1", "new"}))[1]
-    assert "asr/wer/heldout_voices" not in everyone and evaluation.voice_lines(everyone) == []
+    assert "asr/wer/heldout_voices" not in everyone and evaluation.voice_lines(everyone, "asr/wer") == []
     spoken = vqa_frame().assign(voice=["v1", "v1", "new", "new"])
     _, scores = evaluation.spoken_vqa_section(FakeSplit({"spoken_vqa": spoken}, [], {"v1"}), None)
     assert scores["spoken_vqa/exact_match/seen_voices"] == 1.0
     assert scores["spoken_vqa/exact_match/heldout_voices"] == 0.5
+    assert evaluation.voice_lines(scores, "spoken_vqa/exact_match")[0].startswith("seen voices: 1.0000 [")
 
 
 def test_fused_against_cnn_bow_is_a_paired_difference_resampling_images():
