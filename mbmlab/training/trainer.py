@@ -130,7 +130,7 @@ def loss_history(trainer: Trainer) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_losses(history: pd.DataFrame, title: str):
+def plot_losses(history: pd.DataFrame, title: str, ylabel: str = "cross-entropy"):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -141,16 +141,16 @@ def plot_losses(history: pd.DataFrame, title: str):
         h = history.dropna(subset=["eval_loss"])
         ax.plot(h["step"], h["eval_loss"], "o-", label="validation")
     ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     handles, labels = ax.get_legend_handles_labels()
-    recall = [c for c in ("eval_recall@1", "eval_recall@5") if c in history]
-    if recall:  # retrieval metrics on a second axis
+    scores = [c for c in ("eval_recall@1", "eval_recall@5", "eval_wer") if c in history]
+    if scores:  # validation retrieval recall (alignment) or WER (CTC) on a second axis
         right = ax.twinx()
-        for column, style in zip(recall, ("s--", "^:")):
+        for column, style in zip(scores, ("s--", "^:", "s--")):
             h = history.dropna(subset=[column])
             right.plot(h["step"], h[column], style, color="tab:green", label=f"validation {column[5:]}")
-        right.set_ylabel("recall")
+        right.set_ylabel("WER" if scores == ["eval_wer"] else "recall")
         right.set_ylim(0, 1)
         more_handles, more_labels = right.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
