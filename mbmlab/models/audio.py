@@ -37,6 +37,18 @@ def new_audio_encoder(seconds: int, dim: int, layers: int, heads: int, seed: int
     return WhisperEncoder._from_config(whisper_config(seconds, dim, layers, heads))
 
 
+def audio_encoder_for(params: dict, durations: list[float]) -> tuple[WhisperEncoder, WhisperFeatureExtractor]:
+    """02's audio encoder from its parameters: a pretrained Whisper's (``audio_encoder``), else a
+    new one (``audio_dim``, ``audio_layers``, ``audio_heads``, ``seed``) whose chunk is as long as
+    the longest clip (``durations``, seconds)."""
+    if params["audio_encoder"]:
+        return load_audio_encoder(params["audio_encoder"])
+    seconds = chunk_seconds(durations)
+    encoder = new_audio_encoder(seconds, params["audio_dim"], params["audio_layers"], params["audio_heads"],
+                                params["seed"])
+    return encoder, feature_extractor(seconds)
+
+
 def log_mel(clips, extractor: WhisperFeatureExtractor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (N, 80, frames), frame mask (N, frames)) for a ``datasets`` split with an ``audio``
     column; the mask marks frames that hold the clip rather than padding."""

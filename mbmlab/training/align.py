@@ -321,15 +321,8 @@ def align_audio_tower(run: Path, language_model, tokenizer, speech, params: dict
     run = Path(run)
     if speech is None:
         return None, None
-    if tower is not None:
-        encoder, extractor = tower
-    elif params["audio_encoder"]:
-        encoder, extractor = audio.load_audio_encoder(params["audio_encoder"])
-    else:
-        seconds = audio.chunk_seconds([d for split in speech.values() for d in split["duration"]])
-        extractor = audio.feature_extractor(seconds)
-        encoder = audio.new_audio_encoder(seconds, params["audio_dim"], params["audio_layers"], params["audio_heads"],
-                                          params["seed"])
+    durations = [d for split in speech.values() for d in split["duration"]]
+    encoder, extractor = tower if tower is not None else audio.audio_encoder_for(params, durations)
     pairs = {split: audio_pairs(speech[split], extractor) for split in ("train", "validation", "test")}
     print(f"log-mel features: {tuple(pairs['train'].inputs['input_features'].shape)} "
           f"({extractor.chunk_length} s chunks)")

@@ -180,13 +180,7 @@ def pretrain_audio_tower(run: Path, speech, params: dict):
 
     if speech is None:
         return None, None, None
-    if params["audio_encoder"]:
-        encoder, extractor = audio.load_audio_encoder(params["audio_encoder"])
-    else:
-        seconds = audio.chunk_seconds([d for split in speech.values() for d in split["duration"]])
-        extractor = audio.feature_extractor(seconds)
-        encoder = audio.new_audio_encoder(seconds, params["audio_dim"], params["audio_layers"], params["audio_heads"],
-                                          params["seed"])
+    encoder, extractor = audio.audio_encoder_for(params, [d for split in speech.values() for d in split["duration"]])
     if params["audio_ctc_epochs"] <= 0:
         return (encoder, extractor), None, None
     unknown = unknown_characters(speech["train"]["transcript"])
