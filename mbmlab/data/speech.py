@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .clean import SAMPLE_RATE, decode_audio, wav_bytes
-from .voices import VOICES, Voice  # noqa: F401  (Voice: the type of VOICES' values)
+from .voices import VOICES, Voice, trained_voices  # noqa: F401  (Voice: the type of VOICES' values)
 
 CACHE_FORMAT = 1  # bump when the cached bytes would change for the same key
 
@@ -145,12 +145,7 @@ def plan_clips(image_rows: dict[str, list[dict]], plan: SpeechPlan, seed: int) -
     unknown = [v for v in plan.voices if v not in VOICES]
     if unknown or not plan.voices:
         raise ValueError(f"unknown voices {unknown}; known voices: {', '.join(VOICES)}")
-    stray = [v for v in plan.heldout_voices if v not in plan.voices]
-    if stray:
-        raise ValueError(f"held-out voices {stray} are not among the voices {list(plan.voices)}")
-    seen = [v for v in plan.voices if v not in plan.heldout_voices]
-    if not seen:
-        raise ValueError("every voice is held out: none is left to speak the training clips")
+    seen = trained_voices(plan.voices, plan.heldout_voices)
     clips = []
     for split, rows in image_rows.items():
         rng = random.Random(f"speech/{seed}/{split}")

@@ -29,3 +29,17 @@ VOICES: dict[str, Voice] = {v.name: v for v in [
     Voice("flite-kal-m", "flite", "kal16", "US", "male", 95.0),
 ]}
 VOICE_NAMES = tuple(VOICES)
+
+
+def trained_voices(voices, heldout) -> list[str]:
+    """The voices that speak training clips: ``voices`` less the ``heldout`` ones (which speak
+    only test clips). Raises ValueError when a held-out voice is not among the voices, or when
+    every voice is held out."""
+    stray = [v for v in heldout if v not in voices]
+    if stray:
+        raise ValueError(f"held-out voices {stray} are not among the voices {list(voices)}; hold out some of "
+                         f"them, or none")
+    seen = [v for v in voices if v not in heldout]
+    if not seen:
+        raise ValueError("every voice is held out: none is left to speak the training clips")
+    return seen

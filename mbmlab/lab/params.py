@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data.sources import SourceError, check_sources
-from ..data.voices import VOICE_NAMES
+from ..data.voices import VOICE_NAMES, trained_voices
 from ..names import (BASELINES, FUSIONS, IMAGE_CONNECTORS, MITIGATIONS, PARTS, PROJECTORS, SOURCES, TASKS,
                      TOWERS)
 
@@ -366,12 +366,10 @@ def check_consistency(values: dict[str, Any]) -> None:
         except SourceError as err:
             raise ParameterError(str(err)) from None
     if {"speech_voices", "speech_heldout_voices"} <= values.keys():
-        stray = [v for v in values["speech_heldout_voices"] if v not in values["speech_voices"]]
-        if stray:
-            raise ParameterError(f"speech_heldout_voices {stray} are not in speech_voices; hold out some of "
-                                 f"{values['speech_voices']}, or none: speech_heldout_voices=[]")
-        if set(values["speech_voices"]) <= set(values["speech_heldout_voices"]):
-            raise ParameterError("speech_heldout_voices holds out every voice of speech_voices; keep one to train on")
+        try:
+            trained_voices(values["speech_voices"], values["speech_heldout_voices"])
+        except ValueError as err:
+            raise ParameterError(f"speech_heldout_voices: {err}") from None
     if values.get("min_audio_seconds", 0) >= values.get("max_audio_seconds", float("inf")):
         raise ParameterError("min_audio_seconds must be below max_audio_seconds")
     for dim, heads in (("lm_dim", "lm_heads"), ("vit_dim", "vit_heads"), ("audio_dim", "audio_heads")):

@@ -1,4 +1,5 @@
-"""Connectionist temporal classification over characters, and SpecAugment, for the audio tower.
+"""Connectionist temporal classification over characters, and the training batches' audio
+augmentation (speed perturbation, SpecAugment), for the audio tower.
 
 CTC (Graves et al. 2006, "Connectionist Temporal Classification: Labelling Unsegmented Sequence
 Data with Recurrent Neural Networks"): the encoder emits, per frame, a distribution over the
@@ -12,7 +13,8 @@ SpecAugment (Park et al. 2019, "SpecAugment: A Simple Data Augmentation Method f
 Speech Recognition", section 2): frequency masks (``F`` consecutive mel bins, ``F`` drawn from
 [0, f]) and time masks (``t`` consecutive frames, ``t`` from [0, T] and at most ``p`` of the clip),
 set to the clip's mean log-mel value (ESPnet's choice; the paper sets the normalised features'
-mean, 0). Time warping is left out (the paper found it the least useful part). Only training batches are masked.
+mean, 0). Time warping is left out (the paper found it the least useful part). Only training
+batches are augmented.
 """
 from __future__ import annotations
 
@@ -73,8 +75,6 @@ def speed_perturb(features: torch.Tensor, frame_mask: torch.Tensor, factors=(0.9
     interpolation; the tempo changes, the pitch does not) to ``round(length / factor)`` frames,
     the rest padded with the clip's own padding value. A clip that would outgrow the chunk keeps
     its speed. Returns (features, frame mask) — the mask follows the new lengths."""
-    import torch.nn.functional as F
-
     out, mask = features.clone(), frame_mask.clone()
     frames = features.shape[2]
     for i in range(len(features)):
@@ -92,11 +92,11 @@ def speed_perturb(features: torch.Tensor, frame_mask: torch.Tensor, factors=(0.9
     return out, mask
 
 
-def augment(features: torch.Tensor, frame_mask: torch.Tensor | None, speed: bool = True,
+def augment(features: torch.Tensor, frame_mask: torch.Tensor | None,
             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The training batches' audio augmentation: speed perturbation (when ``speed`` and the frame
-    mask is known), then SpecAugment. Returns (features, frame mask)."""
-    if speed and frame_mask is not None:
+    """The training batches' audio augmentation: speed perturbation (when the frame mask is
+    known), then SpecAugment. Returns (features, frame mask)."""
+    if frame_mask is not None:
         features, frame_mask = speed_perturb(features, frame_mask, generator=generator)
     return spec_augment(features, frame_mask, generator=generator), frame_mask
 
@@ -107,8 +107,8 @@ def spec_augment(features: torch.Tensor, frame_mask: torch.Tensor | None = None,
     """A masked copy of log-mel ``features`` (N, mel bins, frames). Per clip: ``freq_masks`` bands
     of up to ``freq_width`` bins and ``time_masks`` spans of up to ``min(time_width, time_fraction ×
     the clip's frames)`` frames within the clip (``frame_mask``), set to the clip's mean. Park et
-    al.'s LibriSpeech policy is F=27 (of 80 bins), T=100 frames, p=1.0 for 10–30 s utterances; ours are 1–3 s, so the
-    time masks are shorter."""
+    al.'s LibriSpeech policy is F=27 (of 80 bins), T=100 frames, p=1.0 for 10–30 s utterances;
+    ours are 1–3 s, so the time masks are shorter."""
     out = features.clone()
     n, bins, frames = features.shape
     lengths = frame_mask.sum(dim=1).tolist() if frame_mask is not None else [frames] * n

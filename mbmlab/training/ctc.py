@@ -1,7 +1,7 @@
 """02_train's CTC pretraining of the audio encoder: the encoder and a linear head over characters
-learn to spell each clip's transcript (``mbmlab.models.ctc``), with SpecAugment on the training
-batches only, before the encoder is aligned to text and joined to the decoder in 03. The epoch
-with the lowest validation WER (greedy CTC decoding) is kept.
+learn to spell each clip's transcript (``mbmlab.models.ctc``), the training batches (only they)
+speed-perturbed and SpecAugment-masked, before the encoder is aligned to text and joined to the
+decoder in 03. The weights with the lowest validation WER (greedy CTC decoding) are kept.
 """
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def targets(texts: list[str], characters: str = ctc.CHARACTERS) -> tuple[torch.T
 
 
 class CtcModel(nn.Module):
-    """A Whisper encoder and a ``CtcHead``; SpecAugment masks the features while training."""
+    """A Whisper encoder and a ``CtcHead``; with ``augment``, the features are speed-perturbed
+    and SpecAugment-masked while training (``models.ctc.augment``)."""
 
     def __init__(self, encoder: nn.Module, characters: str = ctc.CHARACTERS, augment: bool = True):
         super().__init__()

@@ -211,7 +211,6 @@ class Prepared:
     collator: FusionCollator
     pixel_values: dict[str, torch.Tensor]
     input_features: dict[str, torch.Tensor]
-    frame_masks: dict[str, torch.Tensor]
 
     @property
     def train_set(self) -> TaskUnits:
@@ -331,7 +330,7 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
                                 processed.speech[split]["transcript"] if "audio" in needed else None)
     check_lengths(sets, lm.config, values)
     collator = FusionCollator(processor, config.ctc_characters if config.ctc_weight else "")
-    return Prepared(model, processor, tasks, skipped, examples, sets, collator, pixels, features, masks)
+    return Prepared(model, processor, tasks, skipped, examples, sets, collator, pixels, features)
 
 
 def ctc_head_for(run: Path, values: dict):

@@ -40,6 +40,8 @@ def test_bad_choice_lists_allowed_values():
     ({"sources": ["user"]}, "exactly one of user_dir"),
     ({"sources": ["scenes"], "bias_pairs": ["circle:purple"]}, "must be shape:colour"),
     ({"min_audio_seconds": 5, "max_audio_seconds": 2}, "min_audio_seconds must be below"),
+    ({"speech_voices": ["espeak-us-m"]}, "speech_heldout_voices: held-out voices .* are not among the voices"),
+    ({"speech_voices": ["espeak-us-m"], "speech_heldout_voices": ["espeak-us-m"]}, "every voice is held out"),
 ])
 def test_bad_values_are_refused(override, message):
     with pytest.raises(P.ParameterError, match=message):

@@ -59,6 +59,7 @@ def test_ctc_model_masks_features_only_while_training(monkeypatch):
     model(**batch)
     assert calls == [1]
     assert ctc_training.CtcModel(audio.new_audio_encoder(1, 32, 1, 2, seed=0), augment=False).train()(**batch)["loss"] > 0
+    assert calls == [1]  # augment=False: no masking even in training
 
 
 def test_pretraining_refuses_transcripts_it_cannot_spell(tmp_path):
