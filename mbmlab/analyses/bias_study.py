@@ -179,7 +179,8 @@ def speech_at(trained: Trained, processed, batch_size: int = 256, seed: int = 0)
 def fairness_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (strength, mitigation, task, group) from the study table's
     ``fairness/<task>/<group>/…`` columns: the task's overall value, the difference between the
-    best and the worst group with its interval, and the ratio; empty without speech."""
+    best and the worst group with its interval, the permutation test's p-value and whether a
+    difference is established (p < 0.05; absent: not), and the ratio; empty without speech."""
     overall = {"asr": "asr/wer", "spoken_vqa": "spoken_vqa/exact_match"}
     rows = []
     for record in table.to_dict("records"):
@@ -192,9 +193,12 @@ def fairness_table(table: pd.DataFrame) -> pd.DataFrame:
             rows.append({"strength": record["strength"], "mitigation": record["mitigation"], "task": task,
                          "group": group, "overall": record.get(overall[task]), "difference": value,
                          "ci95_low": record.get(f"{stem}/difference/ci95_low"),
-                         "ci95_high": record.get(f"{stem}/difference/ci95_high"), "ratio": record.get(f"{stem}/ratio")})
+                         "ci95_high": record.get(f"{stem}/difference/ci95_high"),
+                         "p_value": record.get(f"{stem}/difference/p_value"),
+                         "established": bool(record.get(f"{stem}/difference/established") or False),
+                         "ratio": record.get(f"{stem}/ratio")})
     return pd.DataFrame(rows, columns=["strength", "mitigation", "task", "group", "overall", "difference", "ci95_low",
-                                       "ci95_high", "ratio"])
+                                       "ci95_high", "p_value", "established", "ratio"])
 
 
 def counterfactuals(trained: Trained, processed, pairs: dict[str, str], size: int, limit: int = 100) -> pd.DataFrame:
@@ -287,11 +291,11 @@ def findings(table: pd.DataFrame) -> list[str]:
     fair = fairness_table(plain.tail(1))
     for task, part in fair.groupby("task", sort=False):
         worst = part.sort_values("difference").iloc[-1]
-        separated = worst["ci95_low"] > 0
+        test = "" if pd.isna(worst["p_value"]) else f"; permutation p = {worst['p_value']:.3f}"
         lines.append(f"Speech, model at strength {worst['strength']:.2f}: {task} differs most by {worst['group']} — "
                      f"a difference of {worst['difference']:.3f} [{worst['ci95_low']:.3f}, {worst['ci95_high']:.3f}] "
-                     f"between the best and the worst {worst['group']}"
-                     f"{'' if separated else ' (the interval reaches 0: not established)'}.")
+                     f"between the best and the worst {worst['group']}{test}"
+                     f"{'' if worst['established'] else ' (not established: the permutation test does not reject equal groups)'}.")
     mitigated = table[table["mitigation"] != "none"]
     for _, m in mitigated.iterrows():
         before = plain[plain["strength"] == m["strength"]]

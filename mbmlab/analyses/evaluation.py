@@ -105,7 +105,7 @@ def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
     answerers |= {kind: kind for kind in baseline_answers}
     answered = qa.assign(**baseline_answers)
     scores = {who: intervals.accuracy_metrics(intervals.answers_correct(answered[column], answered["answer"]),
-                                              answered["question_type"], "exact_match")
+                                              answered["question_type"], "exact_match", clusters=answered["image_id"])
               for who, column in answerers.items()}
     metrics = {f"vqa/{k}": v for k, v in scores["model"].items()}
     metrics |= {f"baseline/majority/vqa/{k}": v for k, v in scores[f"majority ('{majority}')"].items()}
@@ -113,7 +113,8 @@ def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
     for kind in baseline_answers:
         metrics |= {f"baseline/{kind}/vqa/{k}": v for k, v in scores[kind].items()}
     for source, part in qa.groupby("source"):
-        metrics |= intervals.accuracy_metrics(part["correct"], prefix=f"vqa/source/{source}/exact_match")
+        metrics |= intervals.accuracy_metrics(part["correct"], prefix=f"vqa/source/{source}/exact_match",
+                                              clusters=part["image_id"])
     if "cnn_bow" in baseline_answers:
         qa["cnn_bow_correct"] = intervals.answers_correct(answered["cnn_bow"], answered["answer"])
         metrics |= intervals.paired_difference(qa["correct"], qa["cnn_bow_correct"], qa["image_id"],
@@ -209,14 +210,15 @@ def spoken_vqa_section(split: TestSplit, qa: pd.DataFrame | None):
     Returns (per-question frame, the metrics to record)."""
     spoken = split.frame("spoken_vqa")
     spoken["correct"] = intervals.answers_correct(spoken["prediction"], spoken["answer"])
-    metrics = intervals.accuracy_metrics(spoken["correct"], prefix="spoken_vqa/exact_match")
+    metrics = intervals.accuracy_metrics(spoken["correct"], prefix="spoken_vqa/exact_match", clusters=spoken["image_id"])
     for group, rows in voice_groups(spoken, split.trained_voices).items():
-        metrics |= intervals.accuracy_metrics(spoken.loc[rows, "correct"], prefix=f"spoken_vqa/exact_match/{group}")
+        metrics |= intervals.accuracy_metrics(spoken.loc[rows, "correct"], prefix=f"spoken_vqa/exact_match/{group}",
+                                              clusters=spoken.loc[rows, "image_id"])
     if qa is not None:
         typed = qa.drop_duplicates(["image_id", "question"]).set_index(["image_id", "question"])["prediction"]
         same = spoken.join(typed.rename("typed"), on=["image_id", "question"])
         metrics |= intervals.accuracy_metrics(intervals.answers_correct(same["typed"], same["answer"]),
-                                              prefix="spoken_vqa/typed_exact_match")
+                                              prefix="spoken_vqa/typed_exact_match", clusters=same["image_id"])
     return spoken, metrics
 
 

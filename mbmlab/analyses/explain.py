@@ -197,12 +197,13 @@ def sanity(model, processor, examples, images, n_images: int, seed: int = 0):
 
 def sanity_metrics(frame, seed: int = 0) -> dict[str, float]:
     """Means of ``sanity``'s columns as ``explain/…`` metrics, the trained share with its interval."""
-    from ..metrics.bootstrap import mean_interval, with_interval
+    from ..metrics.bootstrap import with_interval
+    from ..metrics.stats import mean_interval
 
     if not len(frame):
         return {}
     out = with_interval("explain/object_share", float(frame["object_share"].mean()),
-                        mean_interval(frame["object_share"], seed=seed))
+                        mean_interval(frame["object_share"], seed=seed)[1:])
     out |= {"explain/object_share/randomised": float(frame["object_share_randomised"].mean()),
             "explain/object_area": float(frame["object_area"].mean()),
             "explain/rank_correlation/randomised": float(frame["rank_correlation"].mean())}

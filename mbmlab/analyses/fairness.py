@@ -2,9 +2,11 @@
 between voice groups — voice, accent, gender, TTS engine?
 
 Per group values, the difference (largest − smallest group) and the ratio (smallest / largest)
-come from fairlearn's ``MetricFrame``; the 95% intervals of the difference resample the clips
-(percentile bootstrap, 1,000 resamples) and recompute each group's corpus value from per-clip
-counts — edits over reference words for WER, correct over asked for accuracy.
+come from fairlearn's ``MetricFrame``; whether a difference is there at all is
+``metrics.stats.group_gap_test``'s permutation test (voice labels shuffled over the clips;
+``difference/p_value``, ``difference/established`` when p < 0.05), and its interval (clips
+resampled, each group's corpus value recomputed from per-clip counts — edits over reference words
+for WER, correct over asked for accuracy) gives the size only: a best − worst interval never holds 0.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import bootstrap as B
+from ..metrics.stats import group_gap_test
 from ..metrics.vqa import answers_correct
 
 GROUPS = ("voice", "accent", "gender", "engine")
@@ -51,16 +54,10 @@ def disparity(frame: pd.DataFrame, group: str, metric: str, resamples: int = B.R
     table = mf.by_group.reset_index().rename(columns={"sensitive_feature_0": group})
     table["clips"] = table[group].map(frame[group].value_counts())
     num, den = per_item(frame, metric)
-    codes, labels = pd.factorize(frame[group])
-    differences = []
-    for idx in B.resample_indices(len(frame), resamples, seed):
-        n = np.bincount(codes[idx], weights=num[idx], minlength=len(labels))
-        d = np.bincount(codes[idx], weights=den[idx], minlength=len(labels))
-        values = n[d > 0] / d[d > 0]
-        differences.append(values.max() - values.min())
-    low, high = B.interval(np.array(differences))
-    summary = {"difference": float(mf.difference()[metric]), "difference/ci95_low": low,
-               "difference/ci95_high": high, "ratio": float(mf.ratio()[metric])}
+    test = group_gap_test(num, frame[group].astype(str), den, seed=seed, n_resamples=resamples)
+    summary = {"difference": float(mf.difference()[metric]), "difference/ci95_low": test["ci95_low"],
+               "difference/ci95_high": test["ci95_high"], "difference/p_value": test["p_value"],
+               "difference/established": float(test["established"]), "ratio": float(mf.ratio()[metric])}
     return table, summary
 
 
@@ -111,6 +108,8 @@ def speech_section(asr: pd.DataFrame | None, spoken: pd.DataFrame | None, seed: 
         key = f"fairness/{task}/{group}"
         lines.append(f"{task} by {group}: difference {metrics[key + '/difference']:.4f} "
                      f"[{metrics[key + '/difference/ci95_low']:.4f}, {metrics[key + '/difference/ci95_high']:.4f}], "
-                     f"ratio {metrics[key + '/ratio']:.4f}")
+                     f"ratio {metrics[key + '/ratio']:.4f}; permutation p = {metrics[key + '/difference/p_value']:.3f}: "
+                     + ("a difference between groups is established" if metrics[key + "/difference/established"]
+                        else "no difference between groups is established"))
         lines.append(table.round(4).to_string(index=False))
     return plot_disparities(tables, metrics), lines, metrics

@@ -1,7 +1,8 @@
 """Bootstrap confidence intervals: resample the test items with replacement, recompute the
 metric, take the 2.5th and 97.5th percentiles of the resampled values (the percentile bootstrap,
 Efron & Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13). Items are what was sampled
-independently: questions for VQA, clips for ASR, images for captions."""
+independently: images for VQA (their questions together), clips for ASR, images for captions;
+``stats.mean_interval`` resamples such clusters."""
 from __future__ import annotations
 
 from typing import Callable
@@ -22,12 +23,6 @@ def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
-
-
-def mean_interval(scores, resamples: int = RESAMPLES, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Interval of the mean of per-item ``scores`` (accuracy: 0/1 per question)."""
-    scores = np.asarray(scores, dtype=float)
-    return interval(scores[resample_indices(len(scores), resamples, seed)].mean(axis=1), level)
 
 
 def ratio_interval(numerators, denominators, resamples: int = RESAMPLES, seed: int = 0,

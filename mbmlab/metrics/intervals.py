@@ -7,17 +7,27 @@ import numpy as np
 import pandas as pd
 
 from . import bootstrap as B
+from .stats import mean_interval
 from .vqa import answers_correct, normalise_answer  # noqa: F401  (answers_correct: 04 calls it here)
 
 
-def accuracy_metrics(correct, groups=None, prefix: str = "accuracy", seed: int = 0) -> dict[str, float]:
-    """Mean of 0/1 ``correct`` with its interval, overall and per value of ``groups``."""
-    correct = pd.Series(np.asarray(correct, dtype=float))
-    out = B.with_interval(prefix, float(correct.mean()), B.mean_interval(correct, seed=seed))
+def accuracy_metrics(correct, groups=None, prefix: str = "accuracy", seed: int = 0, clusters=None) -> dict[str, float]:
+    """Mean of 0/1 ``correct`` with its interval, overall and per value of ``groups``; ``clusters``
+    (one label per item: the image a question asks about) are what the interval resamples."""
+    correct = np.asarray(correct, dtype=float)
+    units = None if clusters is None else np.asarray(clusters)
+    out = B.with_interval(prefix, *_split(mean_interval(correct, units, seed=seed)))
     if groups is not None:
-        for value, part in correct.groupby(np.asarray(groups)):
-            out |= B.with_interval(f"{prefix}/{value}", float(part.mean()), B.mean_interval(part, seed=seed))
+        groups = np.asarray(groups)
+        for value in sorted(set(groups.tolist()), key=str):
+            rows = groups == value
+            out |= B.with_interval(f"{prefix}/{value}",
+                                   *_split(mean_interval(correct[rows], None if units is None else units[rows], seed=seed)))
     return out
+
+
+def _split(estimate_low_high: tuple[float, float, float]) -> tuple[float, tuple[float, float]]:
+    return estimate_low_high[0], estimate_low_high[1:]
 
 
 def paired_difference(a, b, units, name: str, seed: int = 0) -> dict[str, float]:
@@ -80,7 +90,7 @@ def caption_metrics_with_intervals(references: dict[str, list[str]], predictions
     per_image |= {"exact_match": [hits[k] for k in ids]}
     scores["exact_match"] = float(np.mean(per_image["exact_match"]))
     for name, values in per_image.items():
-        out |= B.with_interval(name, scores[name], B.mean_interval(values, seed=seed))
+        out |= B.with_interval(name, scores[name], mean_interval(values, seed=seed)[1:])
     out["METEOR"] = scores["METEOR"]
     return out
 

@@ -166,7 +166,7 @@ def retrieval(model: ContrastiveModel, tokenizer, pairs: "PairSet", ks=(1, 5), b
     """Input→text recall@k: rank the distinct texts of the set for each input; a hit when the input's
     own text is among the top k. ``chance@k`` = k / number of distinct texts. ``recall@k/ci95_low``
     and ``…/ci95_high``: the bootstrap interval over the inputs."""
-    from ..metrics.bootstrap import mean_interval
+    from ..metrics.stats import mean_interval
 
     inputs, rows, texts = pairs.inputs, pairs.rows, pairs.texts
     model = model.eval()
@@ -182,7 +182,7 @@ def retrieval(model: ContrastiveModel, tokenizer, pairs: "PairSet", ks=(1, 5), b
     for k in ks:
         hits = (rank < k).float()
         scores[f"recall@{k}"] = hits.mean().item()
-        scores[f"recall@{k}/ci95_low"], scores[f"recall@{k}/ci95_high"] = mean_interval(hits.numpy())
+        scores[f"recall@{k}/ci95_low"], scores[f"recall@{k}/ci95_high"] = mean_interval(hits.numpy())[1:]
         scores[f"chance@{k}"] = min(1.0, k / len(gallery))
     return scores
 

@@ -67,6 +67,8 @@ def test_fairness_table_and_finding_from_the_study_columns():
     base = row(0.9, "none", 0.2, 0.15, 0.25, 0.9)
     speech = {"asr/wer": 0.3, "fairness/asr/voice/difference": 0.12, "fairness/asr/voice/difference/ci95_low": 0.05,
               "fairness/asr/voice/difference/ci95_high": 0.2, "fairness/asr/voice/ratio": 0.6,
+              "fairness/asr/voice/difference/p_value": 0.001, "fairness/asr/voice/difference/established": 1.0,
+              "fairness/spoken_vqa/voice/difference/p_value": 0.2, "fairness/spoken_vqa/voice/difference/established": 0.0,
               "fairness/asr/gender/difference": 0.01, "fairness/asr/gender/difference/ci95_low": -0.02,
               "fairness/asr/gender/difference/ci95_high": 0.04, "fairness/asr/gender/ratio": 0.97,
               "spoken_vqa/exact_match": 0.8, "fairness/spoken_vqa/voice/difference": 0.04,

@@ -51,3 +51,21 @@ def test_speech_fairness_skips_single_valued_and_missing_groups():
     assert "fairness/asr/voice/difference" in metrics and not any(k.startswith("fairness/spoken_vqa") for k in metrics)
     with pytest.raises(ValueError, match="unknown metric"):
         fairness.per_item(asr_frame(), "bleu")
+
+
+def test_a_gap_between_equal_voices_is_not_established():
+    """Every voice transcribes the same share of words wrong (each clip 1 edit in 4 words): the
+    best − worst interval still sits above 0 on resampling noise, but the permutation test calls
+    no difference; a voice that gets every word wrong is a difference."""
+    rng = np.random.default_rng(0)
+    voices = np.repeat(["a", "b", "c"], 40)
+    words = ["one two three four"] * 120
+    wrong = ["one two three five"] * 120
+    prediction = [w if rng.random() < 0.5 else r for w, r in zip(wrong, words)]
+    frame = pd.DataFrame({"reference": words, "prediction": prediction, "voice": voices})
+    _, summary = fairness.disparity(frame, "voice", "wer")
+    assert summary["difference/ci95_low"] > 0 and not summary["difference/established"]
+    assert summary["difference/p_value"] > 0.05
+    frame.loc[frame["voice"] == "c", "prediction"] = "six seven eight nine"
+    _, summary = fairness.disparity(frame, "voice", "wer")
+    assert summary["difference/established"] and summary["difference/p_value"] < 0.01

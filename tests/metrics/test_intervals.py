@@ -1,5 +1,6 @@
 """Headline metrics with bootstrap intervals: values as hand-worked, intervals around them."""
 import jiwer
+import numpy as np
 import pytest
 
 from mbmlab.metrics import intervals as I
@@ -51,3 +52,17 @@ def test_paired_difference_on_null_data_calls_a_difference_about_one_time_in_twe
         m = I.paired_difference(a, b, np.repeat(np.arange(60), 5), "d", seed=t)
         called += m["d/ci95_low"] > 0 or m["d/ci95_high"] < 0
     assert called / trials <= 0.09  # nominal 5%: 200 trials put the rate within about ±3 points of it
+
+
+def test_accuracy_intervals_resample_the_images_the_questions_were_asked_about():
+    """Ten questions per image, all right or all wrong together: resampled by image the interval is
+    as wide as 20 independent draws give; resampled by question it would be √10× narrower."""
+    correct = np.repeat([1, 0] * 10, 10)
+    images = np.repeat(np.arange(20), 10)
+    types = np.tile(["colour", "shape"], 100)
+    by_image = I.accuracy_metrics(correct, types, "em", clusters=images)
+    by_question = I.accuracy_metrics(correct, types, "em")
+    width = lambda m, k: m[f"{k}/ci95_high"] - m[f"{k}/ci95_low"]
+    assert width(by_image, "em") > 2.5 * width(by_question, "em")
+    assert width(by_image, "em/colour") > 2.5 * width(by_question, "em/colour")
+    assert by_image["em"] == by_question["em"] == 0.5
