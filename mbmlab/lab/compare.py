@@ -1,9 +1,15 @@
 """``mbmlab compare RUN…``: runs side by side — the parameters that differ, each metric with its
-95% interval in every run, and which differences are larger than their intervals.
+95% interval in every run, and which differences are established.
 
-Two values differ beyond their intervals when the runs' bootstrap 95% intervals do not overlap
-(a conservative reading: intervals that overlap a little can still hide a real difference, so
-"no" means "not shown", not "equal"). Metrics without intervals are listed but never flagged.
+A difference is tested only where two runs answered the same test items and kept them
+(``vqa_predictions.csv``, ``spoken_vqa_predictions.csv``, ``asr_predictions.csv``): the paired
+test of ``mbmlab.metrics.stats.paired_test`` on those items (images resampled for questions,
+clips for WER; a sign-flip permutation p-value), with Holm's correction over every metric and
+pair tested at once. A difference is flagged when its Holm-adjusted p < 0.05. Everything else —
+metrics without per-item files, runs on other test sets — is listed, never flagged: comparing
+two runs' separate intervals is unpaired and ignores that ~230 metrics are read at once. One
+training per run: a flag says the two *trained models* differ on this test set, not that their
+configurations would across seeds (``mbmlab run --seeds``).
 """
 from __future__ import annotations
 
@@ -57,15 +63,66 @@ def param_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["parameter"] + [r.name for r in runs], dtype=object)  # ints stay ints
 
 
-def separated(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
-    """True when both intervals exist and do not overlap."""
-    return a is not None and b is not None and (a[0] > b[1] or b[0] > a[1])
+# per-item files a run's 04 writes: metric → (file, item key, cluster column, how to score); the
+# key holds the item's content too, so two test sets that reuse ids for other items never pair
+ITEM_FILES = {
+    "vqa/exact_match": ("vqa_predictions.csv", ["image_id", "question", "answer"], "image_id", "correct"),
+    "spoken_vqa/exact_match": ("spoken_vqa_predictions.csv", ["clip_id", "question", "answer"], "image_id", "correct"),
+    "asr/wer": ("asr_predictions.csv", ["clip_id", "reference"], "clip_id", "wer"),
+}
 
 
-def metric_table(runs: list[Run]) -> pd.DataFrame:
+def item_scores(run: Run, metric: str) -> pd.DataFrame | None:
+    """A run's per-item scores for ``metric`` (columns key…, cluster, score, weight), or None."""
+    from ..metrics.intervals import answers_correct, per_clip_edits
+
+    file, keys, cluster, how = ITEM_FILES[metric]
+    path = run.path / file
+    if not path.exists():
+        return None
+    frame = pd.read_csv(path, keep_default_na=False)
+    if how == "wer":
+        edits, words = per_clip_edits(list(frame["reference"].astype(str)), list(frame["prediction"].astype(str)), "wer")
+        return frame[keys].assign(cluster=frame[cluster], score=edits, weight=words)
+    score = answers_correct(frame["prediction"].astype(str), frame["answer"].astype(str))
+    return frame[keys].assign(cluster=frame[cluster], score=score, weight=1.0,
+                              question_type=frame.get("question_type", ""))
+
+
+def paired_tests(runs: list[Run], seed: int = 0) -> pd.DataFrame:
+    """Every paired test the runs allow: one row per (metric, pair of runs sharing the test items)
+    with the difference (first − second), its interval, p and Holm's adjusted p over all rows."""
+    from ..metrics.stats import holm, paired_test
+
+    rows = []
+    for metric, (_, keys, _, how) in ITEM_FILES.items():
+        scores = [item_scores(r, metric) for r in runs]
+        for i in range(len(runs)):
+            for j in range(i + 1, len(runs)):
+                a, b = scores[i], scores[j]
+                if a is None or b is None or len(a) != len(b):
+                    continue
+                both = a.merge(b, on=keys, suffixes=("_a", "_b"))
+                if len(both) != len(a) or not len(both):
+                    continue  # other test items: nothing to pair
+                parts = {metric: both}
+                if how == "correct":
+                    parts |= {f"{metric}/{t}": part for t, part in both.groupby("question_type_a") if t}
+                for name, part in parts.items():
+                    test = paired_test(part["score_a"], part["score_b"], clusters=part["cluster_a"],
+                                       denominators=part["weight_a"], seed=seed)
+                    rows.append({"metric": name, "pair": f"{runs[i].name} vs {runs[j].name}", "items": len(part)} | test)
+    table = pd.DataFrame(rows, columns=["metric", "pair", "items", "difference", "ci95_low", "ci95_high", "p_value"])
+    table["p_holm"] = holm(table["p_value"]) if len(table) else []
+    return table
+
+
+def metric_table(runs: list[Run], tests: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per metric recorded by at least one run (headline metrics first): each run's
-    value and interval, and ``differs`` naming the pairs of runs whose intervals do not overlap."""
-    names = {n for r in runs for n in r.metrics if not n.endswith(("/ci95_low", "/ci95_high"))}
+    value and interval, ``tested`` (the pairs a paired test compared) and ``differs`` naming the
+    pairs whose difference is established (Holm-adjusted p < 0.05; see ``paired_tests``)."""
+    tests = paired_tests(runs) if tests is None else tests
+    names = {n for r in runs for n in r.metrics if not n.endswith(("/ci95_low", "/ci95_high"))} | set(tests["metric"])
     order = [n for n in HEADLINE if n in names] + sorted(names - set(HEADLINE))
     rows = []
     for name in order:
@@ -76,9 +133,10 @@ def metric_table(runs: list[Run]) -> pd.DataFrame:
             row[r.name] = r.metrics.get(name)
             row[f"{r.name} ci95"] = ci
             cis.append(ci)
-        pairs = [f"{runs[i].name} vs {runs[j].name}" for i in range(len(runs)) for j in range(i + 1, len(runs))
-                 if separated(cis[i], cis[j])]
-        row["differs"] = "; ".join(pairs)
+        mine = tests[tests["metric"] == name]
+        row["tested"] = len(mine)
+        row["differs"] = "; ".join(f"{t.pair} ({t.difference:+.4g} [{t.ci95_low:+.4g}, {t.ci95_high:+.4g}], "
+                                   f"Holm p {t.p_holm:.3g})" for t in mine.itertuples() if t.p_holm < 0.05)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -107,13 +165,22 @@ def printable(runs: list[Run], params: pd.DataFrame, metrics: pd.DataFrame, limi
     table = pd.DataFrame({"metric": shown["metric"], **{letters[r.name]: [_cell(v, c) for v, c in
                                                                           zip(shown[r.name], shown[f"{r.name} ci95"])]
                                                         for r in runs},
-                          "beyond intervals": [d.replace(" vs ", "≠") for d in shown["differs"]]})
+                          "differs (paired, Holm)": [d.replace(" vs ", "≠") for d in shown["differs"]]})
     for name, letter in letters.items():
-        table["beyond intervals"] = table["beyond intervals"].str.replace(name, letter, regex=False)
+        table["differs (paired, Holm)"] = table["differs (paired, Holm)"].str.replace(name, letter, regex=False)
     out.write(table.to_string(index=False) + "\n")
+    out.write(summary_line(metrics) + "\n")
     if limit and len(metrics) > limit:
         out.write(f"… {len(metrics) - limit} more metrics in the HTML page\n")
     return out.getvalue()
+
+
+def summary_line(metrics: pd.DataFrame) -> str:
+    tested = int((metrics["tested"] > 0).sum())
+    flagged = int((metrics["differs"] != "").sum())
+    return (f"{flagged} of {tested} tested metrics differ (paired tests on the same test items, Holm-corrected "
+            f"over all {int(metrics['tested'].sum())} tests); the other {len(metrics) - tested} metrics were not "
+            "tested (no per-item predictions both runs share)")
 
 
 def plot_metrics(runs: list[Run], metrics: pd.DataFrame, limit: int = 12):
@@ -179,9 +246,8 @@ def write_page(runs: list[Run], out: Path, title: str | None = None, notes: list
     metric_rows = "".join(
         "<tr><td>" + e(row["metric"]) + "</td>" +
         "".join(f"<td class='num'>{e(_cell(row[r.name], row[f'{r.name} ci95']))}</td>" for r in runs) +
-        f"<td class='{'yes' if row['differs'] else ''}'>{e(pairs(row['differs'])) or 'no'}</td></tr>"
+        f"<td class='{'yes' if row['differs'] else ''}'>{e(pairs(row['differs'])) or ('no' if row['tested'] else 'not tested')}</td></tr>"
         for row in metrics.to_dict("records"))
-    flagged = int((metrics["differs"] != "").sum())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mbmlab compare: {len(runs)} runs</title>
 <style>{STYLE}</style></head><body>
@@ -192,11 +258,11 @@ def write_page(runs: list[Run], out: Path, title: str | None = None, notes: list
 <h2>Parameters that differ</h2>
 <table><tr><th>parameter</th>{head}</tr>{param_rows}</table>
 <h2>Metrics</h2>
-<p>{flagged} of {len(metrics)} metrics differ beyond their 95% intervals (the runs' bootstrap
-intervals do not overlap). Intervals that overlap do not show the values equal; metrics without
-intervals are never flagged.</p>
+<p>{e(summary_line(metrics))}. A difference is flagged where its paired test's Holm-adjusted
+p &lt; 0.05; "no" does not show the values equal. One training per run: a flag is about these
+two trained models on this test set, not about their configurations across seeds.</p>
 <figure><img src="{data_uri(out / 'compare.png')}" alt="shared metrics"><figcaption>shared metrics, headline first</figcaption></figure>
-<table><tr><th>metric</th>{head}<th>apart beyond intervals</th></tr>{metric_rows}</table>
+<table><tr><th>metric</th>{head}<th>differs (paired test, Holm)</th></tr>{metric_rows}</table>
 </body></html>
 """
     path = out / "index.html"

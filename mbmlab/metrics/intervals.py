@@ -31,12 +31,14 @@ def _split(estimate_low_high: tuple[float, float, float]) -> tuple[float, tuple[
 
 
 def paired_difference(a, b, units, name: str, seed: int = 0) -> dict[str, float]:
-    """mean(a − b) over paired scores of the same items, with a bootstrap interval that resamples
-    ``units`` (the images the questions were asked about: questions of one image are not
-    independent draws) and recomputes the difference over the resampled items."""
-    frame = pd.DataFrame({"d": np.asarray(a, dtype=float) - np.asarray(b, dtype=float), "unit": list(units)})
-    per_unit = frame.groupby("unit", sort=True)["d"].agg(["sum", "size"])
-    return B.with_interval(name, float(frame["d"].mean()), B.ratio_interval(per_unit["sum"], per_unit["size"], seed=seed))
+    """mean(a − b) over paired scores of the same items, with ``stats.paired_test``'s interval
+    (whole ``units`` resampled: the images the questions were asked about, whose questions are not
+    independent draws) and its sign-flip p-value (``<name>/p_value``)."""
+    from .stats import paired_test
+
+    test = paired_test(a, b, clusters=list(units), seed=seed)
+    return B.with_interval(name, test["difference"], (test["ci95_low"], test["ci95_high"])) | {
+        f"{name}/p_value": test["p_value"]}
 
 
 def error_rate_metrics(references: list[str], predictions: list[str], seed: int = 0) -> dict[str, float]:

@@ -88,3 +88,67 @@ def group_gap_test(values, groups, denominators=None, seed: int = 0, n_resamples
     p_value = float((1 + np.sum(permuted >= observed - 1e-12)) / (1 + n_resamples))
     return {"gap": observed, "ci95_low": low, "ci95_high": high, "p_value": p_value,
             "established": p_value < 0.05, "groups": len(names)}
+
+
+def _cluster_sums(values, clusters) -> tuple[np.ndarray, np.ndarray]:
+    """(sum per cluster, items per cluster) in cluster order; no clusters: every item its own."""
+    values = np.asarray(values, dtype=float)
+    if clusters is None:
+        return values, np.ones(len(values))
+    codes = np.unique(np.asarray(clusters), return_inverse=True)[1].ravel()
+    return np.bincount(codes, weights=values), np.bincount(codes).astype(float)
+
+
+def paired_test(a, b, clusters=None, denominators=None, seed: int = 0, n_resamples: int = RESAMPLES,
+                level: float = 0.95) -> dict:
+    """Two models scored on the same test items: ``{difference, ci95_low, ci95_high, p_value}``.
+
+    difference = (Σa − Σb) / Σdenominators (denominators 1: the difference of the means; a clip's
+    reference words: the difference of corpus WERs). The interval resamples whole ``clusters``
+    (images, clips) with both models' scores of a cluster kept together (the paired bootstrap);
+    the two-sided p-value is a sign-flip permutation test — under "no difference" the two models'
+    sums of a cluster are exchangeable, so each cluster's difference is negated with probability 1/2
+    (Good 2005, ch. 3)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or not len(a):
+        raise ValueError("paired scores must be non-empty and of the same items")
+    den = np.ones(len(a)) if denominators is None else np.asarray(denominators, dtype=float)
+    d, n = _cluster_sums(a - b, clusters)
+    w, _ = _cluster_sums(den, clusters)
+    observed = float(d.sum() / w.sum())
+    idx = resample_indices(len(d), n_resamples, seed)
+    low, high = interval(d[idx].sum(axis=1) / w[idx].sum(axis=1), level)
+    signs = np.random.default_rng(seed + 1).choice([-1.0, 1.0], size=(n_resamples, len(d)))
+    flipped = (signs * d).sum(axis=1) / w.sum()
+    p_value = float((1 + np.sum(np.abs(flipped) >= abs(observed) - 1e-12)) / (1 + n_resamples))
+    return {"difference": observed, "ci95_low": low, "ci95_high": high, "p_value": p_value}
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979): sort ascending, multiply the k-th smallest
+    by (m − k + 1), carry the running maximum, cap at 1. Rejecting where adjusted p < α keeps the
+    chance of any false call among the m tests ≤ α."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def seed_difference(a, b, level: float = 0.95) -> dict:
+    """Two configurations trained with several seeds each (one value per seed): the difference of
+    the means with Welch's t interval (unequal variances; Welch 1947) and its two-sided p-value;
+    with paired seeds (same length, seed k in both) the paired t interval of the differences."""
+    from scipy import stats as st
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("a comparison across seeds needs two seeds or more per arm")
+    result = st.ttest_rel(a, b) if len(a) == len(b) else st.ttest_ind(a, b, equal_var=False)
+    low, high = result.confidence_interval(level)
+    return {"difference": float(a.mean() - b.mean()), "ci95_low": float(low), "ci95_high": float(high),
+            "p_value": float(result.pvalue), "seeds": (len(a), len(b))}

@@ -1,5 +1,5 @@
-"""`mbmlab compare` on hand-made run folders: which differences exceed their intervals, which
-parameters differ, a self-contained page, clear errors."""
+"""`mbmlab compare` on hand-made run folders: which differences a paired test establishes (and
+that identical runs flag nothing), which parameters differ, a self-contained page, clear errors."""
 import pytest
 
 import helpers
@@ -11,28 +11,74 @@ def fake_run(folder, name, metrics, params, preset="default", status="ok"):
                             environment={"git commit": "abc"})
 
 
+def predictions(folder, wrong_colours: bool = False, wrong_clips: int = 0):
+    """Per-item files as 04 writes them: 40 images × (colour, shape) questions, 30 clips; the
+    model answers every question right unless ``wrong_colours`` (a model that cannot see colour:
+    a blank image), and transcribes every clip right but the first ``wrong_clips``."""
+    import pandas as pd
+
+    rows = [{"question": f"what {kind}?", "answer": answer, "question_type": kind, "prediction": answer,
+             "image_id": f"img-{i}"} for i in range(40) for kind, answer in (("colour", "red"), ("shape", "circle"))]
+    vqa = pd.DataFrame(rows)
+    if wrong_colours:
+        vqa.loc[vqa["question_type"] == "colour", "prediction"] = "blue"
+    vqa.to_csv(folder / "vqa_predictions.csv", index=False)
+    asr = pd.DataFrame({"reference": ["a red circle"] * 30, "prediction": ["a red circle"] * 30,
+                        "clip_id": [f"clip-{k}" for k in range(30)]})
+    asr.loc[:wrong_clips - 1, "prediction"] = "a blue square"
+    asr.to_csv(folder / "asr_predictions.csv", index=False)
+
+
 @pytest.fixture
 def two_runs(tmp_path):
-    # vqa: A [0.80, 0.84] vs B [0.86, 0.90] → apart; asr/wer: [0.30, 0.40] vs [0.35, 0.45] → overlap;
-    # lm/perplexity has no interval → never flagged, although the values differ
-    a = fake_run(tmp_path, "A-run", {"vqa/exact_match": 0.82, "vqa/exact_match/ci95_low": 0.80,
-                                     "vqa/exact_match/ci95_high": 0.84, "asr/wer": 0.35, "asr/wer/ci95_low": 0.30,
-                                     "asr/wer/ci95_high": 0.40, "lm/perplexity": 2.0, "only/a": 1.0},
+    # vqa: B cannot see colour (every colour question wrong): a paired difference on 40 images;
+    # asr/wer: 1 clip of 30 differs — not established; lm/perplexity has no per-item file → never
+    # tested, although the values differ
+    a = fake_run(tmp_path, "A-run", {"vqa/exact_match": 1.0, "vqa/exact_match/ci95_low": 1.0,
+                                     "vqa/exact_match/ci95_high": 1.0, "asr/wer": 0.0, "asr/wer/ci95_low": 0.0,
+                                     "asr/wer/ci95_high": 0.0, "lm/perplexity": 2.0, "only/a": 1.0},
                  {"seed": 0, "fusion": "prefix", "fuse_epochs": 4.0})
-    b = fake_run(tmp_path, "B-run", {"vqa/exact_match": 0.88, "vqa/exact_match/ci95_low": 0.86,
-                                     "vqa/exact_match/ci95_high": 0.90, "asr/wer": 0.40, "asr/wer/ci95_low": 0.35,
-                                     "asr/wer/ci95_high": 0.45, "lm/perplexity": 3.0},
+    b = fake_run(tmp_path, "B-run", {"vqa/exact_match": 0.5, "vqa/exact_match/ci95_low": 0.5,
+                                     "vqa/exact_match/ci95_high": 0.5, "asr/wer": 0.022, "asr/wer/ci95_low": 0.0,
+                                     "asr/wer/ci95_high": 0.067, "lm/perplexity": 3.0},
                  {"seed": 0, "fusion": "<b>cross</b>", "fuse_epochs": 4.0})
+    predictions(a)
+    predictions(b, wrong_colours=True, wrong_clips=1)
     return [compare.read_run(a), compare.read_run(b)]
 
 
-def test_differences_beyond_intervals_hand_worked(two_runs):
+def test_a_blank_image_run_is_flagged_on_vqa_and_nothing_else(two_runs):
     table = compare.metric_table(two_runs).set_index("metric")
-    assert table.loc["vqa/exact_match", "differs"] == "A-run vs B-run"
-    assert table.loc["asr/wer", "differs"] == "" and table.loc["lm/perplexity", "differs"] == ""
+    assert table.loc["vqa/exact_match", "differs"].startswith("A-run vs B-run (+0.5 [")
+    assert table.loc["asr/wer", "tested"] == 1 and table.loc["asr/wer", "differs"] == ""
+    assert table.loc["lm/perplexity", "tested"] == 0 and table.loc["lm/perplexity", "differs"] == ""
     assert not table.loc["only/a", "shared"] and table.loc["vqa/exact_match", "shared"]
-    assert list(table.index[:2]) == ["vqa/exact_match", "asr/wer"]  # headline order first
-    assert compare.separated((0.1, 0.2), (0.2, 0.3)) is False  # touching intervals overlap
+    assert table.index[0] == "vqa/exact_match"  # headline order first
+    tests = compare.paired_tests(two_runs).set_index("metric")
+    # 4 tests at once (vqa, its 2 question types, asr) → Holm multiplies the smallest p by 4
+    assert len(tests) == 4 and tests.loc["vqa/exact_match/shape", "difference"] == 0.0
+    assert tests.loc["vqa/exact_match", "p_holm"] == pytest.approx(min(1.0, 4 * tests.loc["vqa/exact_match", "p_value"]))
+
+
+def test_two_runs_with_the_same_answers_flag_nothing(tmp_path):
+    runs = []
+    for name in ("seed0-a", "seed0-b"):
+        folder = fake_run(tmp_path, name, {"vqa/exact_match": 1.0}, {"seed": 0})
+        predictions(folder)
+        runs.append(compare.read_run(folder))
+    table = compare.metric_table(runs).set_index("metric")
+    assert table.loc["vqa/exact_match", "tested"] == 1 and table.loc["vqa/exact_match", "differs"] == ""
+
+
+def test_runs_on_other_test_items_are_not_paired(tmp_path, two_runs):
+    import pandas as pd
+
+    other = fake_run(tmp_path, "other", {"vqa/exact_match": 1.0}, {"seed": 0})
+    predictions(other)
+    frame = pd.read_csv(other / "vqa_predictions.csv")
+    frame.assign(image_id=frame["image_id"] + "-x").to_csv(other / "vqa_predictions.csv", index=False)
+    tests = compare.paired_tests([two_runs[0], compare.read_run(other)])
+    assert "vqa/exact_match" not in set(tests["metric"]) and "asr/wer" in set(tests["metric"])
 
 
 def test_only_differing_parameters_are_listed(two_runs):
@@ -47,7 +93,7 @@ def test_page_is_self_contained_and_escaped(two_runs, tmp_path):
     page = compare.write_page(two_runs, out).read_text()
     assert "data:image/png;base64," in page and 'src="compare.png"' not in page
     assert "<b>cross</b>" not in page and "&lt;b&gt;cross&lt;/b&gt;" in page
-    assert "1 of 4 metrics differ beyond their 95% intervals" in page
+    assert "2 of 4 tested metrics differ (paired tests on the same test items, Holm-corrected over all 4 tests)" in page
     assert (out / "compare.csv").read_text().startswith("metric,shared,A-run")
 
 
@@ -56,7 +102,7 @@ def test_cli_prints_the_table_and_writes_a_new_folder(two_runs, tmp_path, capsys
     assert cli.main(["compare", str(two_runs[0].path), str(two_runs[1].path), "--reports", str(reports)]) == 0
     out = capsys.readouterr().out
     assert "A = A-run, B = B-run" in out and "fusion" in out and "A≠B" in out
-    assert "0.82 [0.8, 0.84]" in out
+    assert "0.5 [0.5, 0.5]" in out and "2 of 4 tested metrics differ" in out
     (folder,) = reports.iterdir()
     assert folder.name.endswith("-compare") and (folder / "index.html").exists()
 

@@ -69,3 +69,40 @@ def test_cluster_bootstrap_covers_the_true_mean_and_the_item_bootstrap_does_not(
         itemwise += low <= 0 <= high
     assert clustered >= 0.88 * 300, clustered
     assert itemwise <= 0.75 * 300, itemwise
+
+
+def test_holm_hand_worked():
+    # sorted: 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → carried max 0.06
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]).tolist() == [1.0, 1.0]  # 0.5·2 capped at 1, carried to 0.9·1
+
+
+def test_seed_difference_hand_worked():
+    # paired seeds: differences 0.10, 0.10, 0.06 → mean 0.08667, sd 0.02309, se 0.01333;
+    # t(2, 0.975) = 4.3027 → ± 0.05737
+    result = stats.seed_difference([0.90, 0.92, 0.91], [0.80, 0.82, 0.85])
+    assert result["difference"] == pytest.approx(0.086667, abs=1e-6)
+    assert (result["ci95_low"], result["ci95_high"]) == pytest.approx((0.02930, 0.14404), abs=1e-4)
+    with pytest.raises(ValueError, match="two seeds"):
+        stats.seed_difference([0.9], [0.8])
+
+
+def test_paired_test_hand_worked_and_calibrated():
+    # two images: the first's two questions right by A only, the second's the same for both;
+    # with two clusters no sign flip can look smaller than what was seen: p = 1
+    result = stats.paired_test([1, 1, 1, 0], [0, 0, 1, 0], clusters=[1, 1, 2, 2])
+    assert result["difference"] == 0.5 and result["p_value"] == 1.0
+    # WER form: A makes 1 edit and B 3 over 10 words in each of 2 clips: -0.2
+    assert stats.paired_test([1, 1], [3, 3], denominators=[10, 10])["difference"] == pytest.approx(-0.2)
+    # null: two models, each 70% right on their own, on 40 images × 5 questions
+    called = 0
+    images = np.repeat(np.arange(40), 5)
+    for trial in range(200):
+        rng = np.random.default_rng(trial)
+        ease = np.repeat(rng.random(40), 5)  # the image's difficulty, shared by both models
+        a, b = rng.random(200) < ease, rng.random(200) < ease
+        called += stats.paired_test(a, b, clusters=images, seed=trial, n_resamples=500)["p_value"] < 0.05
+    assert called <= 20, called
+    rng = np.random.default_rng(5)
+    a, b = rng.random(200) < 0.9, rng.random(200) < 0.6
+    assert stats.paired_test(a, b, clusters=images)["p_value"] < 0.01
