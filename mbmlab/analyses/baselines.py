@@ -4,8 +4,9 @@ Each baseline is the fused model of 03_fuse with one input taken away, trained t
 trained it — same 02_train starting weights, same stages, batch, learning rates and parts, same
 training questions — for ``epochs`` stage-2 epochs over the VQA rows:
 
-- ``blind`` (question only): every image replaced by a blank one — all-zero pixel values, the
-  training set's mean colour after normalisation — so the model can learn only the language
+- ``blind`` (question only): every image replaced by a blank one — all-zero pixel values, which
+  after the image processor's normalisation (mean 0.5, std 0.5 per channel) is a uniform
+  mid-grey picture (RGB 0.5; not the training set's mean colour) — so the model can learn only the language
   prior (Antol et al. 2015's "question-only" baseline; Goyal et al. 2017 show how far it goes on
   VQA v1);
 - ``image_only`` (no question): every question replaced by the same text ``HIDDEN_QUESTION``,

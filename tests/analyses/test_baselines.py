@@ -36,3 +36,27 @@ def test_unknown_baseline_names_the_choices():
 def test_only_blind_and_image_only_are_trained():
     with pytest.raises(ValueError, match="not a baseline trained like the fused model"):
         baselines.train_baseline(None, {}, "random_init", 1.0, None)
+
+
+@pytest.mark.parametrize("kind", ["blind", "image_only"])
+def test_answer_asks_the_model_with_the_input_taken_away(monkeypatch, kind):
+    """What reaches generation: for blind, blank pixels whatever the pictures were; for
+    image_only, the pictures as given and only the hidden question. (Mutation: ``answer`` calling
+    ``generate`` on the examples and pixels it was given fails this test.)"""
+    import mbmlab.metrics
+
+    seen = {}
+
+    def fake_generate(model, processor, examples, pixels, desc="", **kwargs):
+        seen.update(questions=[e.question for e in examples], pixels=pixels)
+        return ["x"] * len(examples)
+
+    monkeypatch.setattr(mbmlab.metrics, "generate", fake_generate)  # what ``answer`` imports
+    pixels = torch.randn(2, 3, 8, 8)
+    trained = baselines.Baseline(kind, None, None, 1.0, 1, 0.0)
+    assert baselines.answer(trained, EXAMPLES, pixels) == ["x", "x"]
+    if kind == "blind":
+        assert seen["questions"] == ["what color is the shape?", "is there a circle?"]
+        assert not seen["pixels"].any() and seen["pixels"].shape == pixels.shape
+    else:
+        assert seen["questions"] == [baselines.HIDDEN_QUESTION] * 2 and torch.equal(seen["pixels"], pixels)

@@ -64,12 +64,27 @@ def test_the_whole_grid_is_validated_before_anything_runs(tmp_path):
     assert calls == [] and not any(tmp_path.iterdir())
 
 
-def test_parallel_jobs_run_every_combination(tmp_path):
-    calls = []
-    folder = sweep.run_sweep({"fuse_epochs": [1.0, 2.0, 3.0, 4.0]}, "tiny", jobs=2, reports=tmp_path,
-                             log=lambda *_: None, run=fake_series(calls))
-    assert sorted(c["fuse_epochs"] for c in calls) == [1.0, 2.0, 3.0, 4.0]
-    assert all(p["status"] == "ok" for p in json.loads((folder / "sweep.json").read_text())["points"])
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_jobs_runs_that_many_combinations_at_once(tmp_path, jobs):
+    """Each fake run waits at a barrier for a second one: with --jobs 2 two runs meet there and
+    every combination finishes; run one at a time, the first run waits alone, times out and is
+    recorded as failed (the barrier would never be met by a sweep that ignored --jobs)."""
+    import threading
+
+    calls, barrier = [], threading.Barrier(2, timeout=2)
+    series = fake_series(calls)
+
+    def meeting(preset, overrides, **kwargs):
+        barrier.wait()
+        return series(preset, overrides, **kwargs)
+
+    folder = sweep.run_sweep({"fuse_epochs": [1.0, 2.0, 3.0, 4.0]}, "tiny", jobs=jobs, reports=tmp_path,
+                             log=lambda *_: None, run=meeting)
+    statuses = [p["status"] for p in json.loads((folder / "sweep.json").read_text())["points"]]
+    if jobs == 2:
+        assert sorted(c["fuse_epochs"] for c in calls) == [1.0, 2.0, 3.0, 4.0] and statuses == ["ok"] * 4
+    else:
+        assert statuses == ["failed"] * 4 and calls == []
 
 
 def test_cli_sweep_refuses_a_bad_grid(capsys):

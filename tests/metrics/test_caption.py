@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mbmlab.metrics import caption_scores
+from mbmlab.metrics import caption, caption_scores
 
 # lower case, no punctuation: the PTB tokenizer leaves these as they are, so the independent
 # implementations can take the same tokens by splitting on spaces
@@ -78,3 +78,51 @@ def test_spice_is_reported_unavailable_with_its_reason():
 
     assert "SPICE" not in caption_scores({"x": ["a red circle"]}, {"x": "a red circle"}, meteor=False)
     assert "download" in SPICE_UNAVAILABLE
+
+
+def cider_d(references: dict[str, list[str]], predictions: dict[str, str], sigma: float = 6.0) -> float:
+    """CIDEr-D written from the paper, not from pycocoevalcap (Vedantam, Zitnick & Parikh 2015,
+    "CIDEr: Consensus-based Image Description Evaluation", eqs. 2–4 and §"CIDEr-D"): n-grams
+    n = 1..4 weighted by TF-IDF, the IDF over the corpus' images (log N − log df, df = images whose
+    references hold the n-gram); per n the cosine of the candidate's and each reference's vectors,
+    with the candidate's weights clipped at the reference's and a Gaussian penalty on the length
+    difference (σ = 6); averaged over references and over n, times 10."""
+    import math
+    from collections import Counter
+
+    def grams(sentence, n):
+        words = sentence.split()
+        return Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+
+    images = list(references)
+    total = 0.0
+    for image in images:
+        per_n = []
+        for n in range(1, 5):
+            df = Counter(g for i in images for g in set().union(*(grams(r, n) for r in references[i])))
+
+            def vector(sentence):
+                return {g: c * (math.log(len(images)) - math.log(max(1.0, df[g]))) for g, c in grams(sentence, n).items()}
+
+            candidate = vector(predictions[image])
+            scores = []
+            for reference in references[image]:
+                ref = vector(reference)
+                dot = sum(min(w, ref.get(g, 0.0)) * ref.get(g, 0.0) for g, w in candidate.items())
+                norms = math.sqrt(sum(w * w for w in candidate.values())) * math.sqrt(sum(w * w for w in ref.values()))
+                delta = len(predictions[image].split()) - len(reference.split())
+                scores.append((dot / norms if norms else 0.0) * math.exp(-delta ** 2 / (2 * sigma ** 2)))
+            per_n.append(sum(scores) / len(scores))
+        total += 10 * sum(per_n) / 4
+    return total / len(images)
+
+
+def test_cider_d_agrees_with_an_implementation_written_from_the_paper():
+    references = {"a": ["a small red circle", "a red circle on white"], "b": ["a large blue square", "a blue square"],
+                  "c": ["a green triangle left of a red circle", "a green triangle and a red circle"]}
+    predictions = {"a": "a red circle", "b": "a large blue square", "c": "a green triangle left of a circle"}
+    gts = {k: v for k, v in references.items()}
+    res = {k: [v] for k, v in predictions.items()}
+    scores, per_image = caption.tokenized_scores(gts, res, meteor=False)
+    assert scores["CIDEr"] == pytest.approx(cider_d(references, predictions), abs=1e-9)
+    assert per_image["CIDEr"][1] > per_image["CIDEr"][0]  # b matches a reference word for word

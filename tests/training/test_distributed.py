@@ -1,5 +1,6 @@
 """``accelerate launch`` with 2 CPU processes (gloo) runs the same LM training as 02_train."""
 import json
+import math
 
 from helpers import launch_two_cpu_processes
 from mbmlab.lab import params as P
@@ -18,4 +19,7 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     # each optimiser step consumes 2 processes × 8 lines
     assert summary["world_size"] == 2 and summary["backend"] == "gloo"
     assert summary["global_steps"] == -(-lines // 16)
-    assert summary["eval_loss"] < 6 and (tmp_path / "out" / "lm" / "model.safetensors").exists()
+    # an LM that learned nothing predicts the 300 tokens uniformly: ln 300 = 5.70 nats; one epoch
+    # here measured 4.02, so a bound a nat below uniform fails when the processes do not learn
+    # (an untrained model's loss is ≈ 5.7–5.8)
+    assert summary["eval_loss"] < math.log(300) - 1.0 and (tmp_path / "out" / "lm" / "model.safetensors").exists()
