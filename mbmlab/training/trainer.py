@@ -39,13 +39,18 @@ class LMCollator:
 
 
 def lm_compute(lm, data: TextLines, epochs: float) -> dict[str, float]:
-    """Training compute of a language model, as Kaplan et al. 2020 (§2.1) count it: C = 6·N·D,
-    N the non-embedding parameters (token and position embeddings left out), D the tokens
-    trained on (every token of every line, times the epochs)."""
+    """Training compute of a language model: C = 6·(N + H)·D, after Kaplan et al. 2020 (§2.1,
+    6 FLOPs per parameter per token: forward 2, backward 4), N the non-embedding parameters (token
+    and position embeddings are lookups, left out), H = width × vocabulary the multiply-adds of the
+    output head per token — a matmul on every token even when it is tied to the input embedding
+    (Kaplan et al. leave it out; at width 16 and 300 tokens it is about as large as N, so leaving it
+    out undercounts C about 2×), D the tokens trained on (every token of every line, times the epochs)."""
     embeddings = {id(p) for m in lm.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
     n = sum(p.numel() for p in {id(p): p for p in lm.parameters()}.values() if id(p) not in embeddings)
+    head = lm.get_output_embeddings().weight.numel() if lm.get_output_embeddings() is not None else 0
     d = sum(len(ids) for ids in data.ids) * epochs
-    return {"lm/non_embedding_parameters": float(n), "lm/train_tokens": float(d), "lm/train_flops": 6.0 * n * d}
+    return {"lm/non_embedding_parameters": float(n), "lm/head_parameters": float(head), "lm/train_tokens": float(d),
+            "lm/train_flops": 6.0 * (n + head) * d}
 
 
 def training_arguments(output_dir: Path, *, epochs: float, batch_size: int, learning_rate: float, seed: int,

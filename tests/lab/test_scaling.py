@@ -14,9 +14,22 @@ from mbmlab.models import text
 def test_fit_recovers_a_known_power_law():
     compute = np.geomspace(1e9, 1e13, 8)
     loss = 20.0 * compute ** -0.15 + 1.2  # L(C) = a·C^(−b) + c with a = 20, b = 0.15, c = 1.2
-    law = scaling.fit_power_law(compute, loss, grid=2000)
-    assert law.b == pytest.approx(0.15, abs=0.01) and law.c == pytest.approx(1.2, abs=0.03)
-    assert law.r2 > 0.999 and law.left_out == {}
+    law = scaling.fit_power_law(compute, loss)
+    assert law.b == pytest.approx(0.15, abs=1e-4) and law.c == pytest.approx(1.2, abs=1e-3)
+    assert law.a == pytest.approx(20.0, rel=1e-2) and law.r2 > 0.999999 and law.left_out == {}
+    assert not law.c_on_bound
+
+
+def test_noisy_law_has_intervals_that_hold_the_truth_and_a_flat_c_is_flagged():
+    rng = np.random.default_rng(0)
+    compute = np.geomspace(1e9, 1e13, 12)
+    loss = np.minimum.accumulate(20.0 * compute ** -0.15 + 1.2 + rng.normal(0, 0.01, 12))  # on the frontier
+    law = scaling.fit_power_law(compute, loss)
+    low, high = law.intervals["b"]
+    assert low < 0.15 < high and law.resamples > 150 and "95% [" in law.describe()
+    # no irreducible loss at all: c = 0 is on its lower bound, and the fit says so
+    pure = scaling.fit_power_law(compute, 20.0 * compute ** -0.15)
+    assert pure.c_on_bound and "not determined" in pure.describe()
 
 
 def test_points_off_the_frontier_are_left_out_hand_worked():
@@ -32,7 +45,7 @@ def test_points_off_the_frontier_are_left_out_hand_worked():
         scaling.fit_power_law([1, 2, 4], [3.0, 3.5, 2.0])
 
 
-def test_lm_compute_is_six_n_d_hand_worked(tokenizer):
+def test_lm_compute_is_six_n_plus_head_d_hand_worked(tokenizer):
     lm = text.new_language_model(tokenizer, 32, 1, 2, 0)
     lines = trainer.TextLines(["a red circle", "what shape"], tokenizer)
     tokens = sum(len(ids) for ids in lines.ids)
@@ -41,7 +54,9 @@ def test_lm_compute_is_six_n_d_hand_worked(tokenizer):
     n = 2 * 2 * 32 + (32 * 96 + 96) + (32 * 32 + 32) + (32 * 128 + 128) + (128 * 32 + 32) + 2 * 32
     out = trainer.lm_compute(lm, lines, epochs=2.0)
     assert out["lm/non_embedding_parameters"] == n
-    assert out["lm/train_tokens"] == 2 * tokens and out["lm/train_flops"] == 6 * n * 2 * tokens
+    head = 32 * len(tokenizer)  # the tied output head: width × vocabulary multiply-adds per token
+    assert out["lm/head_parameters"] == head
+    assert out["lm/train_tokens"] == 2 * tokens and out["lm/train_flops"] == 6 * (n + head) * 2 * tokens
 
 
 def test_points_from_run_folders(tmp_path):
