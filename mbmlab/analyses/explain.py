@@ -40,6 +40,7 @@ class Explanation:
     image_map: np.ndarray | None  # (H, W) over the model's input pixels, sums to 1
     image_map_kind: str  # "rollout" (grid positions) or "saliency"
     audio_map: np.ndarray | None  # (audio positions,), sums to 1
+    generated: list[int] | None = None  # the token ids after the prompt (generated, or the continuation given)
 
     def shares(self) -> dict[str, float]:
         """How the rollout of the predicting position splits between image, audio and text."""
@@ -77,8 +78,10 @@ def _grid_to_pixels(weights: np.ndarray, grid: tuple[int, int], size: int) -> np
 
 
 def explain(model, processor, image=None, audio=None, question: str = "", token_index: int = 0,
-            max_new_tokens: int = 8) -> Explanation:
-    """Generate greedily, then explain generated token ``token_index`` (0: the first)."""
+            max_new_tokens: int = 8, continuation: list[int] | None = None) -> Explanation:
+    """Generate greedily, then explain generated token ``token_index`` (0: the first).
+    ``continuation``: explain these token ids after the prompt instead of the model's own (the
+    sanity check asks a randomised model about the trained model's answer)."""
     from ..metrics.generate import task_for
 
     if model.config.fusion == "cross_attention":
@@ -90,9 +93,12 @@ def explain(model, processor, image=None, audio=None, question: str = "", token_
                        audio=[audio] if audio is not None else None)
     tokenizer = processor.tokenizer
     model.eval()
-    with torch.no_grad():
-        generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    if continuation is None:
+        with torch.no_grad():
+            generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    else:
+        generated = torch.cat([inputs["input_ids"], torch.tensor([list(continuation)])], dim=1)
     width = inputs["input_ids"].shape[1]
     new = generated[0, width:]
     if token_index >= len(new):
@@ -131,7 +137,8 @@ def explain(model, processor, image=None, audio=None, question: str = "", token_
         weights = flow[audio_positions]
         audio_map = weights / max(weights.sum(), 1e-12)
     return Explanation(tokenizer.decode(new, skip_special_tokens=True).strip(), tokenizer.decode([token_id]),
-                       per_layer, flow, image_positions, audio_positions, image_map, kind, audio_map)
+                       per_layer, flow, image_positions, audio_positions, image_map, kind, audio_map,
+                       new.tolist())
 
 
 # ---------------------------------------------------------------- sanity checks
@@ -170,8 +177,10 @@ def randomised(model, seed: int = 0):
 def sanity(model, processor, examples, images, n_images: int, seed: int = 0):
     """Per explanation on up to ``n_images`` single-object test images (non-empty ``colour`` and
     ``shape`` columns), for the first colour and the first shape question of each: the map's share
-    on the object for the trained model and for ``randomised(model)``, the object's share of the
-    area (what a uniform map would give) and the rank correlation of the two maps."""
+    on the object for the trained model and for ``randomised(model)`` explaining the *same* token —
+    the trained model's answer (Adebayo et al. 2018, §3: the randomisation test compares maps of one
+    output) — the object's share of the area (what a uniform map would give) and the rank
+    correlation of the two maps."""
     import pandas as pd
 
     noise = randomised(model, seed)
@@ -184,7 +193,7 @@ def sanity(model, processor, examples, images, n_images: int, seed: int = 0):
     for (i, kind), example in sorted(first.items()):
         picture = images[i]["image"]
         trained = explain(model, processor, image=picture, question=example.question)
-        floor = explain(noise, processor, image=picture, question=example.question)
+        floor = explain(noise, processor, image=picture, question=example.question, continuation=trained.generated)
         mask = object_mask(picture, trained.image_map.shape[0])
         rows.append({"image": i, "question_type": kind, "question": example.question, "answer": example.target,
                      "prediction": trained.text, "token": trained.token,
@@ -196,17 +205,30 @@ def sanity(model, processor, examples, images, n_images: int, seed: int = 0):
 
 
 def sanity_metrics(frame, seed: int = 0) -> dict[str, float]:
-    """Means of ``sanity``'s columns as ``explain/…`` metrics, the trained share with its interval."""
+    """Means of ``sanity``'s columns as ``explain/…`` metrics, each with its interval (images
+    resampled: an image's colour and shape explanations together), and the verdict stated before
+    any run: the maps pass (``explain/sanity_passed`` 1) when the interval of the trained model's
+    object share lies above the object's share of the area (better than a uniform map) *and* the
+    interval of the paired difference trained − randomised lies above 0 (the maps depend on what
+    the model learned)."""
     from ..metrics.bootstrap import with_interval
     from ..metrics.stats import mean_interval
 
     if not len(frame):
         return {}
-    out = with_interval("explain/object_share", float(frame["object_share"].mean()),
-                        mean_interval(frame["object_share"], seed=seed)[1:])
-    out |= {"explain/object_share/randomised": float(frame["object_share_randomised"].mean()),
-            "explain/object_area": float(frame["object_area"].mean()),
-            "explain/rank_correlation/randomised": float(frame["rank_correlation"].mean())}
+    out = {}
+    images = frame["image"].to_numpy()
+    columns = {"explain/object_share": frame["object_share"],
+               "explain/object_share/randomised": frame["object_share_randomised"],
+               "explain/object_area": frame["object_area"],
+               "explain/rank_correlation/randomised": frame["rank_correlation"],
+               "explain/object_share/minus_randomised": frame["object_share"] - frame["object_share_randomised"],
+               "explain/object_share/minus_area": frame["object_share"] - frame["object_area"]}
+    for name, values in columns.items():
+        mean, low, high = mean_interval(values.to_numpy(dtype=float), clusters=images, seed=seed)
+        out |= with_interval(name, mean, (low, high))
+    out["explain/sanity_passed"] = float(out["explain/object_share/minus_area/ci95_low"] > 0
+                                         and out["explain/object_share/minus_randomised/ci95_low"] > 0)
     return out
 
 
@@ -268,8 +290,17 @@ def sanity_summary(checks, metrics: dict) -> list[str]:
     return [f"{len(checks)} explanations on {checks['image'].nunique()} single-object test images:", table,
             f"share of the map on the object: {m['explain/object_share']:.4f} "
             f"[{m['explain/object_share/ci95_low']:.4f}, {m['explain/object_share/ci95_high']:.4f}]; "
-            f"randomised model {m['explain/object_share/randomised']:.4f}; "
-            f"the object's share of the area {m['explain/object_area']:.4f}"]
+            f"randomised model (explaining the same answers) {m['explain/object_share/randomised']:.4f}; "
+            f"the object's share of the area {m['explain/object_area']:.4f}",
+            f"trained − randomised {m['explain/object_share/minus_randomised']:+.4f} "
+            f"[{m['explain/object_share/minus_randomised/ci95_low']:+.4f}, "
+            f"{m['explain/object_share/minus_randomised/ci95_high']:+.4f}]; trained − area "
+            f"{m['explain/object_share/minus_area']:+.4f} [{m['explain/object_share/minus_area/ci95_low']:+.4f}, "
+            f"{m['explain/object_share/minus_area/ci95_high']:+.4f}]; rank correlation of the two maps "
+            f"{m['explain/rank_correlation/randomised']:.3f}",
+            "sanity check (both intervals above 0, set before any run): "
+            + ("passed" if m["explain/sanity_passed"] else "NOT passed — the maps are not shown to depend on what "
+               "the model learned and on where the object is")]
 
 
 def plot_examples(model, processor, checks, images, seed: int = 0, n: int = 4):

@@ -84,3 +84,27 @@ def test_object_share_of_a_map_on_the_object_is_one():
     on_object = mask / mask.sum()
     assert explain.object_share(on_object, mask) == pytest.approx(1.0)
     assert explain.object_share(~mask / (~mask).sum(), mask) == 0.0
+
+
+def test_sanity_verdict_is_the_rule_set_before_any_run():
+    import pandas as pd
+
+    # 6 images × (colour, shape): the trained maps put 0.3 on objects covering 0.1 of the image,
+    # the randomised model's maps 0.1 — passes; the same with randomised maps as good — fails
+    frame = pd.DataFrame({"image": np.repeat(np.arange(6), 2), "object_share": 0.3 + 0.01 * np.arange(12) % 3,
+                          "object_share_randomised": 0.1, "object_area": 0.1, "rank_correlation": 0.2})
+    metrics = explain.sanity_metrics(frame)
+    assert metrics["explain/sanity_passed"] == 1.0
+    assert metrics["explain/object_share/minus_randomised"] == pytest.approx(frame["object_share"].mean() - 0.1)
+    as_good = frame.assign(object_share_randomised=frame["object_share"])
+    assert explain.sanity_metrics(as_good)["explain/sanity_passed"] == 0.0
+
+
+def test_the_randomised_model_explains_the_trained_models_token(tokenizer):
+    model, processor = family.build(tokenizer, "gpt2", "resnet", image_connector="pooled")
+    picture = family.pictures(1)[0]
+    trained = explain.explain(model, processor, image=picture, question="what color is the shape?")
+    noise = explain.randomised(model, seed=1)
+    forced = explain.explain(noise, processor, image=picture, question="what color is the shape?",
+                             continuation=trained.generated)
+    assert forced.generated == trained.generated and forced.token == trained.token
