@@ -5,6 +5,13 @@ Every strategy gets the same data, the same stages, epochs, batch size and learn
 so the same optimiser steps and the same supervised target tokens; what differs is how many
 decoder positions an example takes (prefix and early fusion place the media in the sequence,
 cross-attention places one marker) and which parameters are new.
+
+Each strategy is trained with ``study_seeds`` seeds (initialisation and batch order vary, the data
+do not); seed k of every strategy is paired. The strategy is **chosen on the validation split**
+(mean rank over the tasks' headline metrics, ``validation/…`` columns) and the test split is
+reported once. Findings compare strategies on test with the seed-level paired t interval of
+``mbmlab.metrics.stats.seed_difference`` and Holm's correction over every comparison made; a
+difference is "established" only where the adjusted p < 0.05, and none is with one seed.
 """
 from __future__ import annotations
 
@@ -32,20 +39,20 @@ METRICS = {
 }
 
 
-def headline_metrics(model, processor, processed, tasks, batch_size: int = 256) -> dict[str, float]:
+def headline_metrics(model, processor, processed, tasks, batch_size: int = 256, split: str = "test") -> dict[str, float]:
     """VQA exact match (overall and per question type), caption CIDEr, ASR WER, spoken-VQA exact match
-    on the test split, and generation speed (new tokens of the decoded outputs, plus EOS, per
+    on ``split``, and generation speed (new tokens of the decoded outputs, plus EOS, per
     second of ``generate``)."""
     modalities = model.config.modalities
-    pixels, features = fused.split_inputs(processed, processor, ("test",), modalities)
-    images = processed.images["test"] if "image" in modalities else None
-    speech = processed.speech["test"] if "audio" in modalities else None
+    pixels, features = fused.split_inputs(processed, processor, (split,), modalities)
+    images = processed.images[split] if "image" in modalities else None
+    speech = processed.speech[split] if "audio" in modalities else None
     examples = task_examples(images, speech, tasks)
     train = task_examples(processed.images["train"] if images is not None else None,
                           processed.speech["train"] if speech is not None else None, tasks)
     limits = {t: E.max_target_tokens(processor, [e.target for e in train if e.task == t]) for t in tasks}
     start = time.perf_counter()
-    predictions = E.generate(model, processor, examples, pixels.get("test"), features.get("test"),
+    predictions = E.generate(model, processor, examples, pixels.get(split), features.get(split),
                              batch_size=batch_size, max_new_tokens=limits, progress=False)
     seconds = time.perf_counter() - start
     new_tokens = sum(len(ids) for ids in processor.target_ids(predictions))
@@ -103,6 +110,9 @@ def train_and_evaluate(run: Path, values: dict, out: Path | None = None) -> tupl
            "train/final_loss": float(history["loss"].dropna().iloc[-1])}
     processed = load_processed(load_json(run, "dataset.json")["path"])
     row |= headline_metrics(model, prepared.processor, processed, prepared.tasks, values["eval_batch_size"])
+    chosen_on = headline_metrics(model, prepared.processor, processed, prepared.tasks, values["eval_batch_size"],
+                                 split="validation")  # what the choice of a strategy may read
+    row |= {f"validation/{k}": v for k, v in chosen_on.items() if k in METRICS or k.startswith("vqa/exact_match")}
     if out is not None:
         model.save_pretrained(out)
         prepared.processor.save_pretrained(out)
@@ -118,6 +128,7 @@ def metric_columns(rows: pd.DataFrame) -> list[str]:
 
 def higher_is_better(metric: str) -> bool | None:
     """True or False for a quality or cost metric; None for a budget figure (parameters, steps)."""
+    metric = metric.removeprefix("validation/")
     if metric.startswith("vqa/exact_match"):
         return True
     return METRICS.get(metric)
@@ -125,8 +136,8 @@ def higher_is_better(metric: str) -> bool | None:
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per strategy: each metric's mean over seeds, and its standard deviation (ddof 1;
-    NaN with one seed) as ``<metric> std``."""
-    columns = metric_columns(rows)
+    NaN with one seed) as ``<metric> std``; the ``validation/…`` columns (what the choice reads) too."""
+    columns = metric_columns(rows) + [c for c in rows.columns if c.startswith("validation/")]
     grouped = rows.groupby("fusion", sort=False)[columns]
     mean, std = grouped.mean(), grouped.std(ddof=1)
     out = pd.concat([mean, std.add_suffix(" std")], axis=1)
@@ -134,35 +145,57 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def findings(summary: pd.DataFrame) -> list[str]:
-    """Sentences that say what the comparison shows, from the numbers: per quality metric the
-    best strategy, its margin over the runner-up and whether the margin exceeds the seeds'
-    spread (the larger of the two strategies' standard deviations)."""
+def comparisons(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of strategies on every quality metric of the test split: the difference of the
+    seed means (first − second) with the paired t interval over seeds (seed k of both strategies
+    paired; ``stats.seed_difference``), its p-value and Holm's adjusted p over all rows. With one
+    seed per strategy there is no interval: p is NaN and nothing can be established."""
+    from ..metrics.stats import holm, seed_difference
+
+    out = []
+    strategies = list(dict.fromkeys(rows["fusion"]))
+    for metric in metric_columns(rows):
+        if higher_is_better(metric) is None or rows[metric].isna().all():
+            continue
+        for i, a in enumerate(strategies):
+            for b in strategies[i + 1:]:
+                pair = rows[rows["fusion"].isin([a, b])].pivot_table(index="seed", columns="fusion", values=metric).dropna()
+                entry = {"metric": metric, "first": a, "second": b, "seeds": len(pair),
+                         "difference": float(pair[a].mean() - pair[b].mean()) if len(pair) else float("nan"),
+                         "ci95_low": float("nan"), "ci95_high": float("nan"), "p_value": float("nan")}
+                if len(pair) >= 2:
+                    entry |= {k: v for k, v in seed_difference(pair[a], pair[b]).items() if k != "seeds"}
+                out.append(entry)
+    table = pd.DataFrame(out, columns=["metric", "first", "second", "seeds", "difference", "ci95_low", "ci95_high",
+                                       "p_value"])
+    tested = table["p_value"].notna()
+    table["p_holm"] = float("nan")
+    if tested.any():
+        table.loc[tested, "p_holm"] = holm(table.loc[tested, "p_value"])
+    table["established"] = table["p_holm"] < 0.05
+    return table
+
+
+def findings(rows: pd.DataFrame) -> list[str]:
+    """One sentence per quality metric: the strategies in order of their seed mean on test, and
+    each pairwise difference with its interval over seeds — "established" only where the
+    Holm-adjusted p < 0.05, "not established" otherwise (always with one seed)."""
+    table = comparisons(rows)
+    summary = summarise(rows)
     lines = []
-    for metric in [c for c in summary.columns if not c.endswith(" std") and c != "seeds"]:
+    for metric, part in table.groupby("metric", sort=False):
         higher = higher_is_better(metric)
-        if higher is None or summary[metric].isna().all():
-            continue
-        ranked = summary[metric].sort_values(ascending=not higher).dropna()
-        best = ranked.index[0]
-        if len(ranked) < 2:
-            lines.append(f"{metric}: only {best} was measured ({ranked.iloc[0]:.4g}).")
-            continue
-        second = ranked.index[1]
-        margin = abs(ranked.iloc[0] - ranked.iloc[1])
-        tied = list(ranked.index[ranked == ranked.iloc[0]])
-        if len(tied) > 1:
-            lines.append(f"{metric}: {' and '.join(tied)} tie at {ranked.iloc[0]:.4g}.")
-            continue
-        spread = summary.loc[[best, second], f"{metric} std"].max()
-        if np.isnan(spread):
-            verdict = "one seed each, so no spread was measured"
-        elif margin > 2 * spread:
-            verdict = f"more than twice the seeds' spread ({spread:.3g})"
-        else:
-            verdict = f"within twice the seeds' spread ({spread:.3g}): not a clear difference"
-        lines.append(f"{metric}: {best} {ranked.iloc[0]:.4g}, then {second} {ranked.iloc[1]:.4g} "
-                     f"(margin {margin:.3g}; {verdict}).")
+        order = summary[metric].sort_values(ascending=not higher).dropna()
+        ranking = ", ".join(f"{name} {value:.4g}" for name, value in order.items())
+        pairs = []
+        for r in part.itertuples():
+            if np.isnan(r.p_value):
+                pairs.append(f"{r.first} − {r.second} {r.difference:+.3g} ({r.seeds} seed: not established)")
+            else:
+                verdict = "established" if r.established else "not established"
+                pairs.append(f"{r.first} − {r.second} {r.difference:+.3g} [{r.ci95_low:+.3g}, {r.ci95_high:+.3g}] "
+                             f"over {r.seeds} seeds, Holm p {r.p_holm:.3g}: {verdict}")
+        lines.append(f"{metric} (test): {ranking}; " + "; ".join(pairs) + ".")
     return lines
 
 
@@ -181,9 +214,13 @@ def ranks(summary: pd.DataFrame, metrics=TASK_METRICS) -> pd.DataFrame:
 def choose(summary: pd.DataFrame, metrics=TASK_METRICS) -> str:
     """The strategy the study supports: the best mean rank over the tasks' headline metrics (VQA
     exact match, caption CIDEr, WER, spoken-VQA exact match — one vote per task, so no task counts
-    twice), ties broken by training time."""
+    twice), ties broken by training time. 06 passes the ``validation/…`` columns: the choice never
+    reads the test split."""
     table = ranks(summary, metrics).join(summary["train/seconds"])
     return str(table.sort_values(["mean rank", "train/seconds"]).index[0])
+
+
+VALIDATION_METRICS = tuple(f"validation/{m}" for m in TASK_METRICS)
 
 
 def plot_curves(histories: pd.DataFrame):
@@ -268,21 +305,29 @@ def comparison_table(summary: pd.DataFrame, rows: pd.DataFrame, seeds: int) -> p
 
 
 def conclusion(summary: pd.DataFrame, rows: pd.DataFrame, seeds: int):
-    """(findings as Markdown, the rank table, the metrics to record, fusion_study.json's record)."""
-    lines = findings(summary)
-    ranking = ranks(summary)
-    chosen = choose(summary) if len(ranking.columns) > 1 else None
+    """(findings as Markdown, the rank table on validation, the metrics to record, fusion_study.json's record)."""
+    lines = findings(rows)
+    table = comparisons(rows)
+    ranking = ranks(summary, VALIDATION_METRICS)
+    chosen = choose(summary, VALIDATION_METRICS) if len(ranking.columns) > 1 else None
     text = "\n".join(f"- {line}" for line in lines)
     if chosen is not None:
-        text += (f"\n\nBy mean rank over the tasks' headline metrics ({', '.join(ranking.columns[:-1])}; one vote "
-                 f"per task, ties broken by training time) the study supports **{chosen}** "
-                 f"(mean rank {ranking.loc[chosen, 'mean rank']:.2f}, trained in "
-                 f"{summary.loc[chosen, 'train/seconds']:.0f} s).")
+        beats = table[((table["first"] == chosen) | (table["second"] == chosen)) & table["established"]
+                      & table["metric"].isin(TASK_METRICS)]
+        text += (f"\n\nChosen on the **validation** split by mean rank over the tasks' headline metrics "
+                 f"({', '.join(c.removeprefix('validation/') for c in ranking.columns[:-1])}; one vote per task, ties "
+                 f"broken by training time): **{chosen}** (mean rank {ranking.loc[chosen, 'mean rank']:.2f}, trained in "
+                 f"{summary.loc[chosen, 'train/seconds']:.0f} s). "
+                 + (f"On test, {len(beats)} of its differences on the tasks' headline metrics are established "
+                    "(above)." if len(beats) else
+                    "On test, none of its differences on the tasks' headline metrics is established: the study "
+                    "does not show it better than the others, only not worse on this evidence."))
     shown = metric_columns(rows)
     metrics = {f"fusion_study/{fusion}/{metric}": value for fusion, values in summary[shown].iterrows()
                for metric, value in values.items() if pd.notna(value)}
-    record = {"strategies": list(summary.index), "seeds": seeds, "chosen": chosen, "findings": lines,
-              "mean_rank": ranking["mean rank"].to_dict()}
+    record = {"strategies": list(summary.index), "seeds": seeds, "chosen": chosen, "chosen_on": "validation",
+              "findings": lines, "mean_rank": ranking["mean rank"].to_dict(),
+              "comparisons": table.to_dict("records")}
     return text, ranking, metrics, record
 
 

@@ -290,8 +290,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "audio_dim": 128, "audio_layers": 4, "audio_heads": 4, "align_epochs": 20.0, "speech_max_clips": 0,
     },
     # 01 and 02 as in default, then every fusion strategy through 03 and 04's headline at
-    # default's budget (06_fusion_study); seeds: --set study_seeds=3
-    "fusion-study": {},
+    # default's budget (06_fusion_study), 3 seeds per strategy (the findings compare them seed by seed)
+    "fusion-study": {"study_seeds": 3},
     # 01 (procedural scenes and their spoken questions, unbiased: P(colour | shape) = 1/8 for the
     # pairs) and 02 as in default, then 07_bias_study: the fused model at each strength, the
     # mitigation, the probes, the voice-group disparities

@@ -148,6 +148,10 @@ def seed_difference(a, b, level: float = 0.95) -> dict:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2 or len(b) < 2:
         raise ValueError("a comparison across seeds needs two seeds or more per arm")
+    if len(a) == len(b) and np.ptp(a - b) == 0:  # every seed the same difference: no spread to test with
+        d = float(a[0] - b[0])
+        return {"difference": d, "ci95_low": d, "ci95_high": d, "p_value": 1.0 if d == 0 else 0.0,
+                "seeds": (len(a), len(b))}
     result = st.ttest_rel(a, b) if len(a) == len(b) else st.ttest_ind(a, b, equal_var=False)
     low, high = result.confidence_interval(level)
     return {"difference": float(a.mean() - b.mean()), "ci95_low": float(low), "ci95_high": float(high),

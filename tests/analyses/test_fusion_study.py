@@ -2,47 +2,65 @@
 import math
 
 import pandas as pd
+import pytest
 
 from mbmlab.analyses import fusion_study
 
+def row(fusion, seed, vqa, wer, seconds, validation_vqa, validation_wer):
+    return {"fusion": fusion, "seed": seed, "vqa/exact_match": vqa, "vqa/exact_match/colour": 0.8, "asr/wer": wer,
+            "train/seconds": seconds, "train/steps": 100, "validation/vqa/exact_match": validation_vqa,
+            "validation/asr/wer": validation_wer}
+
+
+# prefix beats early on VQA by 0.19–0.20 in every seed; WER differs by −0.05, +0.15, +0.04 (noise);
+# colour is 0.8 for both. On validation early wins both (so it is chosen, whatever test says).
 ROWS = pd.DataFrame([
-    {"fusion": "prefix", "seed": 0, "vqa/exact_match": 0.90, "vqa/exact_match/colour": 0.8, "asr/wer": 0.5,
-     "train/seconds": 10.0, "train/steps": 100},
-    {"fusion": "prefix", "seed": 1, "vqa/exact_match": 0.92, "vqa/exact_match/colour": 0.8, "asr/wer": 0.7,
-     "train/seconds": 12.0, "train/steps": 100},
-    {"fusion": "early", "seed": 0, "vqa/exact_match": 0.70, "vqa/exact_match/colour": 0.8, "asr/wer": 0.55,
-     "train/seconds": 8.0, "train/steps": 100},
-    {"fusion": "early", "seed": 1, "vqa/exact_match": 0.72, "vqa/exact_match/colour": 0.8, "asr/wer": 0.55,
-     "train/seconds": 9.0, "train/steps": 100},
+    row("prefix", 0, 0.90, 0.5, 10.0, 0.80, 0.60), row("prefix", 1, 0.92, 0.7, 12.0, 0.81, 0.62),
+    row("prefix", 2, 0.91, 0.6, 11.0, 0.79, 0.61),
+    row("early", 0, 0.70, 0.55, 8.0, 0.85, 0.50), row("early", 1, 0.73, 0.55, 9.0, 0.86, 0.52),
+    row("early", 2, 0.71, 0.56, 8.5, 0.84, 0.51),
 ])
 
 
 def test_summary_is_mean_and_sample_std_per_strategy():
     summary = fusion_study.summarise(ROWS)
-    assert list(summary.index) == ["prefix", "early"] and summary.loc["prefix", "seeds"] == 2
+    assert list(summary.index) == ["prefix", "early"] and summary.loc["prefix", "seeds"] == 3
     assert math.isclose(summary.loc["prefix", "vqa/exact_match"], 0.91)
-    # sample std of 0.90 and 0.92: sqrt(((0.01)² + (0.01)²) / (2 − 1)) = 0.01·√2
-    assert math.isclose(summary.loc["prefix", "vqa/exact_match std"], 0.01 * math.sqrt(2))
+    # sample std of 0.90, 0.92, 0.91: sqrt((0.01² + 0.01² + 0) / 2) = 0.01
+    assert math.isclose(summary.loc["prefix", "vqa/exact_match std"], 0.01)
     assert fusion_study.metric_columns(ROWS)[:2] == ["vqa/exact_match", "vqa/exact_match/colour"]
 
 
-def test_findings_name_the_best_and_say_whether_the_margin_beats_the_spread():
-    lines = {line.split(":")[0]: line for line in fusion_study.findings(fusion_study.summarise(ROWS))}
-    # VQA: 0.91 vs 0.71, margin 0.2 > 2 × 0.0141
-    assert lines["vqa/exact_match"].startswith("vqa/exact_match: prefix 0.91, then early 0.71")
-    assert "more than twice the seeds' spread" in lines["vqa/exact_match"]
-    # WER, lower is better: early 0.55 vs prefix 0.6 ± 0.141 (std of 0.5, 0.7): 0.05 < 2 × 0.141
-    assert lines["asr/wer"].startswith("asr/wer: early 0.55, then prefix 0.6 (margin 0.05;")
-    assert lines["asr/wer"].endswith("within twice the seeds' spread (0.141): not a clear difference).")
-    assert lines["vqa/exact_match/colour"] == "vqa/exact_match/colour: prefix and early tie at 0.8."
-    assert "train/steps" not in lines  # a budget figure, not a result
-    # prefix wins VQA, early wins WER: mean ranks tie at 1.5 and early trained faster (8.5 s vs 11 s)
-    assert fusion_study.choose(fusion_study.summarise(ROWS)) == "early"
+def test_findings_say_established_only_where_the_seed_level_test_does():
+    lines = {line.split(" (test)")[0]: line for line in fusion_study.findings(ROWS)}
+    # VQA: paired differences 0.20, 0.19, 0.20 → mean 0.1967, far from 0 across 3 seeds
+    assert lines["vqa/exact_match"].startswith("vqa/exact_match (test): prefix 0.91, early 0.7133")
+    assert "prefix − early +0.197 [" in lines["vqa/exact_match"] and ": established." in lines["vqa/exact_match"]
+    # WER: −0.05, +0.15, +0.04 → the interval holds 0
+    assert "not established" in lines["asr/wer"]
+    # colour: the same in every seed → difference 0, p = 1
+    assert "prefix − early +0 [+0, +0] over 3 seeds, Holm p 1: not established" in lines["vqa/exact_match/colour"]
+    table = fusion_study.comparisons(ROWS)
+    # VQA, colour, WER and training time (a cost, lower is better); steps are a budget figure
+    assert table["metric"].tolist() == ["vqa/exact_match", "vqa/exact_match/colour", "asr/wer", "train/seconds"]
+    # Holm over the 4 tests: the smallest p (VQA's) is multiplied by 4
+    vqa = table.set_index("metric").loc["vqa/exact_match"]
+    assert vqa["p_value"] == table["p_value"].min() and vqa["p_holm"] == pytest.approx(4 * vqa["p_value"])
 
 
-def test_findings_with_one_seed_say_no_spread_was_measured():
-    lines = fusion_study.findings(fusion_study.summarise(ROWS[ROWS["seed"] == 0]))
-    assert any("one seed each, so no spread was measured" in line for line in lines)
+def test_one_seed_establishes_nothing():
+    lines = fusion_study.findings(ROWS[ROWS["seed"] == 0])
+    assert all("1 seed: not established" in line for line in lines)
+
+
+def test_the_choice_reads_validation_and_the_conclusion_says_what_test_shows():
+    summary = fusion_study.summarise(ROWS)
+    text, ranking, _, record = fusion_study.conclusion(summary, ROWS, 3)
+    # on test prefix wins VQA (established) and early WER (not established); on validation early wins both
+    assert record["chosen"] == "early" and record["chosen_on"] == "validation"
+    assert "Chosen on the **validation** split" in text and "**early**" in text
+    assert "1 of its differences on the tasks' headline metrics are established" in text
+    assert list(ranking.columns) == ["validation/vqa/exact_match", "validation/asr/wer", "mean rank"]
 
 
 def test_choice_is_the_best_mean_rank_over_the_tasks():
