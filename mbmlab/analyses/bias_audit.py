@@ -205,16 +205,49 @@ def counts(outputs, groups, output_vocabulary, group_vocabulary) -> np.ndarray:
     return one_hot(outputs, output_vocabulary).T @ one_hot(groups, group_vocabulary)
 
 
-def with_interval(name: str, statistic, n_items: int, seed: int = 0) -> dict[str, float]:
-    """``statistic(indices)`` on all items and its percentile-bootstrap 95% interval (test items
-    resampled), as ``name``, ``name/ci95_low``, ``name/ci95_high``."""
+def with_interval(name: str, statistic, n_items: int, seed: int = 0, clusters=None) -> dict[str, float]:
+    """``statistic(indices)`` on all items and its percentile-bootstrap 95% interval, as ``name``,
+    ``name/ci95_low``, ``name/ci95_high``; ``clusters`` (one label per item: the test image a
+    question asks about) are what the bootstrap draws, whole (None: the items one by one)."""
     from ..metrics import bootstrap
+    from ..metrics.stats import cluster_resamples
 
     value = statistic(np.arange(n_items))
+    draws = cluster_resamples(np.arange(n_items) if clusters is None else clusters, 200, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # resamples that miss a rare pair leave it out, as the full value says
-        low_high = bootstrap.statistic_interval(statistic, n_items, resamples=200, seed=seed)
+        low_high = bootstrap.interval(np.array([statistic(idx) for idx in draws]))
     return bootstrap.with_interval(name, value, low_high)
+
+
+def paired_amplification(train_a: pd.DataFrame, items_a: pd.DataFrame, train_b: pd.DataFrame,
+                         items_b: pd.DataFrame, shapes, colours, name: str, seed: int = 0) -> dict[str, float]:
+    """Directional amplification A→T of model a minus model b on the same test questions (each
+    model with its own training objects), with the paired bootstrap interval: the same test images
+    drawn for both on each resample. Models trained once each: the interval covers the test
+    sample, not training variance."""
+    from ..metrics import bootstrap
+    from ..metrics.stats import cluster_resamples
+
+    keys = ["kind", "image_id", "shape", "colour"]
+    a = items_a[items_a["kind"] == "colour"].reset_index(drop=True)
+    b = items_b[items_b["kind"] == "colour"].reset_index(drop=True)
+    if len(a) != len(b) or not (a[keys] == b[keys]).all().all():
+        raise ValueError("the two models were not asked the same colour questions; a paired difference needs them")
+    s, c = a["shape"].to_numpy(), a["colour"].to_numpy()
+    pa, pb = a["predicted"].to_numpy(), b["predicted"].to_numpy()
+    models = [(one_hot(t["shape"], shapes), one_hot(t["colour"], colours), p) for t, p in ((train_a, pa), (train_b, pb))]
+
+    def difference(i):
+        values = [directional_bias_amplification(A, T, one_hot(s[i], shapes), one_hot(c[i], colours),
+                                                 one_hot(p[i], colours), "A->T") for A, T, p in models]
+        return values[0] - values[1]
+
+    value = difference(np.arange(len(a)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        draws = np.array([difference(idx) for idx in cluster_resamples(a["image_id"], 200, seed)])
+    return bootstrap.with_interval(name, float(value), bootstrap.interval(draws[np.isfinite(draws)]))
 
 
 # ---------------------------------------------------------------- shape × colour items from VQA
@@ -247,7 +280,7 @@ def attribute_items(qa: pd.DataFrame, shapes, colours) -> pd.DataFrame:
 def amplification_metrics(train_objects: pd.DataFrame, items: pd.DataFrame, shapes, colours,
                           seed: int = 0) -> dict[str, float]:
     """Shape → colour bias amplification of the model's VQA answers, with bootstrap intervals
-    over the test questions:
+    that resample the test images (their questions together):
 
     - ``bias/amplification`` (Zhao et al.): outputs = shapes, groups = colours; training counts from
       the training objects, predicted counts from the colour answers about each shape;
@@ -263,19 +296,19 @@ def amplification_metrics(train_objects: pd.DataFrame, items: pd.DataFrame, shap
         s, c, p = colour_q["shape"].to_numpy(), colour_q["colour"].to_numpy(), colour_q["predicted"].to_numpy()
         out |= with_interval("bias/amplification",
                              lambda i: bias_amplification(train_counts, counts(s[i], p[i], shapes, colours)),
-                             len(colour_q), seed)
+                             len(colour_q), seed, colour_q["image_id"])
         out |= with_interval("bias/directional_amplification/A->T",
                              lambda i: directional_bias_amplification(A_train, T_train, one_hot(s[i], shapes),
                                                                       one_hot(c[i], colours),
                                                                       one_hot(p[i], colours), "A->T"),
-                             len(colour_q), seed)
+                             len(colour_q), seed, colour_q["image_id"])
     if len(shape_q):
         s, c, p = shape_q["shape"].to_numpy(), shape_q["colour"].to_numpy(), shape_q["predicted"].to_numpy()
         out |= with_interval("bias/directional_amplification/T->A",
                              lambda i: directional_bias_amplification(A_train, T_train, one_hot(s[i], shapes),
                                                                       one_hot(c[i], colours),
                                                                       one_hot(p[i], shapes), "T->A"),
-                             len(shape_q), seed)
+                             len(shape_q), seed, shape_q["image_id"])
     return out
 
 

@@ -280,11 +280,17 @@ def findings(table: pd.DataFrame) -> list[str]:
         values = plain[name].to_numpy()
         rising = bool(np.all(np.diff(values) > 0))
         low, high = plain.iloc[0], plain.iloc[-1]
-        separated = high[f"{name}/ci95_low"] > low[f"{name}/ci95_high"]
+        gap = f"{name}/minus_weakest"
+        if gap in high and pd.notna(high[gap]):
+            established = high[f"{gap}/ci95_low"] > 0 or high[f"{gap}/ci95_high"] < 0
+            verdict = (f"paired difference {high[gap]:+.3f} [{high[f'{gap}/ci95_low']:+.3f}, {high[f'{gap}/ci95_high']:+.3f}] "
+                       f"on the same test images: {'established' if established else 'not established'}")
+        else:
+            verdict = "no paired difference was computed: not established"
         lines.append(
             f"Directional amplification shape → colour {'rises' if rising else 'does not rise steadily'} with the "
             f"injected strength: {low[name]:+.3f} at {low['strength']:.2f}, {high[name]:+.3f} at {high['strength']:.2f}"
-            f" — {'the intervals do not overlap' if separated else 'the intervals overlap, so the change is not established'}.")
+            f" — {verdict} (one training per strength: these trained models differ, not necessarily the recipe).")
     if "counterfactual/colour/follows_image" in plain:
         lines.append("Counterfactual colour probes answered as rendered: " + ", ".join(
             f"{r['counterfactual/colour/follows_image']:.0%} at {r['strength']:.2f}" for _, r in plain.iterrows()) + ".")
@@ -301,9 +307,16 @@ def findings(table: pd.DataFrame) -> list[str]:
         before = plain[plain["strength"] == m["strength"]]
         if len(before) and name in m:
             b = before.iloc[0]
-            lines.append(f"{m['mitigation']} at strength {m['strength']:.2f}: directional amplification "
-                         f"{b[name]:+.3f} → {m[name]:+.3f}; VQA exact match {b['vqa/exact_match']:.2%} → "
-                         f"{m['vqa/exact_match']:.2%} ({_change(m['vqa/exact_match'] - b['vqa/exact_match'])}).")
+            line = (f"{m['mitigation']} at strength {m['strength']:.2f}: directional amplification "
+                    f"{b[name]:+.3f} → {m[name]:+.3f}; VQA exact match {b['vqa/exact_match']:.2%} → "
+                    f"{m['vqa/exact_match']:.2%} ({_change(m['vqa/exact_match'] - b['vqa/exact_match'])})")
+            for label, key in (("amplification", f"{name}/minus_unmitigated"),
+                               ("exact match", "vqa/exact_match/minus_unmitigated")):
+                if key in m and pd.notna(m[key]):
+                    apart = m[f"{key}/ci95_low"] > 0 or m[f"{key}/ci95_high"] < 0
+                    line += (f"; paired {label} difference {m[key]:+.3f} [{m[f'{key}/ci95_low']:+.3f}, "
+                             f"{m[f'{key}/ci95_high']:+.3f}]: {'established' if apart else 'not established'}")
+            lines.append(line + ".")
     return lines
 
 
@@ -367,12 +380,13 @@ def run_plan(run: Path, params: dict, collected: dict, pairs: dict, plan, data_r
     it, VQA with bias amplification, counterfactual probes and (with speech) the voice-group
     disparities; predictions saved under ``run/bias_study/<strength>-<mitigation>/``. Returns
     (one row per training, the probes, {(strength, mitigation): (fairness tables, metrics)})."""
-    rows, probes, spoken = [], [], {}
+    rows, probes, spoken, arms = [], [], {}, {}
     for strength, mitigation in plan:
         processed = dataset_at(collected, strength, data_root)
         out = Path(run) / "bias_study" / f"strength{strength:.2f}-{mitigation}"
         trained = train_at(run, params, processed, strength, mitigation, out, pairs)
         qa, metrics = evaluate_at(trained, processed, params["eval_batch_size"], params["seed"])
+        arms[(strength, mitigation)] = (trained.train_objects, qa, objects_frame(processed.images["test"]))
         probe = counterfactuals(trained, processed, pairs, collected["scene_image_size"], params["probe_images"])
         probes.append(probe.assign(strength=strength, mitigation=mitigation))
         frames, tables, heard = speech_at(trained, processed, params["eval_batch_size"], params["seed"])
@@ -385,7 +399,51 @@ def run_plan(run: Path, params: dict, collected: dict, pairs: dict, plan, data_r
                      **probe_rates(probe)})
         print(f"strength {strength:.2f} {mitigation}: trained {trained.steps} steps in {trained.seconds:.0f} s; "
               f"VQA {metrics['vqa/exact_match']:.2%}")
-    return pd.DataFrame(rows), pd.concat(probes), spoken
+    table = pd.DataFrame(rows)
+    for key, columns in paired_columns(arms, params["seed"]).items():
+        for name, value in columns.items():
+            table.loc[(table["strength"] == key[0]) & (table["mitigation"] == key[1]), name] = value
+    return table, pd.concat(probes), spoken
+
+
+def paired_columns(arms: dict, seed: int = 0) -> dict[tuple[float, str], dict[str, float]]:
+    """Paired differences on the same balanced test questions (test images resampled for both
+    models at once): the strongest unmitigated model's directional amplification A→T minus the
+    weakest's (``…/minus_weakest``), and each mitigated model minus the unmitigated one at its
+    strength — amplification and VQA exact match (``…/minus_unmitigated``, with the sign-flip p).
+    ``arms``: {(strength, mitigation): (training objects, VQA predictions, test objects)}."""
+    from ..metrics.intervals import answers_correct, paired_difference
+
+    name = "bias/directional_amplification/A->T"
+    out: dict = {}
+
+    def items_of(train, qa, test):
+        shapes = bias_audit.vocabulary(train, test, column="shape")
+        colours = bias_audit.vocabulary(train, test, column="colour")
+        return bias_audit.attribute_items(qa, shapes, colours)
+
+    def amplification_gap(a, b, label):
+        (train_a, qa_a, test), (train_b, qa_b, _) = arms[a], arms[b]
+        both = pd.concat([train_a, train_b])
+        shapes = bias_audit.vocabulary(both, test, column="shape")
+        colours = bias_audit.vocabulary(both, test, column="colour")
+        return bias_audit.paired_amplification(train_a, items_of(train_a, qa_a, test), train_b,
+                                               items_of(train_b, qa_b, test), shapes, colours, f"{name}/{label}", seed)
+
+    plain = sorted(k for k in arms if k[1] == "none")
+    if len(plain) >= 2:
+        out[plain[-1]] = amplification_gap(plain[-1], plain[0], "minus_weakest")
+    for key in [k for k in arms if k[1] != "none"]:
+        base = (key[0], "none")
+        if base not in arms:
+            continue
+        columns = amplification_gap(key, base, "minus_unmitigated")
+        qa, qa_base = arms[key][1], arms[base][1]
+        columns |= paired_difference(answers_correct(qa["prediction"], qa["answer"]),
+                                     answers_correct(qa_base["prediction"], qa_base["answer"]), qa["image_id"],
+                                     "vqa/exact_match/minus_unmitigated", seed)
+        out[key] = columns
+    return out
 
 
 def study_metrics(table: pd.DataFrame) -> dict[str, float]:

@@ -156,3 +156,14 @@ def seed_difference(a, b, level: float = 0.95) -> dict:
     low, high = result.confidence_interval(level)
     return {"difference": float(a.mean() - b.mean()), "ci95_low": float(low), "ci95_high": float(high),
             "p_value": float(result.pvalue), "seeds": (len(a), len(b))}
+
+
+def cluster_resamples(clusters, n_resamples: int = RESAMPLES, seed: int = 0) -> list[np.ndarray]:
+    """Item indices of ``n_resamples`` bootstrap resamples that draw whole clusters with
+    replacement (an item appears once per time its cluster is drawn): for statistics that are not
+    means (bias amplification), recomputed on each resample."""
+    labels = np.asarray(clusters)
+    codes = np.unique(labels, return_inverse=True)[1].ravel()
+    members = [np.flatnonzero(codes == k) for k in range(codes.max() + 1)] if len(codes) else []
+    draws = resample_indices(len(members), n_resamples, seed)
+    return [np.concatenate([members[k] for k in row]) for row in draws]

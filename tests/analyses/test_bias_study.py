@@ -40,15 +40,57 @@ def row(strength, mitigation, dba, low, high, accuracy, follows=0.9):
             "bias/directional_amplification/A->T/ci95_high": high, "counterfactual/colour/follows_image": follows}
 
 
-def test_findings_say_whether_amplification_rises_and_what_the_mitigation_cost():
-    table = pd.DataFrame([row(0.5, "none", 0.01, -0.01, 0.03, 0.95), row(0.9, "none", 0.20, 0.15, 0.25, 0.90, 0.6),
-                          row(0.9, "oversample", 0.05, 0.02, 0.08, 0.88)])
+def test_findings_say_established_only_from_the_paired_differences():
+    strong = row(0.9, "none", 0.20, 0.15, 0.25, 0.90, 0.6) | {
+        "bias/directional_amplification/A->T/minus_weakest": 0.19,
+        "bias/directional_amplification/A->T/minus_weakest/ci95_low": 0.12,
+        "bias/directional_amplification/A->T/minus_weakest/ci95_high": 0.26}
+    mitigated = row(0.9, "oversample", 0.05, 0.02, 0.08, 0.88) | {
+        "bias/directional_amplification/A->T/minus_unmitigated": -0.15,
+        "bias/directional_amplification/A->T/minus_unmitigated/ci95_low": -0.2,
+        "bias/directional_amplification/A->T/minus_unmitigated/ci95_high": -0.1,
+        "vqa/exact_match/minus_unmitigated": -0.02, "vqa/exact_match/minus_unmitigated/ci95_low": -0.05,
+        "vqa/exact_match/minus_unmitigated/ci95_high": 0.01}
+    table = pd.DataFrame([row(0.5, "none", 0.01, -0.01, 0.03, 0.95), strong, mitigated])
     lines = bias_study.findings(table)
-    assert lines[0].startswith("Directional amplification shape → colour rises") and "do not overlap" in lines[0]
+    assert lines[0].startswith("Directional amplification shape → colour rises")
+    assert "paired difference +0.190 [+0.120, +0.260] on the same test images: established" in lines[0]
     assert "90% at 0.50, 60% at 0.90" in lines[1]
     assert "+0.200 → +0.050" in lines[2] and "a cost of 2.00 points" in lines[2]
+    assert "paired amplification difference -0.150 [-0.200, -0.100]: established" in lines[2]
+    assert "paired exact match difference -0.020 [-0.050, +0.010]: not established" in lines[2]
+    # without the paired columns (one arm, or an older table) nothing is established
     flat = pd.DataFrame([row(0.5, "none", 0.02, -0.01, 0.05, 0.95), row(0.9, "none", 0.01, -0.02, 0.04, 0.95)])
-    assert "does not rise steadily" in bias_study.findings(flat)[0] and "intervals overlap" in bias_study.findings(flat)[0]
+    assert "does not rise steadily" in bias_study.findings(flat)[0] and "not established" in bias_study.findings(flat)[0]
+
+
+def test_paired_columns_on_the_same_questions():
+    """Two trained models asked the same colour questions about 40 one-object test images (20
+    circles, 20 squares): the weak one answers what it sees, the strong one says red for every
+    circle (the prior its training set holds).
+    The strong − weak amplification is positive and established; the mitigated model is the weak
+    one again, so its exact match gain over the strong is established too."""
+    colours = ["red", "blue", "green", "yellow"] * 10
+    shapes = ["circle"] * 20 + ["square"] * 20
+    qa = pd.DataFrame({"question": [f"what color is the {s}?" for s in shapes], "answer": colours,
+                       "question_type": "colour", "image_id": [f"img{i}" for i in range(40)],
+                       "shape": shapes, "colour": colours, "prediction": colours})
+    test = pd.DataFrame({"image_id": qa["image_id"], "shape": shapes, "colour": colours})
+    train_weak = pd.DataFrame({"shape": ["circle"] * 4 + ["square"] * 4, "colour": ["red", "blue", "green", "yellow"] * 2})
+    # the strong training set: circles mostly red, squares never
+    train_strong = pd.DataFrame({"shape": ["circle"] * 6 + ["square"] * 3,
+                                 "colour": ["red"] * 4 + ["blue", "green"] + ["blue", "green", "yellow"]})
+    says_red = qa["prediction"].where(qa["shape"] == "square", "red")  # the prior, for every circle
+    arms = {(0.5, "none"): (train_weak, qa, test), (0.9, "none"): (train_strong, qa.assign(prediction=says_red), test),
+            (0.9, "oversample"): (train_strong, qa, test)}
+    columns = bias_study.paired_columns(arms)
+    gap = columns[(0.9, "none")]
+    assert gap["bias/directional_amplification/A->T/minus_weakest"] > 0
+    assert gap["bias/directional_amplification/A->T/minus_weakest/ci95_low"] > 0
+    mitigation = columns[(0.9, "oversample")]
+    assert mitigation["vqa/exact_match/minus_unmitigated"] == pytest.approx(15 / 40)  # 15 circles were wrong
+    assert mitigation["vqa/exact_match/minus_unmitigated/ci95_low"] > 0
+    assert mitigation["bias/directional_amplification/A->T/minus_unmitigated"] < 0
 
 
 def test_unknown_mitigation_is_refused():
