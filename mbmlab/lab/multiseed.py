@@ -1,5 +1,7 @@
 """``mbmlab run --seeds N``: the series N times with seeds s, s+1, …, s+N−1 (each a normal run
-folder), then a summary folder with each metric's mean ± standard deviation across the seeds.
+folder), then a summary folder with each metric's mean across the seeds, its standard deviation and the 95% t interval
+of the mean over seeds (mean ± t(n−1, 0.975)·std/√n: Student's t, the seeds as independent
+trainings; none with one seed).
 
 One run's bootstrap interval says how much the number would move with other *test items*; the
 spread across seeds says how much it moves with another *training* (initialisation, data order).
@@ -24,14 +26,19 @@ def load_metrics(run: Path) -> dict[str, float]:
 
 def summarise(runs: list[Path]) -> pd.DataFrame:
     """One row per metric that every run has (interval bounds left out): ``mean``, ``std`` (sample
-    standard deviation, n−1; 0 for one run), ``n`` and each run's value."""
+    standard deviation, n−1; 0 for one run), ``n``, ``ci95_low`` / ``ci95_high`` (the t interval of
+    the mean over seeds; NaN for one run) and each run's value."""
     per_run = {Path(r).name: load_metrics(r) for r in runs}
     shared = sorted(set.intersection(*(set(m) for m in per_run.values()))) if per_run else []
     shared = [name for name in shared if "/ci95_" not in name]
     values = pd.DataFrame({run: [metrics[name] for name in shared] for run, metrics in per_run.items()},
                           index=pd.Index(shared, name="metric"))
-    out = pd.DataFrame({"mean": values.mean(axis=1), "std": values.std(axis=1, ddof=1).fillna(0.0),
-                        "n": values.shape[1]})
+    from scipy import stats as st
+
+    n = values.shape[1]
+    out = pd.DataFrame({"mean": values.mean(axis=1), "std": values.std(axis=1, ddof=1).fillna(0.0), "n": n})
+    half = st.t.ppf(0.975, n - 1) * out["std"] / n ** 0.5 if n > 1 else float("nan")
+    out["ci95_low"], out["ci95_high"] = out["mean"] - half, out["mean"] + half
     return pd.concat([out, values], axis=1)
 
 
@@ -43,16 +50,22 @@ def write_summary(runs: list[Path], preset: str, seeds: list[int], reports: Path
     table.to_csv(folder / "seeds.csv")
     (folder / "seeds.json").write_text(json.dumps(
         {"preset": preset, "seeds": seeds, "runs": [str(r) for r in runs],
-         "metrics": {name: {"mean": row["mean"], "std": row["std"], "n": int(row["n"])}
+         "metrics": {name: {"mean": row["mean"], "std": row["std"], "n": int(row["n"]),
+                            "ci95_low": None if pd.isna(row["ci95_low"]) else row["ci95_low"],
+                            "ci95_high": None if pd.isna(row["ci95_high"]) else row["ci95_high"]}
                      for name, row in table.iterrows()}}, indent=1))
     links = "".join(f'<li>seed {s}: <a href="../{html.escape(Path(r).name)}/index.html">{html.escape(Path(r).name)}</a></li>'
                     for s, r in zip(seeds, runs))
-    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{row['mean']:.4f} ± {row['std']:.4f}</td></tr>"
-                   for name, row in table.iterrows())
+    def seed_interval(row) -> str:
+        return "—" if pd.isna(row["ci95_low"]) else f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]"
+
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{row['mean']:.4f} ± {row['std']:.4f}</td>"
+                   f"<td>{seed_interval(row)}</td></tr>" for name, row in table.iterrows())
     (folder / "index.html").write_text(
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(preset)}: {len(runs)} seeds</title>"
         f"<h1>{html.escape(preset)}: {len(runs)} seeds</h1><ul>{links}</ul>"
-        f"<table><tr><th>metric</th><th>mean ± std (n−1)</th></tr>{rows}</table>")
+        f"<table><tr><th>metric</th><th>mean ± std (n−1)</th><th>95% t interval of the mean over seeds</th></tr>"
+        f"{rows}</table>")
     return folder
 
 
@@ -66,6 +79,6 @@ def run_seeds(preset: str, overrides: dict | None, seeds: int, *, log=print, **r
     runs = [run_series(preset, dict(overrides or {}, seed=s), log=log, **run_kwargs) for s in chosen]
     folder = write_summary(runs, preset, chosen, run_kwargs.get("reports"))
     table = summarise(runs)
-    log(table[["mean", "std"]].round(4).to_string())
+    log(table[["mean", "std", "ci95_low", "ci95_high"]].round(4).to_string())
     log(f"summary: {folder / 'index.html'}")
     return folder

@@ -1,4 +1,4 @@
-"""``mbmlab run --seeds N``: one run per seed, then mean ± sample std per shared metric."""
+"""``mbmlab run --seeds N``: one run per seed, then mean ± sample std and the t interval over seeds per shared metric."""
 import json
 
 import pytest
@@ -19,11 +19,14 @@ def test_summary_is_mean_and_sample_std_of_shared_metrics(tmp_path):
     assert list(table.index) == ["vqa/exact_match"]  # intervals and metrics not in every run are left out
     row = table.loc["vqa/exact_match"]
     assert row["mean"] == pytest.approx(0.9) and row["std"] == pytest.approx(0.1) and row["n"] == 3
+    # t(2, 0.975) = 4.3027: 0.9 ± 4.3027 · 0.1 / √3 = 0.9 ± 0.2484
+    assert (row["ci95_low"], row["ci95_high"]) == pytest.approx((0.6516, 1.1484), abs=1e-4)
     assert row["r0"] == 0.8
     folder = multiseed.write_summary(runs, "tiny", [0, 1, 2], reports=tmp_path / "reports")
     saved = json.loads((folder / "seeds.json").read_text())
     assert saved["seeds"] == [0, 1, 2] and saved["metrics"]["vqa/exact_match"]["std"] == pytest.approx(0.1)
-    assert "0.9000 ± 0.1000" in (folder / "index.html").read_text()
+    page = (folder / "index.html").read_text()
+    assert "0.9000 ± 0.1000" in page and "[0.6516, 1.1484]" in page
 
 
 def test_cli_runs_one_series_per_seed(tmp_path, monkeypatch):
