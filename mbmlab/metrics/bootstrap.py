@@ -5,8 +5,6 @@ independently: images for VQA (their questions together), clips for ASR, images 
 ``stats.mean_interval`` resamples such clusters."""
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 RESAMPLES = 1000
@@ -34,12 +32,6 @@ def ratio_interval(numerators, denominators, resamples: int = RESAMPLES, seed: i
         raise ValueError("numerators and denominators must pair up")
     idx = resample_indices(len(num), resamples, seed)
     return interval(num[idx].sum(axis=1) / den[idx].sum(axis=1), level)
-
-
-def statistic_interval(statistic: Callable[[np.ndarray], float], n_items: int, resamples: int = RESAMPLES,
-                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Interval of any ``statistic(indices)`` recomputed on each resample (slow metrics: fewer resamples)."""
-    return interval(np.array([statistic(idx) for idx in resample_indices(n_items, resamples, seed)]), level)
 
 
 def with_interval(name: str, value: float, low_high: tuple[float, float]) -> dict[str, float]:

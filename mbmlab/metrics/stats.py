@@ -30,25 +30,12 @@ def mean_interval(values, clusters=None, seed: int = 0, n_resamples: int = RESAM
     values = np.asarray(values, dtype=float)
     if values.ndim != 1 or not len(values):
         raise ValueError("mean_interval needs a non-empty 1-d array of values")
-    if clusters is None:
-        sums, sizes = values, np.ones(len(values))
-    else:
-        labels = np.asarray(clusters)
-        if len(labels) != len(values):
-            raise ValueError(f"{len(labels)} cluster labels for {len(values)} values")
-        codes = np.unique(labels, return_inverse=True)[1].ravel()
-        sums, sizes = np.bincount(codes, weights=values), np.bincount(codes).astype(float)
+    if clusters is not None and len(clusters) != len(values):
+        raise ValueError(f"{len(clusters)} cluster labels for {len(values)} values")
+    sums, sizes = _cluster_sums(values, clusters)
     idx = resample_indices(len(sums), n_resamples, seed)
     low, high = interval(sums[idx].sum(axis=1) / sizes[idx].sum(axis=1), level)
     return float(values.mean()), low, high
-
-
-def group_values(numerators, denominators, codes, n_groups: int) -> np.ndarray:
-    """Σ numerator / Σ denominator per group code (NaN for a group without items)."""
-    num = np.bincount(codes, weights=numerators, minlength=n_groups)
-    den = np.bincount(codes, weights=denominators, minlength=n_groups)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return num / den
 
 
 def _gaps(numerators, denominators, codes: np.ndarray, n_groups: int) -> np.ndarray:
