@@ -177,7 +177,7 @@ def speech_at(trained: Trained, processed, batch_size: int = 256, seed: int = 0)
 
 
 def fairness_table(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (strength, mitigation, task, group) from the study table's
+    """One row per (strength, mitigation, seed, task, group) from the study table's
     ``fairness/<task>/<group>/…`` columns: the task's overall value, the difference between the
     best and the worst group with its interval, the permutation test's p-value and whether a
     difference is established (p < 0.05; absent: not), and the ratio; empty without speech."""
@@ -190,14 +190,15 @@ def fairness_table(table: pd.DataFrame) -> pd.DataFrame:
                 continue
             _, task, group, _ = parts
             stem = f"fairness/{task}/{group}"
-            rows.append({"strength": record["strength"], "mitigation": record["mitigation"], "task": task,
+            rows.append({"strength": record["strength"], "mitigation": record["mitigation"],
+                         "seed": record.get("seed", 0), "task": task,
                          "group": group, "overall": record.get(overall[task]), "difference": value,
                          "ci95_low": record.get(f"{stem}/difference/ci95_low"),
                          "ci95_high": record.get(f"{stem}/difference/ci95_high"),
                          "p_value": record.get(f"{stem}/difference/p_value"),
                          "established": bool(record.get(f"{stem}/difference/established") or False),
                          "ratio": record.get(f"{stem}/ratio")})
-    return pd.DataFrame(rows, columns=["strength", "mitigation", "task", "group", "overall", "difference", "ci95_low",
+    return pd.DataFrame(rows, columns=["strength", "mitigation", "seed", "task", "group", "overall", "difference", "ci95_low",
                                        "ci95_high", "p_value", "established", "ratio"])
 
 
@@ -270,54 +271,133 @@ def _change(delta: float) -> str:
     return f"a cost of {points}" if delta < 0 else f"a gain of {points}" if delta > 0 else "no change"
 
 
+def _verdict(difference: float, low: float, high: float, established: bool) -> str:
+    return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]: {'established' if established else 'not established'}"
+
+
+def seed_tests(table: pd.DataFrame) -> pd.DataFrame:
+    """The study's comparisons at the level of trainings (``stats.seed_difference``, seed k of
+    both arms paired: the same data, the same initialisation and batch-order seed) with Holm's
+    correction over all of them: directional amplification A→T at the strongest strength minus at
+    the weakest, and for each mitigation its amplification and VQA exact match minus the unmitigated
+    model's at its strength. Empty with fewer than two seeds per arm."""
+    from ..metrics.stats import holm, seed_difference
+
+    name = "bias/directional_amplification/A->T"
+    if "seed" not in table or table.groupby(["strength", "mitigation"]).size().min() < 2 or name not in table:
+        return pd.DataFrame()
+    by_seed = table.pivot_table(index="seed", columns=["strength", "mitigation"], values=[name, "vqa/exact_match"])
+    plain = sorted(table.loc[table["mitigation"] == "none", "strength"].unique())
+    wanted = []
+    if len(plain) >= 2:
+        wanted.append(("amplification: strongest − weakest", name, (plain[-1], "none"), (plain[0], "none")))
+    for strength, mitigation in table.loc[table["mitigation"] != "none", ["strength", "mitigation"]].drop_duplicates().values:
+        if strength in plain:
+            for label, metric in (("amplification", name), ("exact match", "vqa/exact_match")):
+                wanted.append((f"{label}: {mitigation} − none", metric, (strength, mitigation), (strength, "none")))
+    rows = []
+    for label, metric, a, b in wanted:
+        pair = by_seed[[(metric, *a), (metric, *b)]].dropna()
+        rows.append({"comparison": label, "metric": metric, "strength": a[0], "seeds": len(pair),
+                     **{k: v for k, v in seed_difference(pair.iloc[:, 0], pair.iloc[:, 1]).items() if k != "seeds"}})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["p_holm"] = holm(out["p_value"])
+        out["established"] = out["p_holm"] < 0.05
+    return out
+
+
 def findings(table: pd.DataFrame) -> list[str]:
     """Sentences the numbers support: does amplification rise with the injected strength, what
-    did the mitigation change and cost. ``table``: one row per (strength, mitigation)."""
+    did the mitigation change and cost. ``table``: one row per training (strength, mitigation,
+    seed). With two or more seeds per arm the verdicts come from ``seed_tests`` (differences over
+    trainings, Holm-corrected); with one, from the paired differences on the same test images of
+    that one training per arm, which say nothing about another training."""
     lines = []
-    plain = table[table["mitigation"] == "none"].sort_values("strength")
+    seeds = table["seed"].nunique() if "seed" in table else 1
+    tests = seed_tests(table)
+    means = summarise(table)
+    plain = means[means["mitigation"] == "none"].sort_values("strength")
     name = "bias/directional_amplification/A->T"
     if len(plain) >= 2 and name in plain:
         values = plain[name].to_numpy()
         rising = bool(np.all(np.diff(values) > 0))
         low, high = plain.iloc[0], plain.iloc[-1]
         gap = f"{name}/minus_weakest"
-        if gap in high and pd.notna(high[gap]):
+        if len(tests):
+            t = tests.iloc[0]
+            verdict = (f"difference over {t['seeds']} seeds (paired t, Holm p {t['p_holm']:.3g}) "
+                       + _verdict(t["difference"], t["ci95_low"], t["ci95_high"], t["established"]))
+        elif gap in high and pd.notna(high[gap]):
             established = high[f"{gap}/ci95_low"] > 0 or high[f"{gap}/ci95_high"] < 0
-            verdict = (f"paired difference {high[gap]:+.3f} [{high[f'{gap}/ci95_low']:+.3f}, {high[f'{gap}/ci95_high']:+.3f}] "
-                       f"on the same test images: {'established' if established else 'not established'}")
+            verdict = ("paired difference " + _verdict(high[gap], high[f"{gap}/ci95_low"], high[f"{gap}/ci95_high"],
+                                                       established).replace(":", " on the same test images:", 1)
+                       + " (one training per strength: these trained models differ, not necessarily the recipe)")
         else:
             verdict = "no paired difference was computed: not established"
         lines.append(
             f"Directional amplification shape → colour {'rises' if rising else 'does not rise steadily'} with the "
-            f"injected strength: {low[name]:+.3f} at {low['strength']:.2f}, {high[name]:+.3f} at {high['strength']:.2f}"
-            f" — {verdict} (one training per strength: these trained models differ, not necessarily the recipe).")
+            f"injected strength{f' (means over {seeds} seeds)' if seeds > 1 else ''}: {low[name]:+.3f} at "
+            f"{low['strength']:.2f}, {high[name]:+.3f} at {high['strength']:.2f} — {verdict}.")
     if "counterfactual/colour/follows_image" in plain:
         lines.append("Counterfactual colour probes answered as rendered: " + ", ".join(
             f"{r['counterfactual/colour/follows_image']:.0%} at {r['strength']:.2f}" for _, r in plain.iterrows()) + ".")
-    fair = fairness_table(plain.tail(1))
-    for task, part in fair.groupby("task", sort=False):
+    strongest = table[table["mitigation"] == "none"]
+    strongest = strongest[strongest["strength"] == strongest["strength"].max()]
+    first = strongest[strongest["seed"] == strongest["seed"].min()] if "seed" in strongest else strongest.tail(1)
+    for task, part in fairness_table(first).groupby("task", sort=False):
         worst = part.sort_values("difference").iloc[-1]
         test = "" if pd.isna(worst["p_value"]) else f"; permutation p = {worst['p_value']:.3f}"
-        lines.append(f"Speech, model at strength {worst['strength']:.2f}: {task} differs most by {worst['group']} — "
+        which = f", seed {int(first['seed'].iloc[0])}" if seeds > 1 else ""
+        lines.append(f"Speech, model at strength {worst['strength']:.2f}{which}: {task} differs most by {worst['group']} — "
                      f"a difference of {worst['difference']:.3f} [{worst['ci95_low']:.3f}, {worst['ci95_high']:.3f}] "
                      f"between the best and the worst {worst['group']}{test}"
                      f"{'' if worst['established'] else ' (not established: the permutation test does not reject equal groups)'}.")
-    mitigated = table[table["mitigation"] != "none"]
-    for _, m in mitigated.iterrows():
+    for _, m in means[means["mitigation"] != "none"].iterrows():
         before = plain[plain["strength"] == m["strength"]]
-        if len(before) and name in m:
-            b = before.iloc[0]
-            line = (f"{m['mitigation']} at strength {m['strength']:.2f}: directional amplification "
-                    f"{b[name]:+.3f} → {m[name]:+.3f}; VQA exact match {b['vqa/exact_match']:.2%} → "
-                    f"{m['vqa/exact_match']:.2%} ({_change(m['vqa/exact_match'] - b['vqa/exact_match'])})")
+        if not len(before) or name not in m:
+            continue
+        b = before.iloc[0]
+        line = (f"{m['mitigation']} at strength {m['strength']:.2f}: directional amplification "
+                f"{b[name]:+.3f} → {m[name]:+.3f}; VQA exact match {b['vqa/exact_match']:.2%} → "
+                f"{m['vqa/exact_match']:.2%} ({_change(m['vqa/exact_match'] - b['vqa/exact_match'])})")
+        mine = tests[tests["comparison"].str.endswith(f"{m['mitigation']} − none") & (tests["strength"] == m["strength"])] \
+            if len(tests) else tests
+        for t in mine.to_dict("records"):
+            line += (f"; {t['comparison'].split(':')[0]} difference over {t['seeds']} seeds (Holm p {t['p_holm']:.3g}) "
+                     + _verdict(t["difference"], t["ci95_low"], t["ci95_high"], t["established"]))
+        if not len(mine):
             for label, key in (("amplification", f"{name}/minus_unmitigated"),
                                ("exact match", "vqa/exact_match/minus_unmitigated")):
                 if key in m and pd.notna(m[key]):
                     apart = m[f"{key}/ci95_low"] > 0 or m[f"{key}/ci95_high"] < 0
-                    line += (f"; paired {label} difference {m[key]:+.3f} [{m[f'{key}/ci95_low']:+.3f}, "
-                             f"{m[f'{key}/ci95_high']:+.3f}]: {'established' if apart else 'not established'}")
-            lines.append(line + ".")
+                    line += f"; paired {label} difference " + _verdict(m[key], m[f"{key}/ci95_low"],
+                                                                       m[f"{key}/ci95_high"], apart)
+        lines.append(line + ".")
     return lines
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per arm (strength, mitigation): each number's mean over the arm's seeds. With two
+    or more seeds, ``<metric>/seed_ci95_low`` and ``…_high`` give the t interval of that mean over
+    seeds (the trainings' spread) beside the mean of the per-training test-resampling intervals
+    (``<metric>/ci95_low``, ``…_high``); ``seeds`` counts the trainings."""
+    from scipy import stats as st
+
+    if "seed" not in table:
+        table = table.assign(seed=0)
+    keys = ["strength", "mitigation"]
+    numeric = [c for c in table.columns if c not in keys + ["seed"] and pd.api.types.is_numeric_dtype(table[c])]
+    grouped = table.groupby(keys, sort=False)
+    out = grouped[numeric].mean().reset_index()
+    out.insert(2, "seeds", grouped.size().to_numpy())
+    if out["seeds"].min() >= 2:
+        for metric in [m for m in (*AMPLIFICATION, *PROBES, "vqa/exact_match") if m in table]:
+            spread = grouped[metric].agg(["mean", "sem", "size"])
+            half = spread["sem"] * st.t.ppf(0.975, spread["size"] - 1)
+            out[f"{metric}/seed_ci95_low"] = (spread["mean"] - half).to_numpy()
+            out[f"{metric}/seed_ci95_high"] = (spread["mean"] + half).to_numpy()
+    return out
 
 
 AMPLIFICATION = ("bias/amplification", "bias/directional_amplification/A->T", "bias/directional_amplification/T->A")
@@ -325,17 +405,43 @@ PROBES = ("counterfactual/colour/follows_image", "counterfactual/colour/follows_
           "counterfactual/shape/follows_image", "counterfactual/shape/follows_prior")
 
 
+SHOWN = ("vqa/exact_match", *AMPLIFICATION, *PROBES)
+
+
+def arm_table(table: pd.DataFrame) -> pd.DataFrame:
+    """07's table: one row per arm, each number its mean over seeds, then (two or more seeds) the
+    95% t interval over seeds in brackets, then (where the metric has one) the mean test-resampling
+    interval of a single training in parentheses — the two kinds of uncertainty side by side."""
+    means = summarise(table)
+    out = means[["strength", "mitigation", "seeds"] + [c for c in ("realised P(prior colour | biased shape)", "steps")
+                                                       if c in means]].round(4)
+    for metric in [m for m in SHOWN if m in means]:
+        cells = []
+        for r in means.to_dict("records"):
+            cell = f"{r[metric]:.4f}"
+            if pd.notna(r.get(f"{metric}/seed_ci95_low", np.nan)):
+                cell += f" [{r[f'{metric}/seed_ci95_low']:.4f}, {r[f'{metric}/seed_ci95_high']:.4f}]"
+            if pd.notna(r.get(f"{metric}/ci95_low", np.nan)):
+                cell += f" (test {r[f'{metric}/ci95_low']:.4f}–{r[f'{metric}/ci95_high']:.4f})"
+            cells.append(cell)
+        out[metric] = cells
+    return out
+
+
 def plot_amplification(table: pd.DataFrame):
-    """Left: each amplification measure against the injected strength (95% intervals), the
-    mitigated model as a hollow marker; right: the counterfactual probe rates."""
+    """Left: each amplification measure against the injected strength (its mean over seeds with the
+    95% t interval over seeds; with one seed, the test-resampling interval), the mitigated model as
+    a hollow marker; right: the counterfactual probe rates (means over seeds)."""
     import matplotlib.pyplot as plt
 
+    table = summarise(table)
+    bounds = "seed_ci95" if table["seeds"].min() >= 2 else "ci95"
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     plain = table[table["mitigation"] == "none"].sort_values("strength")
     mitigated = table[table["mitigation"] != "none"]
     for k, name in enumerate(m for m in AMPLIFICATION if m in table):
         colour = f"C{k}"
-        err = [plain[name] - plain[f"{name}/ci95_low"], plain[f"{name}/ci95_high"] - plain[name]]
+        err = [plain[name] - plain[f"{name}/{bounds}_low"], plain[f"{name}/{bounds}_high"] - plain[name]]
         left.errorbar(plain["strength"] + 0.004 * k, plain[name], yerr=err, marker="o", capsize=3, color=colour,
                       label=name.removeprefix("bias/"))
         if len(mitigated):
@@ -344,6 +450,8 @@ def plot_amplification(table: pd.DataFrame):
     left.axhline(0, color="grey", lw=0.8)
     left.set_xlabel("injected P(colour | shape) in training")
     left.set_ylabel("amplification")
+    left.set_title(f"mean of {table['seeds'].min()} training(s) per point; bars: 95% "
+                   + ("t interval over seeds" if bounds == "seed_ci95" else "interval, test images resampled"), fontsize=9)
     left.legend(fontsize=6)
     for k, name in enumerate(p for p in PROBES if p in table):
         right.plot(plain["strength"], plain[name], marker="o", label=name.removeprefix("counterfactual/"), color=f"C{k}")
@@ -376,33 +484,40 @@ def study_plan(collected: dict | None, params: dict) -> tuple[dict, list[tuple[f
 
 
 def run_plan(run: Path, params: dict, collected: dict, pairs: dict, plan, data_root: Path):
-    """Each training of ``plan``: the scenes at its strength, the fused model trained as 03 trains
+    """Each training of ``plan``, ``bias_seeds`` times (seed, seed + 1, …: the initialisation and
+    batch order vary, each strength's scenes stay the same): the fused model trained as 03 trains
     it, VQA with bias amplification, counterfactual probes and (with speech) the voice-group
-    disparities; predictions saved under ``run/bias_study/<strength>-<mitigation>/``. Returns
-    (one row per training, the probes, {(strength, mitigation): (fairness tables, metrics)})."""
+    disparities; predictions saved under ``run/bias_study/<strength>-<mitigation>-seed<k>/``.
+    Returns (one row per training, the probes, {(strength, mitigation, seed): (fairness tables,
+    metrics)})."""
     rows, probes, spoken, arms = [], [], {}, {}
     for strength, mitigation in plan:
         processed = dataset_at(collected, strength, data_root)
-        out = Path(run) / "bias_study" / f"strength{strength:.2f}-{mitigation}"
-        trained = train_at(run, params, processed, strength, mitigation, out, pairs)
-        qa, metrics = evaluate_at(trained, processed, params["eval_batch_size"], params["seed"])
-        arms[(strength, mitigation)] = (trained.train_objects, qa, objects_frame(processed.images["test"]))
-        probe = counterfactuals(trained, processed, pairs, collected["scene_image_size"], params["probe_images"])
-        probes.append(probe.assign(strength=strength, mitigation=mitigation))
-        frames, tables, heard = speech_at(trained, processed, params["eval_batch_size"], params["seed"])
-        for task, frame in frames.items():
-            frame.to_csv(out / f"{task}_predictions.csv", index=False)
-        spoken[(strength, mitigation)] = (tables, heard)
-        realised = realised_prior_share(trained.train_objects, pairs)
-        rows.append({"strength": strength, "mitigation": mitigation, "realised P(prior colour | biased shape)": realised,
-                     "steps": trained.steps, "train seconds": trained.seconds, **metrics, **heard,
-                     **probe_rates(probe)})
-        print(f"strength {strength:.2f} {mitigation}: trained {trained.steps} steps in {trained.seconds:.0f} s; "
-              f"VQA {metrics['vqa/exact_match']:.2%}")
+        for seed in range(params["seed"], params["seed"] + params.get("bias_seeds", 1)):
+            values = dict(params, seed=seed)
+            out = Path(run) / "bias_study" / f"strength{strength:.2f}-{mitigation}-seed{seed}"
+            trained = train_at(run, values, processed, strength, mitigation, out, pairs)
+            qa, metrics = evaluate_at(trained, processed, params["eval_batch_size"], params["seed"])
+            arms[(strength, mitigation, seed)] = (trained.train_objects, qa, objects_frame(processed.images["test"]))
+            probe = counterfactuals(trained, processed, pairs, collected["scene_image_size"], params["probe_images"])
+            probes.append(probe.assign(strength=strength, mitigation=mitigation, seed=seed))
+            frames, tables, heard = speech_at(trained, processed, params["eval_batch_size"], params["seed"])
+            for task, frame in frames.items():
+                frame.to_csv(out / f"{task}_predictions.csv", index=False)
+            spoken[(strength, mitigation, seed)] = (tables, heard)
+            realised = realised_prior_share(trained.train_objects, pairs)
+            rows.append({"strength": strength, "mitigation": mitigation, "seed": seed,
+                         "realised P(prior colour | biased shape)": realised, "steps": trained.steps,
+                         "train seconds": trained.seconds, **metrics, **heard, **probe_rates(probe)})
+            print(f"strength {strength:.2f} {mitigation} seed {seed}: trained {trained.steps} steps in "
+                  f"{trained.seconds:.0f} s; VQA {metrics['vqa/exact_match']:.2%}")
     table = pd.DataFrame(rows)
-    for key, columns in paired_columns(arms, params["seed"]).items():
-        for name, value in columns.items():
-            table.loc[(table["strength"] == key[0]) & (table["mitigation"] == key[1]), name] = value
+    for seed in table["seed"].unique():
+        mine = {k[:2]: v for k, v in arms.items() if k[2] == seed}
+        for key, columns in paired_columns(mine, params["seed"]).items():
+            for name, value in columns.items():
+                table.loc[(table["strength"] == key[0]) & (table["mitigation"] == key[1]) & (table["seed"] == seed),
+                          name] = value
     return table, pd.concat(probes), spoken
 
 
@@ -447,6 +562,7 @@ def paired_columns(arms: dict, seed: int = 0) -> dict[tuple[float, str], dict[st
 
 
 def study_metrics(table: pd.DataFrame) -> dict[str, float]:
-    """``bias_study/<mitigation>/<strength>/<metric>`` for every number of every training."""
-    return {f"bias_study/{r['mitigation']}/{r['strength']:.2f}/{k}": v for r in table.to_dict("records")
+    """``bias_study/<mitigation>/<strength>/<metric>`` for every number of every arm: the mean
+    over its seeds (``summarise``), with the seed intervals when there are two or more."""
+    return {f"bias_study/{r['mitigation']}/{r['strength']:.2f}/{k}": float(v) for r in summarise(table).to_dict("records")
             for k, v in r.items() if k not in ("strength", "mitigation") and pd.notna(v) and isinstance(v, (int, float))}

@@ -262,6 +262,8 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("bias_mitigation", str, "oversample", "trained at the strongest bias beside it: oversample repeats "
           "training images so every colour of a biased shape is seen equally often; none skips it",
           (NB_BIAS_STUDY,), choices=MITIGATIONS),
+    Param("bias_seeds", int, 1, "trainings per arm (seed, seed+1, …: initialisation and batch order vary, the "
+          "scenes stay); 2 or more give the findings' differences over seeds", (NB_BIAS_STUDY,), minimum=1),
     Param("probe_images", int, 100, "test scenes re-rendered with one attribute changed (counterfactual probes)",
           (NB_BIAS_STUDY,), minimum=1),
 ]}
@@ -294,9 +296,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fusion-study": {"study_seeds": 3},
     # 01 (procedural scenes and their spoken questions, unbiased: P(colour | shape) = 1/8 for the
     # pairs) and 02 as in default, then 07_bias_study: the fused model at each strength, the
-    # mitigation, the probes, the voice-group disparities
+    # mitigation, the probes, the voice-group disparities; 3 trainings (seeds) per arm
     "bias-study": {"sources": ["scenes", "speech"], "bias_pairs": ["circle:red", "triangle:blue"],
-                   "bias_strength": 0.125, "speech_max_clips": 400},
+                   "bias_strength": 0.125, "speech_max_clips": 400, "bias_seeds": 3},
     # the scaling study (mbmlab sweep --preset scaling-cpu): 01 (easy-VQA only) and 02, whose LM
     # is the measured model; the encoders' alignment kept to a token pass (not measured here)
     "scaling-cpu": {"sources": ["easyvqa"], "lm_layers": 2, "lm_heads": 4, "align_epochs": 0.01},

@@ -126,3 +126,65 @@ def test_fairness_table_and_finding_from_the_study_columns():
     spoken = next(line for line in lines if "spoken_vqa" in line)
     assert "not established" in spoken
     assert bias_study.fairness_table(pd.DataFrame([row(0.5, "none", 0, 0, 0, 1)])).empty
+
+
+def seeded(per_seed: dict) -> pd.DataFrame:
+    """A study table of three seeds per arm: {(strength, mitigation): ([A→T per seed], [exact match per seed])}."""
+    return pd.DataFrame([row(s, m, dba, dba - 0.01, dba + 0.01, acc) | {"seed": k}
+                         for (s, m), (dbas, accs) in per_seed.items() for k, (dba, acc) in enumerate(zip(dbas, accs))])
+
+
+def test_findings_over_seeds_come_from_paired_t_intervals_with_holm():
+    """Hand-worked: the strongest − weakest amplification per seed is 0.10, 0.12, 0.08 → mean 0.10,
+    paired t over 3 seeds established; the mitigation lowers amplification by 0.10 ± 0.01 in every
+    seed (established) and changes exact match by +0.01, −0.01, +0.00 (not established)."""
+    from scipy import stats
+
+    table = seeded({(0.5, "none"): ([0.10, 0.11, 0.12], [0.80, 0.81, 0.79]),
+                    (0.9, "none"): ([0.20, 0.23, 0.20], [0.80, 0.80, 0.80]),
+                    (0.9, "oversample"): ([0.10, 0.12, 0.11], [0.81, 0.79, 0.80])})
+    tests = bias_study.seed_tests(table)
+    assert list(tests["comparison"]) == ["amplification: strongest − weakest", "amplification: oversample − none",
+                                         "exact match: oversample − none"]
+    trend = tests.iloc[0]
+    assert trend["difference"] == pytest.approx(0.10) and trend["seeds"] == 3
+    expected = stats.ttest_rel([0.20, 0.23, 0.20], [0.10, 0.11, 0.12])
+    assert trend["p_value"] == pytest.approx(expected.pvalue)
+    assert list(tests["established"]) == [True, True, False]
+    lines = bias_study.findings(table)
+    assert "rises" in lines[0] and "(means over 3 seeds)" in lines[0] and "+0.100 [" in lines[0] and "]: established" in lines[0]
+    mitigation = lines[-1]
+    assert "amplification difference over 3 seeds" in mitigation and "exact match difference over 3 seeds" in mitigation
+    assert mitigation.endswith("not established.")
+    # the test-resampling columns of one training are not what decides once there are seeds
+    assert "on the same test images" not in " ".join(lines)
+
+
+def test_a_seed_difference_that_holm_does_not_hold_is_not_established():
+    """Per-seed differences 1.00, 1.35, 0.65 (×0.1): paired t p ≈ 0.039 alone, but with the two
+    mitigation comparisons (p = 1) Holm multiplies the smallest by 3 → 0.115: not established.
+    Mutation: p_holm = p_value (no correction) makes this test fail."""
+    table = seeded({(0.5, "none"): ([0.0, 0.0, 0.0], [0.8, 0.7, 0.9]),
+                    (0.9, "none"): ([0.100, 0.135, 0.065], [0.8, 0.7, 0.9]),
+                    (0.9, "oversample"): ([0.100, 0.135, 0.065], [0.8, 0.7, 0.9])})
+    tests = bias_study.seed_tests(table)
+    assert tests.iloc[0]["p_value"] < 0.05
+    assert tests.iloc[0]["p_holm"] == pytest.approx(min(1.0, 3 * tests.iloc[0]["p_value"]))
+    assert not tests["established"].any()
+    assert "not established" in bias_study.findings(table)[0]
+
+
+def test_summarise_and_arm_table_show_seed_and_test_intervals():
+    table = seeded({(0.5, "none"): ([0.10, 0.12, 0.14], [0.80, 0.82, 0.84])})
+    means = bias_study.summarise(table)
+    assert means["seeds"].tolist() == [3]
+    # mean 0.12, sd 0.02, t(0.975, 2) = 4.303 → half-width 0.02 / √3 · 4.303 = 0.0497
+    assert means["bias/directional_amplification/A->T"].iloc[0] == pytest.approx(0.12)
+    assert means["bias/directional_amplification/A->T/seed_ci95_low"].iloc[0] == pytest.approx(0.12 - 0.04969, abs=1e-4)
+    cell = bias_study.arm_table(table)["bias/directional_amplification/A->T"].iloc[0]
+    assert cell == "0.1200 [0.0703, 0.1697] (test 0.1100–0.1300)"
+    # one seed: no seed interval, the study_metrics keys stay one per arm and metric
+    single = bias_study.summarise(table[table["seed"] == 0])
+    assert "bias/directional_amplification/A->T/seed_ci95_low" not in single
+    assert bias_study.study_metrics(table)["bias_study/none/0.50/vqa/exact_match"] == pytest.approx(0.82)
+    assert bias_study.seed_tests(table[table["seed"] == 0]).empty
