@@ -2,11 +2,14 @@
 
 Each baseline is the fused model of 03_fuse with one input taken away, trained the way 03_fuse
 trained it — same 02_train starting weights, same stages, batch, learning rates and parts, same
-training questions — for ``epochs`` stage-2 epochs over the VQA rows:
+training questions — in stage 2 until its validation loss on the VQA rows stops improving
+(evaluated ``EVALS_PER_EPOCH`` times an epoch; stopped after ``patience`` evaluations without a new
+best, the best one's weights kept; transformers' ``EarlyStoppingCallback``), at most ``epochs``
+stage-2 epochs — the budget cap, by default the fused model's ``fuse_epochs``:
 
 - ``blind`` (question only): every image replaced by a blank one — all-zero pixel values, which
   after the image processor's normalisation (mean 0.5, std 0.5 per channel) is a uniform
-  mid-grey picture (RGB 0.5; not the training set's mean colour) — so the model can learn only the language
+  mid-grey picture (RGB 0.5, not the training set's mean colour) — so the model can learn only the language
   prior (Antol et al. 2015's "question-only" baseline; Goyal et al. 2017 show how far it goes on
   VQA v1);
 - ``image_only`` (no question): every question replaced by the same text ``HIDDEN_QUESTION``,
@@ -30,6 +33,7 @@ from ..names import BASELINES
 from ..training import fused
 
 HIDDEN_QUESTION = "?"  # what image_only sees instead of each question
+EVALS_PER_EPOCH = 4  # validation-loss evaluations per stage-2 epoch of a trained baseline
 
 
 def check(kinds) -> tuple[str, ...]:
@@ -56,14 +60,16 @@ class Baseline:
     kind: str
     model: object
     processor: object  # cnn_bow: its Vocabulary
-    epochs: float  # stage-2 epochs over the VQA rows (0: untrained); cnn_bow: its best validation epoch
+    epochs: float  # stage-2 epochs over the VQA rows trained (0: untrained); cnn_bow: its best validation epoch
     steps: int  # optimiser steps, both stages
     seconds: float  # training time
+    cap: float = 0.0  # trained baselines: the stage-2 epochs allowed
+    best_epoch: float = 0.0  # trained baselines: the stage-2 epoch of the weights kept (best validation loss)
 
 
 def prepare(run: Path, fuse_params: dict):
     """03_fuse's starting point for the VQA rows only (``fused.prepare``), shared by the trained baselines."""
-    prepared = fused.prepare(Path(run), dict(fuse_params, tasks=["vqa"]), splits=("train",))
+    prepared = fused.prepare(Path(run), dict(fuse_params, tasks=["vqa"]), splits=("train", "validation"))
     if "vqa" not in prepared.tasks:
         raise ValueError(f"the run has no VQA training data for the baselines ({prepared.skipped.get('vqa', '')})")
     return prepared
@@ -77,25 +83,44 @@ def untrained(config, processor, seed: int) -> Baseline:
     return Baseline("random_init", AutoModelForImageTextToText.from_config(config).eval(), processor, 0.0, 0, 0.0)
 
 
-def train_baseline(prepared, fuse_params: dict, kind: str, epochs: float, out: Path) -> Baseline:
+def train_baseline(prepared, fuse_params: dict, kind: str, epochs: float, out: Path, patience: int = 2) -> Baseline:
     """Train baseline ``kind`` (``blind`` or ``image_only``) from a copy of ``prepared``'s fresh
-    model with 03_fuse's parameters ``fuse_params``, stage 2 for ``epochs`` over the VQA rows;
-    saved under ``out/<kind>/``."""
+    model with 03_fuse's parameters ``fuse_params``: stage 1 as 03_fuse, then stage 2 over the VQA
+    rows until the validation loss has not improved for ``patience`` evaluations, at most
+    ``epochs``; the best evaluation's weights are kept and saved under ``out/<kind>/``."""
     import copy
+    import math
+    import shutil
+
+    from transformers import EarlyStoppingCallback
 
     if kind not in ("blind", "image_only"):
         raise ValueError(f"{kind!r} is not a baseline trained like the fused model; those are: blind, image_only")
-    values, start = fuse_params, time.perf_counter()
+    values, start, out = fuse_params, time.perf_counter(), Path(out)
     model = copy.deepcopy(prepared.model)
-    examples, pixels = ablate(kind, prepared.examples["train"], prepared.pixel_values["train"])
-    train_set = fused.TaskUnits(examples, prepared.processor, pixels)
+    sets = {}
+    for split in ("train", "validation"):
+        examples, pixels = ablate(kind, prepared.examples[split], prepared.pixel_values[split])
+        sets[split] = fused.TaskUnits(examples, prepared.processor, pixels)
     plan = fused.stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], epochs,
                         values["fuse_learning_rate"], values["fuse_train_parts"])
-    trainers = fused.train_quietly(model, train_set, prepared.collator, plan, Path(out) / "checkpoints" / kind, values)
-    model.save_pretrained(Path(out) / kind)
-    prepared.processor.save_pretrained(Path(out) / kind)
-    return Baseline(kind, model, prepared.processor, epochs,
-                    sum(t.state.global_step for t in trainers.values()), time.perf_counter() - start)
+    trainers = fused.train_quietly(model, sets["train"], prepared.collator, plan[:-1], out / "checkpoints" / kind, values)
+    every = max(1, math.ceil(len(sets["train"]) / values["fuse_batch_images"] / EVALS_PER_EPOCH))
+    trainers |= fused.train_stages(
+        model, sets["train"], prepared.collator, plan[-1:], out / "checkpoints" / kind, batch_size=values["fuse_batch_images"],
+        seed=values["seed"], bf16=values["bf16"], eval_set=sets["validation"], logging_strategy="no", disable_tqdm=True,
+        eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=1,
+        save_only_model=True, load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
+        callbacks={plan[-1].name: [EarlyStoppingCallback(early_stopping_patience=patience)]})
+    shutil.rmtree(out / "checkpoints" / kind, ignore_errors=True)
+    model.save_pretrained(out / kind)
+    prepared.processor.save_pretrained(out / kind)
+    stage2 = trainers[plan[-1].name].state
+    per_epoch = stage2.max_steps / epochs
+    best_step = int(stage2.best_model_checkpoint.rsplit("-", 1)[-1]) if stage2.best_model_checkpoint else stage2.global_step
+    return Baseline(kind, model, prepared.processor, round(stage2.global_step / per_epoch, 3),
+                    sum(t.state.global_step for t in trainers.values()), time.perf_counter() - start,
+                    cap=epochs, best_epoch=round(best_step / per_epoch, 3))
 
 
 def train_cnn_bow(run: Path, processor, seed: int) -> Baseline:
@@ -134,10 +159,12 @@ def answer(baseline: Baseline, examples: list[Example], pixel_values: torch.Tens
     return generate(baseline.model, baseline.processor, asked, pixels, desc=baseline.kind, **generate_kwargs)
 
 
-def run_all(run: Path, split, kinds, epochs: float, seed: int, batch_size: int, num_beams: int):
+def run_all(run: Path, split, kinds, epochs: float | None, seed: int, batch_size: int, num_beams: int,
+            patience: int = 2):
     """04's baselines on ``split`` (``mbmlab.analyses.evaluation.TestSplit``): each of ``kinds``
-    trained like the fused model (or left untrained) and asked the VQA test questions. Returns
-    ({kind: answers}, the training budget of the fused model and of each baseline)."""
+    trained like the fused model (early stopping on validation, at most ``epochs`` stage-2 epochs;
+    None: the fused model's ``fuse_epochs``) or left untrained, and asked the VQA test questions.
+    Returns ({kind: answers}, the training budget of the fused model and of each baseline)."""
     import pandas as pd
 
     from ..artifacts import load_json
@@ -145,6 +172,7 @@ def run_all(run: Path, split, kinds, epochs: float, seed: int, batch_size: int, 
     run = Path(run)
     fuse_params = load_json(run, "fuse.json").get("params") or load_json(run, "params.json")
     vqa_examples = [e for e in split.examples if e.task == "vqa"]
+    epochs = fuse_params["fuse_epochs"] if epochs is None else epochs
     budgets = [{"model": "fused (03_fuse)", "tasks": ", ".join(split.tasks), "stage-2 epochs": fuse_params["fuse_epochs"],
                 "optimiser steps": int(pd.read_csv(run / "fuse_history.csv")["step"].max())}]
     start = prepare(run, fuse_params) if {"blind", "image_only"} & set(kinds) else None
@@ -155,12 +183,14 @@ def run_all(run: Path, split, kinds, epochs: float, seed: int, batch_size: int, 
         elif kind == "cnn_bow":
             trained = train_cnn_bow(run, split.processor, seed)
         else:
-            trained = train_baseline(start, fuse_params, kind, epochs, run / "baselines")
+            trained = train_baseline(start, fuse_params, kind, epochs, run / "baselines", patience)
         answers[kind] = answer(trained, vqa_examples, split.pixels["test"], batch_size=batch_size,
                                num_beams=num_beams, max_new_tokens=split.limits["vqa"], progress=False)
         budgets.append({"model": kind, "tasks": "vqa" if trained.steps else "(untrained)",
                         ("epochs (best on validation)" if kind == "cnn_bow" else "stage-2 epochs"): trained.epochs,
-                        "optimiser steps": trained.steps, "training seconds": round(trained.seconds)})
+                        "stage-2 epoch cap": trained.cap or "", "weights kept: epoch (best validation loss)":
+                            trained.best_epoch or "", "optimiser steps": trained.steps,
+                        "training seconds": round(trained.seconds)})
         del trained
     del start
     return answers, pd.DataFrame(budgets).astype(object).fillna("")

@@ -10,6 +10,12 @@ metrics without per-item files, runs on other test sets — is listed, never fla
 two runs' separate intervals is unpaired and ignores that ~230 metrics are read at once. One
 training per run: a flag says the two *trained models* differ on this test set, not that their
 configurations would across seeds (``mbmlab run --seeds``).
+
+Given seed groups instead — the summary folders ``mbmlab run --seeds N`` writes (``seeds.json``
+naming each seed's run) — it compares configurations: for every headline metric all their runs
+recorded, the difference of the seed means with the t interval over seeds
+(``stats.seed_difference``: paired by seed when both groups ran the same seeds, Welch's otherwise),
+Holm's correction over every metric and pair tested, flagged where the adjusted p < 0.05.
 """
 from __future__ import annotations
 
@@ -270,12 +276,100 @@ two trained models on this test set, not about their configurations across seeds
     return path
 
 
+@dataclass
+class SeedGroup:
+    path: Path
+    seeds: list[int]
+    runs: list[Run]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def read_seed_group(path: Path) -> SeedGroup:
+    """A ``mbmlab run --seeds`` summary folder: its seeds and their runs (each must have metrics)."""
+    record = json.loads((Path(path) / "seeds.json").read_text())
+    runs = []
+    for run in record["runs"]:
+        folder = Path(run) if Path(run).is_absolute() else Path(path).parent / Path(run).name
+        if not folder.is_dir():
+            folder = Path(path).parent / Path(run).name  # the reports folder moved as a whole
+        runs.append(read_run(folder))
+    return SeedGroup(Path(path), list(record["seeds"]), runs)
+
+
+def seed_tests(groups: list[SeedGroup]) -> pd.DataFrame:
+    """One row per (headline metric every run of both groups recorded, pair of groups): each
+    group's seed mean, the difference (first − second) with its t interval over seeds and p, and
+    Holm's adjusted p over all rows; ``established`` = adjusted p < 0.05."""
+    from ..metrics.stats import holm, seed_difference
+
+    rows = []
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups)):
+            a, b = groups[i], groups[j]
+            shared = set.intersection(*(set(r.metrics) for r in a.runs + b.runs))
+            paired = sorted(a.seeds) == sorted(b.seeds)
+            for metric in [m for m in HEADLINE if m in shared]:
+                va = [r.metrics[metric] for _, r in sorted(zip(a.seeds, a.runs), key=lambda t: t[0])]
+                vb = [r.metrics[metric] for _, r in sorted(zip(b.seeds, b.runs), key=lambda t: t[0])]
+                test = seed_difference(va, vb, paired=paired)
+                rows.append({"metric": metric, "pair": f"{a.name} vs {b.name}", "seeds": f"{len(va)}/{len(vb)}",
+                             "test": "paired t" if paired else "Welch t",
+                             "first": sum(va) / len(va), "second": sum(vb) / len(vb),
+                             **{k: v for k, v in test.items() if k != "seeds"}})
+    table = pd.DataFrame(rows, columns=["metric", "pair", "seeds", "test", "first", "second", "difference", "ci95_low",
+                                        "ci95_high", "p_value"])
+    table["p_holm"] = holm(table["p_value"]) if len(table) else []
+    table["established"] = table["p_holm"] < 0.05
+    return table
+
+
+def seed_summary_line(table: pd.DataFrame) -> str:
+    return (f"{int(table['established'].sum())} of {len(table)} tests differ across seeds (headline metrics every "
+            f"run recorded; t intervals over seeds, Holm-corrected over all {len(table)})")
+
+
+def compare_seed_groups(groups: list[SeedGroup], out: Path) -> str:
+    """Write ``out/compare.csv`` and ``out/index.html`` for seed groups; returns the printed text."""
+    table = seed_tests(groups)
+    table.to_csv(out / "compare.csv", index=False)
+    e = html.escape
+    shown = table.assign(verdict=table["established"].map({True: "established", False: "not established"}))
+    cells = shown.assign(difference=[f"{d:+.4g} [{lo:+.4g}, {hi:+.4g}]" for d, lo, hi in
+                                     zip(table["difference"], table["ci95_low"], table["ci95_high"])])
+    columns = ["metric", "pair", "seeds", "test", "first", "second", "difference", "p_holm", "verdict"]
+    rows = "".join("<tr>" + "".join(f"<td>{e(str(round(r[c], 4) if isinstance(r[c], float) else r[c]))}</td>"
+                                    for c in columns) + "</tr>" for r in cells.to_dict("records"))
+    groups_rows = "".join(f"<li>{e(g.name)}: seeds {g.seeds} — " + ", ".join(
+        f"<a href='{e((r.path / 'index.html').resolve().as_uri())}'>{e(r.name)}</a>" for r in g.runs) + "</li>"
+        for g in groups)
+    (out / "index.html").write_text(
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>mbmlab compare: {len(groups)} seed groups"
+        f"</title><style>{STYLE}</style></head><body><h1>Comparison of {len(groups)} configurations over seeds</h1>"
+        f"<ul>{groups_rows}</ul><p>{e(seed_summary_line(table))}.</p><table><tr>"
+        + "".join(f"<th>{e(c)}</th>" for c in columns) + f"</tr>{rows}</table></body></html>", encoding="utf-8")
+    text = cells[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return text + "\n" + seed_summary_line(table)
+
+
 def compare(paths: list[Path], reports: Path | None = None, log=print) -> Path:
-    """Load the runs, print the comparison, write ``reports/<stamp>-compare/``; returns its folder."""
+    """Load the runs (or seed groups), print the comparison, write ``reports/<stamp>-compare/``;
+    returns its folder."""
     from .paths import new_run_dir
 
     if len(paths) < 2:
         raise CompareError("give at least two run folders")
+    grouped = [(Path(p) / "seeds.json").exists() for p in paths]
+    if any(grouped):
+        if not all(grouped):
+            raise CompareError("give either run folders or seed groups (mbmlab run --seeds folders), not both")
+        groups = [read_seed_group(p) for p in paths]
+        out = new_run_dir(reports, label="compare")
+        log(compare_seed_groups(groups, out))
+        log(f"comparison: {out / 'index.html'}")
+        return out
     runs = [read_run(p) for p in paths]
     if len({r.path.resolve() for r in runs}) < len(runs):
         raise CompareError("a run is named twice")

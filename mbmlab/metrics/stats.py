@@ -126,20 +126,24 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
-def seed_difference(a, b, level: float = 0.95) -> dict:
+def seed_difference(a, b, level: float = 0.95, paired: bool | None = None) -> dict:
     """Two configurations trained with several seeds each (one value per seed): the difference of
     the means with Welch's t interval (unequal variances; Welch 1947) and its two-sided p-value;
-    with paired seeds (same length, seed k in both) the paired t interval of the differences."""
+    with paired seeds (seed k in both; ``paired=None`` assumes so when the lengths match) the
+    paired t interval of the differences."""
     from scipy import stats as st
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2 or len(b) < 2:
         raise ValueError("a comparison across seeds needs two seeds or more per arm")
-    if len(a) == len(b) and np.ptp(a - b) == 0:  # every seed the same difference: no spread to test with
-        d = float(a[0] - b[0])
+    paired = len(a) == len(b) if paired is None else paired
+    if paired and len(a) != len(b):
+        raise ValueError(f"paired seeds need as many values in both arms, not {len(a)} and {len(b)}")
+    if (np.ptp(a - b) == 0) if paired else (np.ptp(a) == 0 and np.ptp(b) == 0):  # no spread to test with
+        d = float(a.mean() - b.mean())
         return {"difference": d, "ci95_low": d, "ci95_high": d, "p_value": 1.0 if d == 0 else 0.0,
                 "seeds": (len(a), len(b))}
-    result = st.ttest_rel(a, b) if len(a) == len(b) else st.ttest_ind(a, b, equal_var=False)
+    result = st.ttest_rel(a, b) if paired else st.ttest_ind(a, b, equal_var=False)
     low, high = result.confidence_interval(level)
     return {"difference": float(a.mean() - b.mean()), "ci95_low": float(low), "ci95_high": float(high),
             "p_value": float(result.pvalue), "seeds": (len(a), len(b))}

@@ -112,3 +112,48 @@ def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path, two_runs, capsys):
     assert cli.main(["compare", str(two_runs[0].path), str(tmp_path / "empty")]) == 2
     assert "has no run.json or metrics.json" in capsys.readouterr().err
     assert cli.main(["compare", str(two_runs[0].path)]) == 2
+
+
+def seed_group(folder, name, seeds, values):
+    """A ``mbmlab run --seeds`` folder by hand: one run per seed with its vqa/exact_match and
+    asr/wer values, and the summary folder's seeds.json naming them."""
+    import json
+
+    runs = [helpers.fake_run(folder / f"{name}-seed{s}", {"vqa/exact_match": v, "asr/wer": w, "lm/perplexity": 2.0},
+                             {"seed": s}) for s, (v, w) in zip(seeds, values)]
+    group = folder / f"{name}-seeds"
+    group.mkdir()
+    (group / "seeds.json").write_text(json.dumps({"preset": "default", "seeds": seeds, "runs": [str(r) for r in runs]}))
+    return group
+
+
+def test_seed_groups_are_compared_with_t_intervals_over_seeds(tmp_path, capsys):
+    """A blank-image configuration (VQA 0.50 ± 0.01 over seeds) against the default (0.99 ± 0.005):
+    VQA differs, established; ASR WER moves by seed noise only (0.20, 0.25, 0.22 vs 0.21, 0.23,
+    0.24): not established; a group against itself flags nothing. Mutation: a verdict read from
+    the means alone (established = difference ≠ 0) flags WER and fails here."""
+    default = seed_group(tmp_path, "default", [0, 1, 2], [(0.99, 0.20), (0.985, 0.25), (0.995, 0.22)])
+    blank = seed_group(tmp_path, "blank", [0, 1, 2], [(0.50, 0.21), (0.51, 0.23), (0.49, 0.24)])
+    groups = [compare.read_seed_group(default), compare.read_seed_group(blank)]
+    table = compare.seed_tests(groups).set_index("metric")
+    assert list(table.index) == ["vqa/exact_match", "asr/wer", "lm/perplexity"]  # headline order, shared only
+    assert table.loc["vqa/exact_match", "difference"] == pytest.approx(0.49) and table.loc["vqa/exact_match", "established"]
+    assert table.loc["vqa/exact_match", "test"] == "paired t" and table.loc["vqa/exact_match", "seeds"] == "3/3"
+    assert not table.loc["asr/wer", "established"] and not table.loc["lm/perplexity", "established"]
+    reports = tmp_path / "reports"
+    assert cli.main(["compare", str(default), str(blank), "--reports", str(reports)]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 3 tests differ across seeds" in out
+    (folder,) = reports.iterdir()
+    assert "established" in (folder / "index.html").read_text()
+    same = compare.seed_tests([groups[0], compare.read_seed_group(default)])
+    assert not same["established"].any()
+    # other seeds in the two groups: Welch's t, never paired
+    other = seed_group(tmp_path, "other", [5, 6, 7], [(0.50, 0.21), (0.51, 0.23), (0.49, 0.24)])
+    assert set(compare.seed_tests([groups[0], compare.read_seed_group(other)])["test"]) == {"Welch t"}
+
+
+def test_seed_groups_and_runs_are_not_mixed(tmp_path, two_runs, capsys):
+    group = seed_group(tmp_path, "g", [0, 1], [(0.9, 0.2), (0.8, 0.3)])
+    assert cli.main(["compare", str(two_runs[0].path), str(group)]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -85,6 +85,18 @@ def test_seed_difference_hand_worked():
     assert (result["ci95_low"], result["ci95_high"]) == pytest.approx((0.02930, 0.14404), abs=1e-4)
     with pytest.raises(ValueError, match="two seeds"):
         stats.seed_difference([0.9], [0.8])
+    # other seeds in each arm: Welch's t on the same values — means 0.91 and 0.82333, variances
+    # 0.0001 and 0.000633, se 0.015635, Welch–Satterthwaite df = 2.69 (not the paired ± 0.05737)
+    welch = stats.seed_difference([0.90, 0.92, 0.91], [0.80, 0.82, 0.85], paired=False)
+    assert welch["difference"] == pytest.approx(0.086667, abs=1e-6)
+    half = (welch["ci95_high"] - welch["ci95_low"]) / 2
+    from scipy import stats as st
+    df = (0.0001 / 3 + 0.00063333 / 3) ** 2 / ((0.0001 / 3) ** 2 / 2 + (0.00063333 / 3) ** 2 / 2)
+    assert half == pytest.approx(st.t.ppf(0.975, df) * 0.015635, rel=1e-3) and abs(half - 0.05737) > 1e-3
+    constant = stats.seed_difference([2.0, 2.0], [2.0, 2.0, 2.0], paired=False)
+    assert constant["p_value"] == 1.0 and constant["ci95_low"] == constant["ci95_high"] == 0.0
+    with pytest.raises(ValueError, match="as many values"):
+        stats.seed_difference([0.9, 0.8], [0.8, 0.7, 0.6], paired=True)
 
 
 def test_paired_test_hand_worked_and_calibrated():
