@@ -224,6 +224,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                "notebooks": [{"name": n, "status": "pending", "seconds": None, "html": None, "notebook": None}
                              for n in series.names]}
         save_json(run_dir, "params.json", values)
+        save_json(run_dir, "run.json", run)  # a run killed outright (SIGKILL, power loss) can still be resumed
     else:
         run.update(status="running", error=None)
         run.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))
@@ -279,6 +280,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                 run.update(status="failed", error=f"{failure}\ncontinue with `mbmlab run --resume {run_dir}`")
                 raise failure
             entry.update(status="ok", seconds=time.perf_counter() - t0)
+            save_json(run_dir, "run.json", run)
             log(f"      {name} done in {entry['seconds']:.1f} s")
         run["status"] = "ok"
     finally:

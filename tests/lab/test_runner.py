@@ -165,6 +165,26 @@ def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(tmp_path, monke
     assert (run_dir / "ran.txt").read_text().split() == ["01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias"]
 
 
+def test_a_run_killed_outright_can_be_resumed(tmp_path):
+    """The runner process itself killed (SIGKILL: no finally, no handler) during 02: run.json,
+    written at the start and after each notebook, still says what finished, so --resume goes on
+    from 02. Mutation: run.json written only when the series ends fails here (no run.json)."""
+    import subprocess
+    import sys
+
+    nb = _series(tmp_path / "nb", bodies={"02_train": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+                                                      "import time\ntime.sleep(30)"})
+    done = subprocess.run([sys.executable, "-m", "mbmlab.lab.cli", "run", "--preset", "tiny", "--notebooks", str(nb),
+                           "--reports", str(tmp_path / "r"), "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-2000:]
+    (run_dir,) = (tmp_path / "r").iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "running" and [n["status"] for n in run["notebooks"]][:2] == ["ok", "pending"]
+    _series(nb)  # the cause mended
+    assert cli.main(["run", "--resume", str(run_dir), "--notebooks", str(nb), "--no-progress"]) == 0
+    assert (run_dir / "ran.txt").read_text().split() == ["01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias"]
+
+
 def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
     import os
 
