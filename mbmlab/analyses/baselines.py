@@ -112,7 +112,9 @@ def train_baseline(prepared, fuse_params: dict, kind: str, epochs: float, out: P
         eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=1,
         save_only_model=True, load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
         callbacks={plan[-1].name: [EarlyStoppingCallback(early_stopping_patience=patience)]})
-    shutil.rmtree(out / "checkpoints" / kind, ignore_errors=True)
+    shutil.rmtree(out / "checkpoints" / kind, ignore_errors=True)  # the best evaluation's weights are loaded
+    if (out / "checkpoints").is_dir() and not any((out / "checkpoints").iterdir()):
+        (out / "checkpoints").rmdir()
     model.save_pretrained(out / kind)
     prepared.processor.save_pretrained(out / kind)
     stage2 = trainers[plan[-1].name].state
@@ -159,11 +161,11 @@ def answer(baseline: Baseline, examples: list[Example], pixel_values: torch.Tens
     return generate(baseline.model, baseline.processor, asked, pixels, desc=baseline.kind, **generate_kwargs)
 
 
-def run_all(run: Path, split, kinds, epochs: float | None, seed: int, batch_size: int, num_beams: int,
+def run_all(run: Path, split, kinds, epochs: float, seed: int, batch_size: int, num_beams: int,
             patience: int = 2):
     """04's baselines on ``split`` (``mbmlab.analyses.evaluation.TestSplit``): each of ``kinds``
     trained like the fused model (early stopping on validation, at most ``epochs`` stage-2 epochs;
-    None: the fused model's ``fuse_epochs``) or left untrained, and asked the VQA test questions.
+    0: the fused model's ``fuse_epochs``) or left untrained, and asked the VQA test questions.
     Returns ({kind: answers}, the training budget of the fused model and of each baseline)."""
     import pandas as pd
 
@@ -172,7 +174,7 @@ def run_all(run: Path, split, kinds, epochs: float | None, seed: int, batch_size
     run = Path(run)
     fuse_params = load_json(run, "fuse.json").get("params") or load_json(run, "params.json")
     vqa_examples = [e for e in split.examples if e.task == "vqa"]
-    epochs = fuse_params["fuse_epochs"] if epochs is None else epochs
+    epochs = epochs or fuse_params["fuse_epochs"]
     budgets = [{"model": "fused (03_fuse)", "tasks": ", ".join(split.tasks), "stage-2 epochs": fuse_params["fuse_epochs"],
                 "optimiser steps": int(pd.read_csv(run / "fuse_history.csv")["step"].max())}]
     start = prepare(run, fuse_params) if {"blind", "image_only"} & set(kinds) else None

@@ -247,9 +247,11 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("baselines", list, list(BASELINES), "VQA baselines: blind (question only) and image_only (no question) "
           "trained like the fused model, random_init (untrained), cnn_bow (the supervised CNN + bag-of-words "
           "classifier)", (NB_EVALUATE,), choices=tuple(BASELINES)),
-    Param("baseline_epochs", float, 0.5, "stage-2 epochs of the trained baselines over the VQA rows (the fused "
-          "model's budget is fuse_epochs; default uses fewer to keep the series under 10 minutes)",
-          (NB_EVALUATE,), minimum=0.01),
+    Param("baseline_epochs", float, 0.0, "the trained baselines' cap on stage-2 epochs over the VQA rows (0: the "
+          "fused model's fuse_epochs); they stop earlier when their validation loss has not improved for "
+          "baseline_patience evaluations (4 an epoch), keeping the best", (NB_EVALUATE,), minimum=0.0),
+    Param("baseline_patience", int, 2, "evaluations of the validation loss without a new best before a trained "
+          "baseline stops (early stopping)", (NB_EVALUATE,), minimum=1),
     # 06_fusion_study: 03_fuse's parameters (and eval_batch_size) too, for every strategy alike
     Param("study_fusions", list, list(FUSIONS), "the fusion strategies compared", (NB_FUSION_STUDY,),
           choices=FUSIONS),
@@ -284,11 +286,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "align_epochs": 2.0,
         "align_batch_size": 32, "fuse_stage1_epochs": 1.0, "fuse_epochs": 6.0, "fuse_batch_images": 8,
         "fuse_learning_rate": 2e-3, "gallery_size": 4, "explain_images": 24, "pocketsphinx_clips": 8,
+        "baseline_epochs": 2.0,
     },
     "default": {},
     "full": {
         "vocab_size": 1000, "lm_dim": 256, "lm_layers": 6, "lm_heads": 8, "lm_epochs": 3.0,
-        "resnet_width": 64, "resnet_depth": 2, "fuse_epochs": 10.0, "baseline_epochs": 10.0, "num_beams": 3,
+        "resnet_width": 64, "resnet_depth": 2, "fuse_epochs": 10.0, "num_beams": 3,
         "audio_dim": 128, "audio_layers": 4, "audio_heads": 4, "align_epochs": 20.0, "speech_max_clips": 0,
     },
     # 01 and 02 as in default, then every fusion strategy through 03 and 04's headline at

@@ -110,6 +110,27 @@ def test_trained_baselines_join_the_vqa_table(tiny_run):
         assert answers == other, kind
 
 
+def test_trained_baselines_stop_early_on_the_validation_loss(tiny_run, tmp_path):
+    """A baseline whose validation loss cannot improve (stage 2 at learning rate 0) stops after
+    ``patience`` evaluations without a new best: with patience 1 at the second evaluation (half
+    an epoch at 4 evaluations an epoch), keeping the first's weights — not at its 2-epoch cap.
+    Mutation: train_baseline without its EarlyStoppingCallback trains to the cap and fails here.
+    04's budget table prints the cap and the epoch kept beside the fused model's budget."""
+    from mbmlab.analyses import baselines
+
+    fuse_params = dict(json.loads((tiny_run / "fuse.json").read_text())["params"], fuse_stage1_epochs=0.0,
+                       fuse_learning_rate=0.0)
+    prepared = baselines.prepare(tiny_run, fuse_params)
+    trained = baselines.train_baseline(prepared, fuse_params, "blind", 2.0, tmp_path, patience=1)
+    assert trained.cap == 2.0 and trained.epochs == pytest.approx(2 / baselines.EVALS_PER_EPOCH, abs=0.05)
+    assert trained.best_epoch == pytest.approx(1 / baselines.EVALS_PER_EPOCH, abs=0.05)
+    assert (tmp_path / "blind" / "config.json").exists() and not (tmp_path / "checkpoints").exists()
+    model = trained.model  # reloading the best checkpoint kept the LM head tied to the embedding
+    assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    evaluated = (tiny_run / "04_evaluate.html").read_text()
+    assert "stage-2 epoch cap" in evaluated and "weights kept: epoch (best validation loss)" in evaluated
+
+
 def test_cnn_bow_trains_on_exactly_the_runs_vqa_rows(tiny_run, monkeypatch):
     from transformers import AutoProcessor
 
@@ -289,19 +310,25 @@ def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_
 
 def test_bias_study_injects_strengths_and_measures_them(tiny_run):
     """07_bias_study on the tiny run (its scenes inject circle:red): two strengths and the
-    mitigation, the realised bias follows the injected one, every measure with its interval in
-    metrics.json, the probes saved, the figure drawn, findings written."""
+    mitigation, two seeds each, the realised bias follows the injected one, every measure with its
+    interval in metrics.json, the probes saved, the figure drawn, findings written from the
+    differences over seeds."""
     import papermill as pm
     import pandas as pd
 
-    values = P.for_notebook(P.NB_BIAS_STUDY, P.resolve("tiny", {"bias_strengths": [0.3, 0.9], "probe_images": 6}))
+    values = P.for_notebook(P.NB_BIAS_STUDY, P.resolve("tiny", {"bias_strengths": [0.3, 0.9], "probe_images": 6,
+                                                                            "bias_seeds": 2}))
     out = tiny_run / f"{P.NB_BIAS_STUDY}.ipynb"
     pm.execute_notebook(str(ROOT / "notebooks" / f"{P.NB_BIAS_STUDY}.ipynb"), str(out),
                         parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run))
     table = pd.read_csv(tiny_run / "bias_study.csv")
-    assert list(zip(table["strength"], table["mitigation"])) == [(0.3, "none"), (0.9, "none"), (0.9, "oversample")]
+    assert list(zip(table["strength"], table["mitigation"], table["seed"])) == [
+        (0.3, "none", 0), (0.3, "none", 1), (0.9, "none", 0), (0.9, "none", 1), (0.9, "oversample", 0), (0.9, "oversample", 1)]
     realised = table["realised P(prior colour | biased shape)"]
-    assert realised[0] < realised[1]  # the injected strength is what the training data holds
+    assert realised[0] == realised[1] < realised[2]  # the injected strength is what the training data holds; seeds share it
+    weights = [(tiny_run / "bias_study" / f"strength0.90-none-seed{k}" / "fused" / "model.safetensors").read_bytes()
+               for k in (0, 1)]
+    assert weights[0] != weights[1]  # the seeds train other models (mutation: the seed not passed on fails here)
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     for key in ("none/0.30", "none/0.90", "oversample/0.90"):
         for name in ("vqa/exact_match", "bias/amplification", "bias/directional_amplification/A->T/ci95_low",
@@ -310,13 +337,15 @@ def test_bias_study_injects_strengths_and_measures_them(tiny_run):
     probes = pd.read_csv(tiny_run / "bias_study_probes.csv")
     assert set(probes["changed"]) == {"colour", "shape"} and probes["image_id"].nunique() <= 6
     assert (tiny_run / "figures" / "07_bias_study.png").stat().st_size > 10_000
-    assert json.loads((tiny_run / "bias_study.json").read_text())["findings"]
+    findings = json.loads((tiny_run / "bias_study.json").read_text())["findings"]
+    assert "(means over 2 seeds)" in findings[0] and "difference over 2 seeds (paired t, Holm p" in findings[0]
+    assert "bias_study/none/0.90/vqa/exact_match/seed_ci95_low" in metrics
     # the tiny run has spoken questions: each model's voice-group disparities
     for key in ("none/0.30", "none/0.90", "oversample/0.90"):
         for name in ("asr/wer", "fairness/asr/voice/difference/ci95_high", "fairness/spoken_vqa/engine/ratio"):
             assert f"bias_study/{key}/{name}" in metrics, (key, name)
     assert (tiny_run / "figures" / "07_speech_fairness.png").stat().st_size > 10_000
-    assert (tiny_run / "bias_study" / "strength0.90-none" / "asr_predictions.csv").exists()
+    assert (tiny_run / "bias_study" / "strength0.90-none-seed1" / "asr_predictions.csv").exists()
 
 
 def test_fusion_training_is_reproducible_across_processes(tiny_run, tmp_path):
