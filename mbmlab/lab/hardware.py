@@ -1,10 +1,22 @@
 """What the machine a run ran on can do, measured in the run's own process: machines of one kind
-differ 3–4× in speed, so run times are read beside the fp32 matmul rate measured where they ran."""
+differ 3–4× in speed, so run times are read beside the fp32 matmul rate measured where they ran.
+
+Also the hardware-aware settings: bf16 only where the hardware computes it natively (a CPU with
+AMX or AVX512-BF16, or a GPU that supports it) — on other CPUs PyTorch's bf16 matmul is emulated
+and 2.6–186× *slower* than fp32 (measured on this project's AMD EPYC, AVX2 only) — and the
+thread count from the cores this process may use.
+"""
 from __future__ import annotations
 
+import functools
+import os
 import platform
 import time
+import warnings
 from pathlib import Path
+
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of native bf16 matmul on a CPU
+SHOWN_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")  # the flags that matter here
 
 
 def matmul_peak(dtype=None, n: int = 1024, repeats: int = 10) -> float:
@@ -22,16 +34,107 @@ def matmul_peak(dtype=None, n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 / best
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+def _cpuinfo_field(name: str) -> str | None:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
+            if line.startswith(name):
                 return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+    return None
 
 
-def profile() -> dict[str, str]:
-    """The CPU model and the fp32 matmul rate (1024², best of 10, this process's threads)."""
-    return {"cpu": cpu_model(), "fp32 matmul GFLOP/s": f"{matmul_peak() / 1e9:.0f}"}
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    return _cpuinfo_field("model name") or platform.processor() or "unknown"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where the system does not say)."""
+    return set((_cpuinfo_field("flags") or "").split())
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota
+    (``cpu.max``, as containers set it) when there is one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = Path("/sys/fs/cgroup/cpu.max")
+    if quota.is_file():
+        limit, _, period = quota.read_text().partition(" ")
+        if limit.strip() not in ("max", "") and period.strip():
+            cores = min(cores, max(1, int(int(limit) // int(period))))
+    return max(1, cores)
+
+
+def set_threads() -> int:
+    """torch's intra-op threads = the usable cores, unless the user set ``OMP_NUM_THREADS``
+    (then that is kept); returns the thread count in force."""
+    import torch
+
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(usable_cores())
+    return torch.get_num_threads()
+
+
+def gpu() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+
+
+def bf16_native(flags: set[str] | None = None) -> bool:
+    """Whether bf16 runs natively here: a CUDA GPU that supports it, or a CPU with AMX or AVX512-BF16."""
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(set(BF16_FLAGS) & (cpu_flags() if flags is None else flags))
+
+
+@functools.lru_cache(maxsize=1)
+def bf16_slowdown() -> float:
+    """fp32 ÷ bf16 matmul rate on this CPU (256², best of 3: a bf16 matmul can take 186× longer)."""
+    import torch
+
+    return matmul_peak(torch.float32, n=256, repeats=3) / matmul_peak(torch.bfloat16, n=256, repeats=3)
+
+
+def resolve_bf16(setting) -> bool:
+    """The ``bf16`` parameter made a decision: ``auto`` → on only where it is native
+    (``bf16_native``); ``true`` → on, with a warning and the measured slowdown on a CPU without
+    native bf16; ``false`` → off. A boolean is a decision already made (``notebook.start`` makes
+    it once per notebook, before any training) and is returned as it is."""
+    if isinstance(setting, bool):
+        return setting
+    value = str(setting).lower()
+    if value == "false":
+        return False
+    if value == "auto":
+        return bf16_native()
+    if value != "true":
+        raise ValueError(f"bf16={setting!r}: use auto, true or false")
+    if not bf16_native():
+        warnings.warn(f"bf16=true on a CPU without AMX or AVX512-BF16 ({cpu_model()}): its bf16 matmul is "
+                      f"{bf16_slowdown():.1f}× slower than fp32, measured now; bf16=auto would train in fp32",
+                      RuntimeWarning, stacklevel=2)
+    return True
+
+
+def profile(bf16: bool = True) -> dict[str, str]:
+    """The hardware line of ``run.json``: CPU model, the flags that matter, cores (usable /
+    logical), the fp32 matmul rate (1024², best of 10, this process's threads), the bf16 rate
+    (256², best of 3; with ``bf16``) and the GPU if any."""
+    flags = cpu_flags()
+    out = {"cpu": cpu_model(), "cpu flags": " ".join(f for f in SHOWN_FLAGS if f in flags) or "none of " + ", ".join(SHOWN_FLAGS),
+           "cores (usable / logical)": f"{usable_cores()} / {os.cpu_count()}",
+           "fp32 matmul GFLOP/s": f"{matmul_peak() / 1e9:.0f}"}
+    if bf16:
+        out["bf16 matmul GFLOP/s"] = f"{matmul_peak(_bf16(), n=256, repeats=3) / 1e9:.1f}"
+    out["bf16 native"] = "yes" if bf16_native(flags) else "no"
+    out["gpu"] = gpu() or "none"
+    return out
+
+
+def _bf16():
+    import torch
+
+    return torch.bfloat16

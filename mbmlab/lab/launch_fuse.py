@@ -32,7 +32,7 @@ def main(argv=None) -> dict:
     ``accelerate launch`` sets up (gloo on CPUs, NCCL on GPUs)."""
     args = parse(argv)
     values = P.resolve("default", json.loads(args.params) if args.params else {})
-    values["bf16"] = values["bf16"] or args.bf16
+    values["bf16"] = "true" if args.bf16 else values["bf16"]
     out = Path(args.out)
     built = prepare(Path(args.run), values, splits=("train",))
     plan = stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], values["fuse_epochs"],

@@ -8,6 +8,7 @@ import os
 import random
 from pathlib import Path
 
+from . import hardware
 from . import params as P
 from .paths import resolve_run_dir
 
@@ -51,5 +52,9 @@ def start(notebook: str, run_dir: str, namespace: dict) -> tuple[Path, dict]:
     np.random.seed(seed)
     torch.manual_seed(seed)
     run = resolve_run_dir(run_dir, NEEDS[notebook])
-    print(f"{notebook}: run directory {run.name}")
+    threads = hardware.set_threads()
+    print(f"{notebook}: run directory {run.name}; {threads} torch threads")
+    if "bf16" in checked:  # decided once, before any training; a bf16 forced onto a CPU without it warns here
+        setting, checked["bf16"] = checked["bf16"], hardware.resolve_bf16(checked["bf16"])
+        print(f"bf16={setting}: training in {'bf16 autocast' if checked['bf16'] else 'fp32'}")
     return run, checked

@@ -65,7 +65,12 @@ def training_arguments(output_dir: Path, *, epochs: float, batch_size: int, lear
         save_strategy="no", report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
     )
-    return TrainingArguments(**(settings | extra))
+    settings |= extra
+    if "bf16" in settings:  # "auto"/"true"/"false" decided here when no notebook did it before
+        from ..lab.hardware import resolve_bf16
+
+        settings["bf16"] = resolve_bf16(settings["bf16"])
+    return TrainingArguments(**settings)
 
 
 class StopAfter(TrainerCallback):
