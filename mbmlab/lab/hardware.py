@@ -65,13 +65,21 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
+@functools.lru_cache(maxsize=1)
+def _torch_default_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()  # PyTorch's own choice at start-up: the physical cores it sees
+
+
 def set_threads() -> int:
-    """torch's intra-op threads = the usable cores, unless the user set ``OMP_NUM_THREADS``
-    (then that is kept); returns the thread count in force."""
+    """torch's intra-op threads = the usable cores (no more than PyTorch's own start-up choice,
+    which leaves out SMT siblings), unless the user set ``OMP_NUM_THREADS`` (then that is kept):
+    a container given 2 of 64 visible cores runs 2 threads, not 64. Returns the count in force."""
     import torch
 
     if not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(usable_cores())
+        torch.set_num_threads(min(usable_cores(), _torch_default_threads()))
     return torch.get_num_threads()
 
 
