@@ -108,10 +108,38 @@ class LengthGroupedEpochSampler(torch.utils.data.Sampler):
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
+class NonFiniteLoss(FloatingPointError):
+    """A training step's loss was NaN or infinite: training stopped before the optimiser step."""
+
+
+def describe_batch(inputs: dict) -> str:
+    """Each tensor of a batch with its shape, and how many non-finite values a float one holds."""
+    parts = []
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            bad = int((~torch.isfinite(value)).sum()) if value.is_floating_point() else 0
+            parts.append(f"{key} {tuple(value.shape)}" + (f" with {bad} non-finite values" if bad else ""))
+    return ", ".join(parts)
+
+
 class LengthAwareTrainer(Trainer):
     """A ``Trainer`` that batches items of similar length together when the training dataset
     knows its items' lengths (a ``lengths`` attribute), as ``group_by_length`` does for datasets
-    with an ``input_ids`` column: a few long rows (speech) no longer pad a whole batch of short ones."""
+    with an ``input_ids`` column: a few long rows (speech) no longer pad a whole batch of short ones.
+    A non-finite loss stops training at once (``NonFiniteLoss``, before the optimiser step), naming
+    the stage (the output folder), the step, the batch within the epoch and what the batch held."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            steps = max(1, len(self.get_train_dataloader()) // self.args.gradient_accumulation_steps)
+            step = self.state.global_step + 1
+            raise NonFiniteLoss(
+                f"non-finite training loss ({loss.item()}) in stage {Path(self.args.output_dir).name!r} at optimiser "
+                f"step {step} (epoch {int(self.state.epoch or 0) + 1}, batch {(step - 1) % steps + 1} of {steps}); "
+                f"the batch: {describe_batch(inputs)}. Lower the learning rate or check the inputs, then "
+                "`mbmlab run --resume` the run (it continues from the last checkpoint)")
+        return loss
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

@@ -50,3 +50,32 @@ def test_bf16_autocast_trains_on_cpu(tokenizer, tmp_path):
                     TextLines(LINES, tokenizer), LMCollator(tokenizer.pad_token_id))
     assert trainer.args.bf16 and trainer.state.global_step == 4
     assert next(trainer.model.parameters()).dtype == torch.float32  # autocast: weights stay fp32
+
+
+def test_a_nan_in_a_batch_stops_training_naming_stage_step_and_batch(tmp_path):
+    """Eight one-number items, batches of 2 in order; item 5 is NaN, so the third batch's loss is
+    NaN: training stops at optimiser step 3 (batch 3 of 4) before that step changes a weight.
+    Mutation: training_step without the finiteness check trains on (NaN weights) and fails here."""
+    import pytest
+
+    from mbmlab.training.trainer import NonFiniteLoss, train, training_arguments
+
+    class Regression(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(1, 1)
+
+        def forward(self, x, y):
+            return {"loss": torch.nn.functional.mse_loss(self.linear(x).squeeze(-1), y)}
+
+    xs = [1.0, 2.0, 3.0, 4.0, float("nan"), 6.0, 7.0, 8.0]
+    items = [{"x": torch.tensor([x]), "y": torch.tensor(2 * x if x == x else 0.0)} for x in xs]
+    collate = lambda batch: {k: torch.stack([b[k] for b in batch]) for k in batch[0]}  # noqa: E731
+    model = Regression()
+    args = training_arguments(tmp_path / "stage2", epochs=1, batch_size=2, learning_rate=1e-2, seed=0, n_examples=8,
+                              disable_tqdm=True, remove_unused_columns=False)
+    args.train_sampling_strategy = "sequential"
+    with pytest.raises(NonFiniteLoss, match=r"stage 'stage2' at optimiser step 3 \(epoch 1, batch 3 of 4\)") as info:
+        train(model, args, items, collate)
+    assert "x (2, 1) with 1 non-finite values" in str(info.value) and "--resume" in str(info.value)
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the NaN step was never applied
