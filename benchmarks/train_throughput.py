@@ -20,7 +20,7 @@ from contextlib import nullcontext
 import torch
 
 from mbmlab.lab import params as P
-from mbmlab.lab.hardware import matmul_peak
+from mbmlab.hardware import matmul_peak
 from mbmlab.models import audio, text, vision
 
 

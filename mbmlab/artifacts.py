@@ -12,6 +12,33 @@ class MissingArtifactError(FileNotFoundError):
     """A file an earlier notebook should have written into the run folder is missing."""
 
 
+class CorruptArtifactError(ValueError):
+    """A file an earlier notebook wrote is there but cannot be read (truncated, overwritten)."""
+
+
+def check_model_folder(folder: Path, made_by: str) -> Path:
+    """Refuse a saved model folder whose files cannot be read, naming the file and the notebook
+    (``made_by``) to rerun: every ``*.json`` must parse and every ``*.safetensors`` must hold its
+    whole header-declared data (``safetensors.safe_open`` checks this). Returns ``folder``."""
+    folder = Path(folder)
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CorruptArtifactError(f"{path} is not valid JSON ({err}): the file is damaged; rerun {made_by} "
+                                       "to write it again") from None
+    for path in sorted(folder.glob("*.safetensors")):
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise CorruptArtifactError(f"{path} cannot be read ({err}): it is truncated or corrupt; rerun {made_by} "
+                                       "to write it again") from None
+    return folder
+
+
 def save_json(run_dir: Path, name: str, obj) -> Path:
     path = Path(run_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,10 @@ def generate_test_split(run: Path, batch_size: int, num_beams: int) -> TestSplit
 
     from .. import models  # noqa: F401  (registers the family)
 
+    from ..artifacts import check_model_folder
+
     processed = load_processed(load_json(run, "dataset.json")["path"])
-    model = AutoModelForImageTextToText.from_pretrained(run / "fused")
+    model = AutoModelForImageTextToText.from_pretrained(check_model_folder(run / "fused", "03_fuse"))
     processor = AutoProcessor.from_pretrained(run / "fused")
     tasks = load_json(run, "fuse.json")["tasks"]
     pixels, features = split_inputs(processed, processor, ("test",), model.config.modalities)

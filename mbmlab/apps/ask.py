@@ -30,7 +30,13 @@ def load_fused(path: str | Path):
 
     from .. import models  # noqa: F401  (registers the family)
 
+    from ..artifacts import CorruptArtifactError, check_model_folder
+
     folder = fused_folder(path)
+    try:
+        check_model_folder(folder, "03_fuse (mbmlab run --resume, or a new run)")
+    except CorruptArtifactError as err:
+        raise AskError(str(err)) from None
     return AutoModelForImageTextToText.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
 
 

@@ -8,7 +8,7 @@ import os
 import random
 from pathlib import Path
 
-from . import hardware
+from .. import hardware
 from . import params as P
 from .paths import resolve_run_dir
 

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import hardware, params as P
+from .. import hardware
+from . import params as P
 from .paths import new_run_dir, project_root, reports_dir
 from ..artifacts import save_json
 from .report import write_index

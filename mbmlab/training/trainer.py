@@ -67,7 +67,7 @@ def training_arguments(output_dir: Path, *, epochs: float, batch_size: int, lear
     )
     settings |= extra
     if "bf16" in settings:  # "auto"/"true"/"false" decided here when no notebook did it before
-        from ..lab.hardware import resolve_bf16
+        from ..hardware import resolve_bf16
 
         settings["bf16"] = resolve_bf16(settings["bf16"])
     return TrainingArguments(**settings)

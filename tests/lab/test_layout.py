@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mbmlab"
 # a module's layer is its folder's; a module may import its own folder and any lower layer
-LAYERS = {"names": 0, "artifacts": 0, "models": 1, "data": 1, "metrics": 2, "training": 3, "analyses": 4,
+LAYERS = {"names": 0, "artifacts": 0, "hardware": 0, "models": 1, "data": 1, "metrics": 2, "training": 3, "analyses": 4,
           "apps": 5, "lab": 6}
 # same-layer folders that must not import each other (a model file imports no data code and back)
 APART = {("models", "data"), ("data", "models")}

@@ -205,3 +205,24 @@ def test_early_fusion_has_no_towers_and_embeds_raw_patches(tokenizer):
         MbmForConditionalGeneration.from_parts(model.config, vision_tower=vision_tower)
     with pytest.raises(ValueError, match="early_patch_size=5 must divide"):
         family.build(tokenizer, "gpt2", "vit", fusion="early", early_patch_size=5)
+
+
+def test_a_truncated_fused_model_is_refused_by_ask_naming_the_file(tokenizer, tmp_path, capsys):
+    """A run whose fused/model.safetensors was cut short (a full disk, a copy interrupted): `mbmlab
+    ask` exits 2 naming the file and the notebook to rerun, not a SafetensorError traceback; a
+    damaged config.json the same. Mutation: load_fused without check_model_folder fails here."""
+    from mbmlab.lab import cli
+
+    model, processor = family.build(tokenizer, "gpt2", "resnet")
+    folder = tmp_path / "run" / "fused"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert cli.main(["ask", str(tmp_path / "run"), "--question", "what shape is it?"]) == 2
+    err = capsys.readouterr().err
+    assert f"{weights} cannot be read" in err and "rerun 03_fuse" in err and "Traceback" not in err
+    model.save_pretrained(folder)  # mended weights, a damaged config
+    (folder / "config.json").write_text('{"model_type": "mbm", ')
+    assert cli.main(["ask", str(tmp_path / "run"), "--question", "what shape is it?"]) == 2
+    assert f"{folder / 'config.json'} is not valid JSON" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""The hardware line of run.json (mbmlab.lab.hardware)."""
-from mbmlab.lab import hardware, runner
+"""The hardware profile of run.json and the hardware-aware settings (mbmlab.hardware)."""
+from mbmlab import hardware
+from mbmlab.lab import runner
 
 
 def test_matmul_peak_counts_two_n_cubed_flops_per_timed_matmul(monkeypatch):
