@@ -39,6 +39,20 @@ def check_model_folder(folder: Path, made_by: str) -> Path:
     return folder
 
 
+# the saved model folders of a run and the notebook that writes each
+MODEL_FOLDERS = {"lm": "02_train", "image_encoder": "02_train", "image_encoder/encoder": "02_train",
+                 "audio_encoder": "02_train", "audio_encoder/encoder": "02_train", "fused": "03_fuse"}
+
+
+def check_run_models(run_dir: Path, made_by=None) -> None:
+    """``check_model_folder`` on each of the run's model folders that exists, those written by the
+    notebooks ``made_by`` (a name or a collection of names; None: all)."""
+    wanted = {made_by} if isinstance(made_by, str) else set(made_by) if made_by is not None else None
+    for folder, notebook in MODEL_FOLDERS.items():
+        if (wanted is None or notebook in wanted) and (Path(run_dir) / folder).is_dir():
+            check_model_folder(Path(run_dir) / folder, notebook)
+
+
 def save_json(run_dir: Path, name: str, obj) -> Path:
     path = Path(run_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import hardware
 from . import params as P
 from .paths import new_run_dir, project_root, reports_dir
-from ..artifacts import save_json
+from ..artifacts import CorruptArtifactError, check_run_models, save_json
 from .report import write_index
 
 # Offline unless the caller says otherwise (HF_HUB_OFFLINE=0 mbmlab run … lets hub names load).
@@ -209,6 +209,11 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
             held.unlink(missing_ok=True)
             raise ValueError(f"{run_dir} finished ({run['status']}); nothing to resume")
         P.resolve(preset, values)  # still valid under today's schema
+        try:  # what the finished notebooks saved is reused as it is: refuse it damaged
+            check_run_models(run_dir, [nb["name"] for nb in run["notebooks"] if nb["status"] == "ok"])
+        except CorruptArtifactError:
+            held.unlink(missing_ok=True)
+            raise
     else:
         values = anchored(P.resolve(preset, overrides))  # refuse bad input before any work starts
     series = Series(Path(notebooks_dir or project_root() / "notebooks"), P.series(preset))

@@ -271,11 +271,9 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
     run = Path(run)
     if processed is None:
         processed = load_processed(load_json(run, "dataset.json")["path"])
-    from ..artifacts import check_model_folder
+    from ..artifacts import check_run_models
 
-    for folder in ("lm", "image_encoder", "image_encoder/encoder", "audio_encoder", "audio_encoder/encoder"):
-        if (run / folder).is_dir():
-            check_model_folder(run / folder, "02_train")
+    check_run_models(run, "02_train")
     tokenizer = AutoTokenizer.from_pretrained(run / "lm")
     lm = AutoModelForCausalLM.from_pretrained(run / "lm")
     wanted = tuple(values["tasks"])

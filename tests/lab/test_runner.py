@@ -185,6 +185,23 @@ def test_a_run_killed_outright_can_be_resumed(tmp_path):
     assert (run_dir / "ran.txt").read_text().split() == ["01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias"]
 
 
+def test_resume_refuses_a_damaged_model_a_finished_notebook_saved(tmp_path, capsys):
+    """02 finished and saved lm/, whose weights were then cut short: --resume exits 2 naming the
+    file and the notebook that wrote it, instead of failing later inside 03. Mutation: resume
+    without check_run_models goes on (exit 0) and fails here."""
+    nb = _series(tmp_path / "nb", failing="03_fuse")
+    with pytest.raises(NotebookFailed) as info:
+        run_series("tiny", notebooks_dir=nb, reports=tmp_path / "r", progress=False, log=lambda *_: None)
+    run_dir = info.value.partial.parent
+    (run_dir / "lm").mkdir()
+    (run_dir / "lm" / "model.safetensors").write_bytes(b"\x08\x00\x00")  # a header length and nothing else
+    _series(nb)
+    assert cli.main(["run", "--resume", str(run_dir), "--notebooks", str(nb), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run_dir / 'lm' / 'model.safetensors'} cannot be read" in err and "rerun 02_train" in err
+    assert not (run_dir / ".lock").exists()
+
+
 def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
     import os
 
