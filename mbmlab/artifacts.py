@@ -27,9 +27,9 @@ def check_model_folder(folder: Path, made_by: str) -> Path:
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise CorruptArtifactError(f"{path} is not valid JSON ({err}): the file is damaged; rerun {made_by} "
                                        "to write it again") from None
-    for path in sorted(folder.glob("*.safetensors")):
-        from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError, safe_open
 
+    for path in sorted(folder.glob("*.safetensors")):
         try:
             with safe_open(str(path), "pt"):
                 pass

@@ -136,13 +136,9 @@ def profile(bf16: bool = True) -> dict[str, str]:
            "cores (usable / logical)": f"{usable_cores()} / {os.cpu_count()}",
            "fp32 matmul GFLOP/s": f"{matmul_peak() / 1e9:.0f}"}
     if bf16:
-        out["bf16 matmul GFLOP/s"] = f"{matmul_peak(_bf16(), n=256, repeats=3) / 1e9:.1f}"
+        import torch
+
+        out["bf16 matmul GFLOP/s"] = f"{matmul_peak(torch.bfloat16, n=256, repeats=3) / 1e9:.1f}"
     out["bf16 native"] = "yes" if bf16_native(flags) else "no"
     out["gpu"] = gpu() or "none"
     return out
-
-
-def _bf16():
-    import torch
-
-    return torch.bfloat16

@@ -292,9 +292,9 @@ def read_seed_group(path: Path) -> SeedGroup:
     record = json.loads((Path(path) / "seeds.json").read_text())
     runs = []
     for run in record["runs"]:
-        folder = Path(run) if Path(run).is_absolute() else Path(path).parent / Path(run).name
-        if not folder.is_dir():
-            folder = Path(path).parent / Path(run).name  # the reports folder moved as a whole
+        folder = Path(run)
+        if not folder.is_dir():  # the reports folder moved as a whole: the run sits beside the group
+            folder = Path(path).parent / folder.name
         runs.append(read_run(folder))
     return SeedGroup(Path(path), list(record["seeds"]), runs)
 
@@ -311,9 +311,10 @@ def seed_tests(groups: list[SeedGroup]) -> pd.DataFrame:
             a, b = groups[i], groups[j]
             shared = set.intersection(*(set(r.metrics) for r in a.runs + b.runs))
             paired = sorted(a.seeds) == sorted(b.seeds)
+            runs_a = [r for _, r in sorted(zip(a.seeds, a.runs), key=lambda t: t[0])]  # seed order
+            runs_b = [r for _, r in sorted(zip(b.seeds, b.runs), key=lambda t: t[0])]
             for metric in [m for m in HEADLINE if m in shared]:
-                va = [r.metrics[metric] for _, r in sorted(zip(a.seeds, a.runs), key=lambda t: t[0])]
-                vb = [r.metrics[metric] for _, r in sorted(zip(b.seeds, b.runs), key=lambda t: t[0])]
+                va, vb = [r.metrics[metric] for r in runs_a], [r.metrics[metric] for r in runs_b]
                 test = seed_difference(va, vb, paired=paired)
                 rows.append({"metric": metric, "pair": f"{a.name} vs {b.name}", "seeds": f"{len(va)}/{len(vb)}",
                              "test": "paired t" if paired else "Welch t",
