@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 # the shared helpers (helpers.py, family.py) import by name from every test folder
@@ -7,6 +8,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# the runs' cache (mbmlab.lab.reuse) of this test session: shared by its runs, never the project's data/
+os.environ.setdefault("MBMLAB_CACHE", tempfile.mkdtemp(prefix="mbmlab-test-cache-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -15,6 +15,7 @@ examples:
   mbmlab run --set fuse_epochs=6 --set projector=linear
   mbmlab run --seeds 3                        # three seeds, then each metric's mean ± std
   mbmlab run --resume reports/<run>           # continue a failed or interrupted run where it stopped
+  mbmlab run --no-reuse                       # recompute 01-03 even where an earlier run's outputs match
   mbmlab params --preset tiny                 # every parameter, its value and what it does
   mbmlab compare reports/<run-a> reports/<run-b>   # parameters that differ, metrics with intervals
   mbmlab sweep --preset tiny --grid fuse_epochs=2,4 --grid projector=linear,mlp2x_gelu   # 4 runs, compared
@@ -23,7 +24,9 @@ examples:
 
 Each run writes reports/<run-id>/ (never reusing a folder): the executed notebooks and their
 HTML, index.html (headline metrics, parameters, environment, time per notebook), metrics.json
-(flat name -> number) and figures/. Exit codes: 0 ok, 1 a notebook failed or its kernel died
+(flat name -> number) and figures/. 01_collect, 02_train and 03_fuse are keyed by their
+parameters, inputs and code: a run whose key matches an earlier one copies that run's outputs
+from data/cache/runs/ instead of recomputing them (run.json and index.html say from where). Exit codes: 0 ok, 1 a notebook failed or its kernel died
 (the message names the notebook, the cell and the cause; the partial notebook is kept), 2 a bad
 parameter (nothing was run) or a run folder another process is writing, 130 interrupted (Ctrl-C).
 """
@@ -65,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
         p.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS",
                        help="fail a run when one cell runs longer than this (default: no limit)")
+        p.add_argument("--no-reuse", action="store_true",
+                       help="run every notebook even where an earlier run's outputs have the same key "
+                            "(parameters, inputs, code); the cache under data/cache/runs/ is refreshed")
     sweep.add_argument("--seeds", type=int, default=1, metavar="N", help="each combination with N seeds")
     run.add_argument("--resume", type=Path, default=None, metavar="RUN",
                      help="continue a failed or interrupted run folder from the notebook that did not finish, "
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             folder = run_sweep(parse_grid(args.grid), args.preset, _overrides(args.overrides), args.seeds, args.jobs,
                                reports=args.reports, notebooks_dir=args.notebooks, progress=not args.no_progress,
-                               cell_timeout=args.cell_timeout)
+                               cell_timeout=args.cell_timeout, reuse=not args.no_reuse)
         except SweepError as err:
             print(f"mbmlab: error: {err}", file=sys.stderr)
             return 2
@@ -126,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.seeds > 1:
             run_seeds(args.preset, _overrides(args.overrides), args.seeds, reports=args.reports,
-                      notebooks_dir=args.notebooks, progress=not args.no_progress)
+                      notebooks_dir=args.notebooks, progress=not args.no_progress, reuse=not args.no_reuse)
         else:
             run_series(args.preset, _overrides(args.overrides), reports=args.reports, notebooks_dir=args.notebooks,
-                       progress=not args.no_progress, cell_timeout=args.cell_timeout, resume=args.resume)
+                       progress=not args.no_progress, cell_timeout=args.cell_timeout, resume=args.resume,
+                       reuse=not args.no_reuse)
     except NotebookFailed as err:
         print(f"mbmlab: error: {err}", file=sys.stderr)
         return 1

@@ -56,14 +56,18 @@ _INDEX = _ENV.from_string("""<!doctype html>
 <h2>Notebooks</h2>
 <table><tr><th>notebook</th><th>status</th><th>seconds</th><th>executed notebook</th></tr>
 {% for nb in run.notebooks %}<tr><td><a href="#{{ nb.name }}">{{ nb.name }}</a></td><td class="{{ nb.status }}">{{ nb.status }}</td>
-<td class="num">{{ nb.seconds|num('%.1f') }}</td>
+<td class="num">{{ nb.seconds|num('%.1f') }}{% if nb.reused %} (reused: {{ nb.reused.seconds_then|num('%.0f') }} s in run
+<code>{{ nb.reused.from_run }}</code>){% endif %}</td>
 <td>{% if nb.html %}<a href="{{ nb.html }}">{{ nb.html }}</a>{% endif %}
 {% if nb.notebook %} · <a href="{{ nb.notebook }}">.ipynb</a>{% endif %}</td></tr>{% endfor %}
 </table>
 {% for nb in sections %}<section id="{{ nb.name }}"><h2>{{ nb.name }}</h2>
 <p>{% if nb.status %}<span class="{{ nb.status }}">{{ nb.status }}</span>{% endif %}
 {% if nb.seconds is not none %} · {{ nb.seconds|num('%.1f') }} s{% endif %}
-{% if nb.html %} · <a href="{{ nb.html }}">the executed notebook</a>{% endif %}</p>
+{% if nb.html %} · <a href="{{ nb.html }}">the executed notebook</a>{% endif %}
+{% if nb.reused %} · <b>reused</b>: same parameters, inputs and code as run <code>{{ nb.reused.from_run }}</code>
+(<code>{{ nb.reused.from_path }}</code>), whose outputs were copied from <code>{{ nb.reused.cache }}</code>; the
+executed notebook is that run's{% endif %}</p>
 {% if nb.metrics %}<table><tr><th>metric</th><th>value</th><th>95% interval</th></tr>
 {% for name, value, ci in nb.metrics %}<tr><td>{{ name }}</td><td class="num">{{ value|num }}</td><td class="num">{{ ci|ci }}</td></tr>{% endfor %}
 </table>{% endif %}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import hardware
 from . import params as P
+from . import reuse as R
 from .paths import new_run_dir, project_root, reports_dir
 from ..artifacts import CorruptArtifactError, check_run_models, save_json
 from .report import write_index
@@ -184,12 +185,16 @@ def running_cell(notebook: Path) -> tuple[int | None, str]:
 
 def run_series(preset: str = "default", overrides: dict | None = None, *, reports: Path | None = None,
                notebooks_dir: Path | None = None, kernel_name: str = "python3", progress: bool = True,
-               cell_timeout: int | None = None, resume: Path | None = None, log=print) -> Path:
+               cell_timeout: int | None = None, resume: Path | None = None, reuse: bool = True,
+               log=print) -> Path:
     """Validate parameters, then execute every notebook in order; returns the run directory.
 
     ``resume``: an earlier run folder whose run failed or was interrupted; its parameters are
     used again and the series continues from the first notebook that did not finish.
     ``cell_timeout``: seconds one cell may run before the run fails with a timeout.
+    ``reuse``: a notebook whose key (``mbmlab.lab.reuse.key``) matches a whole cache entry is not
+    run; its outputs are copied in and ``run.json`` says from which run (False: run every notebook,
+    and refresh the cache).
 
     Raises ``ParameterError`` before anything is created, ``NotebookFailed`` (after writing the
     partial notebook and index.html) when a notebook fails or its kernel dies, ``RunInterrupted``
@@ -244,14 +249,32 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     start = time.perf_counter()
     earlier = run.get("total_seconds") or 0.0
     log(f"run {run_dir}")
+    cache, upstream = R.Cache(log=log), None
     try:
         for i, (name, entry) in enumerate(zip(series.names, run["notebooks"]), start=1):
             if entry["status"] == "ok":
-                continue  # resumed: done before
+                upstream = entry.get("key")  # resumed: done before
+                continue
             log(f"[{i}/{len(series.names)}] {name}")
             out = run_dir / f"{name}.ipynb"
             entry["notebook"] = out.name
             t0 = time.perf_counter()
+            entry["key"], covers = R.key(name, values, sources[name], upstream)
+            upstream = entry["key"]  # the next notebook's input
+            hit = cache.lookup(name, entry["key"]) if reuse and entry["key"] else None
+            if hit is not None:
+                manifest = cache.restore(hit, run_dir)
+                if out.exists():
+                    cache.adopt(out, manifest, run_dir)
+                    html_for(out)
+                entry.update(status="ok", seconds=time.perf_counter() - t0, html=f"{name}.html",
+                             reused={"from_run": manifest["from_run"], "from_path": manifest["from_path"],
+                                     "cache": str(hit), "seconds_then": manifest["seconds"]})
+                save_json(run_dir, "run.json", run)
+                log(f"      {name} reused from run {manifest['from_run']} (same key {entry['key']}): "
+                    f"{entry['seconds']:.1f} s instead of {manifest['seconds']:.0f} s")
+                continue
+            before, metrics_before = R.snapshot(run_dir), R.metrics_of(run_dir)
             failure = None
             try:
                 pm.execute_notebook(
@@ -286,6 +309,8 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                 run.update(status="failed", error=f"{failure}\ncontinue with `mbmlab run --resume {run_dir}`")
                 raise failure
             entry.update(status="ok", seconds=time.perf_counter() - t0)
+            if entry["key"]:
+                cache.store(name, entry["key"], covers, run_dir, before, metrics_before, entry["seconds"])
             save_json(run_dir, "run.json", run)
             log(f"      {name} done in {entry['seconds']:.1f} s")
         run["status"] = "ok"

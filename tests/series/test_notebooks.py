@@ -61,6 +61,29 @@ def test_tiny_series_writes_the_report(tiny_run):
     assert sorted(p.name for p in (tiny_run / "figures").glob("*.png"))
 
 
+def test_a_second_run_reuses_01_to_03_and_a_changed_03_parameter_retrains_from_03(tiny_run):
+    """Reuse by content on the real series (mbmlab.lab.reuse): the same parameters again reuse 01,
+    02 and 03 (01 and 02 in ≤ 5 s together) and give the same metrics.json; one 03 parameter
+    changed reuses 01 and 02 and changes only 03's metrics and after."""
+    first = json.loads((tiny_run / "metrics.json").read_text())
+    again = run_series("tiny", reports=tiny_run.parent, progress=False)
+    run = json.loads((again / "run.json").read_text())
+    reused = {nb["name"]: nb for nb in run["notebooks"] if nb.get("reused")}
+    assert sorted(reused) == ["01_collect", "02_train", "03_fuse"]
+    assert reused["01_collect"]["seconds"] + reused["02_train"]["seconds"] <= 5.0
+    assert json.loads((again / "metrics.json").read_text()) == first
+    assert "reused" in (again / "index.html").read_text()
+
+    lr = P.resolve("tiny")["fuse_learning_rate"]
+    changed = run_series("tiny", {"fuse_learning_rate": lr * 2}, reports=tiny_run.parent, progress=False)
+    run = json.loads((changed / "run.json").read_text())
+    assert [nb["name"] for nb in run["notebooks"] if nb.get("reused")] == ["01_collect", "02_train"]
+    metrics = json.loads((changed / "metrics.json").read_text())
+    upstream = [n for n in first if n.startswith(("data/", "lm/", "align/", "ctc/", "attention/"))]
+    assert upstream and all(metrics[n] == first[n] for n in upstream)
+    assert metrics["fuse/final_train_loss"] != first["fuse/final_train_loss"]
+
+
 def test_tiny_model_learns_something(tiny_run):
     """Even the tiny preset must beat answering 'yes' to everything."""
     metrics = json.loads((tiny_run / "metrics.json").read_text())
