@@ -15,6 +15,7 @@ examples:
   mbmlab run --set fuse_epochs=6 --set projector=linear
   mbmlab run --seeds 3                        # three seeds, then each metric's mean ± std
   mbmlab run --resume reports/<run>           # continue a failed or interrupted run where it stopped
+  mbmlab run --resume reports/<run> --set fuse_learning_rate=3e-4   # ... with a parameter changed
   mbmlab run --no-reuse                       # recompute 01-03 even where an earlier run's outputs match
   mbmlab params --preset tiny                 # every parameter, its value and what it does
   mbmlab compare reports/<run-a> reports/<run-b>   # parameters that differ, metrics with intervals
@@ -73,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                             "(parameters, inputs, code); the cache under data/cache/runs/ is refreshed")
     sweep.add_argument("--seeds", type=int, default=1, metavar="N", help="each combination with N seeds")
     run.add_argument("--resume", type=Path, default=None, metavar="RUN",
-                     help="continue a failed or interrupted run folder from the notebook that did not finish, "
-                          "with its own parameters")
+                     help="continue a failed or interrupted run folder from the notebook that did not finish "
+                          "(its trainings from their newest checkpoints), with its own parameters; with --set, "
+                          "changed ones: every notebook from the first that reads one runs again")
     run.add_argument("--seeds", type=int, default=1, metavar="N",
                      help="run the series N times (seed, seed+1, …) and summarise each metric as mean ± std")
     args = parser.parse_args(argv)
@@ -125,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         print("mbmlab: error: --seeds must be at least 1", file=sys.stderr)
         return 2
-    if args.resume is not None and (args.seeds > 1 or args.overrides or args.preset != "default"):
-        print("mbmlab: error: --resume continues a run with its own preset and parameters; "
-              "give no --preset, --set or --seeds", file=sys.stderr)
+    if args.resume is not None and (args.seeds > 1 or args.preset != "default"):
+        print("mbmlab: error: --resume continues a run with its own preset; give no --preset or --seeds "
+              "(--set changes a parameter: the notebooks that read it run again)", file=sys.stderr)
         return 2
     try:
         if args.seeds > 1:

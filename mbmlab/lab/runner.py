@@ -183,6 +183,27 @@ def running_cell(notebook: Path) -> tuple[int | None, str]:
     return (started[-1] + 1, nb.cells[started[-1]].source) if started else (None, "")
 
 
+def changed_on_resume(run: dict, values: dict) -> dict | None:
+    """Before a resume with changed parameters: set ``run["params"]`` to ``values``, mark pending
+    again every finished notebook from the first that reads a changed parameter on, and mark the
+    notebook that stopped to continue its trainings from their newest checkpoints
+    (``continue_training``) unless a notebook before it runs again. Returns what changed (None:
+    nothing)."""
+    changed = {k: [run["params"].get(k), v] for k, v in values.items() if run["params"].get(k) != v}
+    notebooks = run["notebooks"]
+    stopped = next(i for i, nb in enumerate(notebooks) if nb["status"] != "ok")
+    reads = [i for i, nb in enumerate(notebooks) if set(changed) & set(P.for_notebook(nb["name"], values))]
+    rerun_from = min([stopped, *reads])
+    for nb in notebooks[rerun_from:]:
+        nb["status"] = "pending" if nb["status"] == "ok" else nb["status"]
+    notebooks[stopped]["continue_training"] = rerun_from == stopped
+    run["params"] = values
+    if not changed:
+        return None
+    return {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "params": changed,
+            "rerun": [nb["name"] for nb in notebooks[rerun_from:]]}
+
+
 def run_series(preset: str = "default", overrides: dict | None = None, *, reports: Path | None = None,
                notebooks_dir: Path | None = None, kernel_name: str = "python3", progress: bool = True,
                cell_timeout: int | None = None, resume: Path | None = None, reuse: bool = True,
@@ -214,6 +235,13 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
             held.unlink(missing_ok=True)
             raise ValueError(f"{run_dir} finished ({run['status']}); nothing to resume")
         P.resolve(preset, values)  # still valid under today's schema
+        try:
+            changes = changed_on_resume(run, anchored(P.resolve(preset, values | (overrides or {}))))
+        except P.ParameterError:
+            held.unlink(missing_ok=True)
+            raise
+        values = run["params"]
+        run["overrides"] = run.get("overrides", {}) | (overrides or {})
         try:  # what the finished notebooks saved is reused as it is: refuse it damaged
             check_run_models(run_dir, [nb["name"] for nb in run["notebooks"] if nb["status"] == "ok"])
         except CorruptArtifactError:
@@ -239,7 +267,12 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     else:
         run.update(status="running", error=None)
         run.setdefault("resumed", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))
-        log(f"resuming {run_dir} from {next(nb['name'] for nb in run['notebooks'] if nb['status'] != 'ok')}")
+        if changes:
+            run.setdefault("resume_changes", []).append(changes)
+            save_json(run_dir, "params.json", values)
+        log(f"resuming {run_dir} from {next(nb['name'] for nb in run['notebooks'] if nb['status'] != 'ok')}"
+            + (f" with {', '.join(f'{k}={v[1]!r} (was {v[0]!r})' for k, v in changes['params'].items())}"
+               if changes else ""))
     def interrupted(name: str, entry: dict, t0: float) -> RunInterrupted:
         entry.update(status="interrupted", seconds=time.perf_counter() - t0)
         run.update(status="interrupted", error=f"interrupted (Ctrl-C) during {name}; continue with "
@@ -259,7 +292,12 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
             out = run_dir / f"{name}.ipynb"
             entry["notebook"] = out.name
             t0 = time.perf_counter()
-            entry["key"], covers = R.key(name, values, sources[name], upstream)
+            given = P.for_notebook(name, values)
+            if entry.pop("continue_training", False) and "resume" in given:  # from its newest checkpoints
+                given["resume"] = True
+                entry["key"], covers = None, {}  # a training continued is not a fresh one: never reused
+            else:
+                entry["key"], covers = R.key(name, values, sources[name], upstream)
             upstream = entry["key"]  # the next notebook's input
             hit = cache.lookup(name, entry["key"]) if reuse and entry["key"] else None
             if hit is not None:
@@ -279,7 +317,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
             try:
                 pm.execute_notebook(
                     str(sources[name]), str(out),
-                    parameters={"run_dir": str(run_dir), **P.for_notebook(name, values)},
+                    parameters={"run_dir": str(run_dir), **given},
                     kernel_name=kernel_name, progress_bar=progress, cwd=str(run_dir),
                     execution_timeout=cell_timeout,
                 )

@@ -87,6 +87,30 @@ class StopAfter(TrainerCallback):
         return control
 
 
+class LearningRateGivenNow(TrainerCallback):
+    """On a resumed training, the learning rate of the arguments given now, not the checkpoint's.
+
+    HF's Trainer restores the optimiser's and the scheduler's state from the checkpoint, base
+    learning rates included, so a learning rate lowered before ``mbmlab run --resume`` (after a
+    non-finite loss, say) would be silently ignored. At the start of the resumed training this sets
+    the scheduler's base rates and each parameter group's ``initial_lr`` to ``args.learning_rate``
+    and the current rate to what the schedule gives at the restored step. Nothing changes when the
+    rate is the checkpoint's (the bit-identical resume stays bit-identical)."""
+
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate wraps it
+        if not state.global_step or scheduler is None or not hasattr(scheduler, "lr_lambdas"):
+            return control
+        if all(base == args.learning_rate for base in scheduler.base_lrs):
+            return control
+        scheduler.base_lrs = [args.learning_rate] * len(scheduler.base_lrs)
+        for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+            group["initial_lr"] = args.learning_rate
+            group["lr"] = args.learning_rate * factor(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        return control
+
+
 class LengthGroupedEpochSampler(torch.utils.data.Sampler):
     """transformers' length grouping (shuffle, then sort by length within mega-batches of 50
     batches) with the shuffle seeded by (seed, epoch): the order of an epoch does not depend on
@@ -138,7 +162,8 @@ class LengthAwareTrainer(Trainer):
                 f"non-finite training loss ({loss.item()}) in stage {Path(self.args.output_dir).name!r} at optimiser "
                 f"step {step} (epoch {int(self.state.epoch or 0) + 1}, batch {(step - 1) % steps + 1} of {steps}); "
                 f"the batch: {describe_batch(inputs)}. Lower the learning rate or check the inputs, then "
-                "`mbmlab run --resume` the run (it continues from the last checkpoint)")
+                "`mbmlab run --resume <run> --set <parameter>=<value>` (the training continues from its "
+                "newest checkpoint with the value given)")
         return loss
 
     def _get_train_sampler(self, train_dataset=None):
@@ -156,7 +181,7 @@ def train(model, args: TrainingArguments, train_dataset, collator, eval_dataset=
     ``args.output_dir`` (model, optimiser, scheduler, RNG states and data position), if there is one."""
     logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
     trainer = LengthAwareTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                                 data_collator=collator, callbacks=callbacks)
+                                 data_collator=collator, callbacks=[*(callbacks or []), LearningRateGivenNow()])
     checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=checkpoint)
     return trainer

@@ -11,6 +11,12 @@ from mbmlab.lab import params as P
 from mbmlab.lab.runner import NotebookFailed, run_series
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache(tmp_path, monkeypatch):
+    """Each test its own cache of reused outputs (mbmlab.lab.reuse): the fake series repeat."""
+    monkeypatch.setenv("MBMLAB_CACHE", str(tmp_path / "cache"))
+
+
 def test_cli_refuses_a_bad_value_before_running(tmp_path, capsys):
     reports = tmp_path / "reports"
     code = cli.main(["run", "--preset", "tiny", "--set", "fusion=nonsense", "--reports", str(reports)])
@@ -140,6 +146,42 @@ def test_resume_continues_from_the_notebook_that_failed(tmp_path):
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "ok" and run["params"]["seed"] == 7 and len(run["resumed"]) == 1
     assert cli.main(["run", "--resume", str(run_dir), "--notebooks", str(nb)]) == 2  # nothing left to resume
+
+
+def test_resume_with_a_changed_parameter_reruns_from_the_first_notebook_that_reads_it(tmp_path, capsys):
+    """03 fails while fuse_learning_rate is 1e-3 (as a NaN would); resumed with it lowered, 03
+    alone runs again, told to continue its trainings from their checkpoints (resume=True). A
+    changed 02 parameter instead reruns 02 onwards, 03 from scratch (its checkpoints belong to
+    the old 02). Mutation: changed parameters ignored on resume → 03 fails again here."""
+    record = "open('ran.txt', 'a').write('{}:' + str(resume) + '\\n')"
+    bodies = {"02_train": record.format("02_train"),
+              "03_fuse": "if fuse_learning_rate >= 1e-3: raise FloatingPointError('non-finite loss')\n"
+                         + record.format("03_fuse")}
+    nb = _series(tmp_path / "nb", bodies=bodies)
+    with pytest.raises(NotebookFailed):
+        run_series("tiny", {"fuse_learning_rate": 1e-3}, notebooks_dir=nb, reports=tmp_path / "r", progress=False,
+                   log=lambda *_: None)
+    run_dir = next((tmp_path / "r").iterdir())
+    assert cli.main(["run", "--resume", str(run_dir), "--set", "fuse_learning_rate=1e-4", "--notebooks", str(nb),
+                     "--no-progress"]) == 0
+    assert "fuse_learning_rate=0.0001 (was 0.001)" in capsys.readouterr().out
+    assert (run_dir / "ran.txt").read_text().split() == ["01_collect", "02_train:False", "03_fuse:True",
+                                                         "04_evaluate", "05_bias"]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["params"]["fuse_learning_rate"] == 1e-4 == json.loads((run_dir / "params.json").read_text())[
+        "fuse_learning_rate"]
+    assert run["resume_changes"][0]["rerun"] == ["03_fuse", "04_evaluate", "05_bias"]
+    assert run["notebooks"][2]["key"] is None  # a continued training is never offered for reuse
+
+    with pytest.raises(NotebookFailed):
+        run_series("tiny", {"fuse_learning_rate": 1e-3}, notebooks_dir=nb, reports=tmp_path / "r2", progress=False,
+                   log=lambda *_: None)
+    run_dir = next((tmp_path / "r2").iterdir())
+    assert cli.main(["run", "--resume", str(run_dir), "--set", "fuse_learning_rate=1e-4", "--set", "lm_epochs=0.5",
+                     "--notebooks", str(nb), "--no-progress"]) == 0
+    assert (run_dir / "ran.txt").read_text().split() == ["01_collect", "02_train:False", "02_train:False",
+                                                         "03_fuse:False", "04_evaluate", "05_bias"]
+    assert cli.main(["run", "--resume", str(run_dir), "--set", "fuse_epochs=nonsense"]) == 2
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(tmp_path, monkeypatch, capsys):

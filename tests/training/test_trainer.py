@@ -16,8 +16,8 @@ def test_lm_collator_pads_and_masks(tokenizer):
 def lm_trainer_args(output_dir, **extra):
     from mbmlab.training.trainer import training_arguments
     settings = dict(save_strategy="steps", save_steps=5, disable_tqdm=True) | extra
-    return training_arguments(output_dir, epochs=2, batch_size=8, learning_rate=3e-3, seed=0, n_examples=100,
-                              **settings)
+    settings = dict(learning_rate=3e-3) | settings
+    return training_arguments(output_dir, epochs=2, batch_size=8, seed=0, n_examples=100, **settings)
 
 
 def test_resuming_an_interrupted_run_gives_the_same_weights(tokenizer, tmp_path):
@@ -38,6 +38,34 @@ def test_resuming_an_interrupted_run_gives_the_same_weights(tokenizer, tmp_path)
         assert torch.equal(a, b), name
     # and the interruption mattered: a model that only saw 7 steps is different
     assert not torch.equal(stopped.model.transformer.wte.weight, whole.model.transformer.wte.weight)
+
+
+def test_a_resumed_training_uses_the_learning_rate_given_now(tokenizer, tmp_path):
+    """Stopped at step 7 with 3e-3, resumed with 1e-3: every later step's rate is the one an
+    uninterrupted 1e-3 training has there. Mutation: without LearningRateGivenNow the checkpoint's
+    scheduler keeps 3e-3's schedule and this fails."""
+    from transformers import TrainerCallback
+
+    from conftest import LINES
+    from mbmlab.models import text
+    from mbmlab.training.trainer import LMCollator, StopAfter, TextLines, train
+
+    class Rates(TrainerCallback):
+        def __init__(self):
+            self.seen = {}
+
+        def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+            self.seen[state.global_step] = optimizer.param_groups[0]["lr"]
+
+    data, collate = TextLines(LINES, tokenizer), LMCollator(tokenizer.pad_token_id)
+    model = lambda: text.new_language_model(tokenizer, dim=32, layers=2, heads=2, seed=0)  # noqa: E731
+    low, resumed = Rates(), Rates()
+    train(model(), lm_trainer_args(tmp_path / "low", learning_rate=1e-3), data, collate, callbacks=[low])
+    train(model(), lm_trainer_args(tmp_path / "split"), data, collate, callbacks=[StopAfter(7)])
+    train(model(), lm_trainer_args(tmp_path / "split", learning_rate=1e-3), data, collate, resume=True,
+          callbacks=[resumed])
+    assert sorted(resumed.seen) == list(range(7, 30))
+    assert all(abs(resumed.seen[step] - low.seen[step]) < 1e-12 for step in resumed.seen)
 
 
 def test_bf16_autocast_trains_on_cpu(tokenizer, tmp_path):
