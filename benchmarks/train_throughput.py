@@ -1,10 +1,13 @@
-"""Training throughput and MFU of the default-preset models: the GPT-2 LM, the ViT image encoder
-and the Whisper-style audio encoder, in fp32 and with bf16 autocast, on this machine's CPU.
+"""Training throughput and MFU of the default-preset models: the GPT-2 LM, the ResNet image tower
+(the default; ``--vit`` adds the ViT), the Whisper-style audio encoder and the fused model (all
+three joined, a VQA batch), in fp32 and with bf16 autocast, on this machine's CPU.
 
 MFU (model FLOPs utilisation, Chowdhery et al., 2022, "PaLM", appendix B) = achieved model
 FLOP/s ÷ peak FLOP/s. Model FLOPs per trained token = 6·N + 12·L·T·d (N: parameters doing
-matmuls per token, incl. the LM head; L layers, T sequence length, d width), plus the Whisper
-conv stem counted exactly. The peak is measured here, in the same process, as the best of
+matmuls per token, incl. the LM head; L layers, T sequence length, d width) for the LM, the ViT
+and the Whisper encoder (its conv stem counted exactly); the ResNet's and the fused model's FLOPs
+are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one forward and backward pass
+(every matmul and convolution), as 03's report counts them. The peak is measured here, in the same process, as the best of
 repeated 2048² matmuls in the same dtype, before and after the models run (the larger of the two,
 so a noisy neighbour during one measurement does not inflate MFU).
 
@@ -55,6 +58,40 @@ def vit_case(values, batch=64):
         batch * tokens, flops
 
 
+def counted_flops(model, loss_fn) -> float:
+    """FLOPs of one forward and backward pass, counted op by op."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model).backward()
+    model.zero_grad()
+    return float(counter.get_total_flops())
+
+
+def resnet_case(values, batch=64):
+    model = vision.new_image_encoder(vision.resnet_config(values["resnet_width"], values["resnet_depth"]), 0)
+    pixels = torch.randn(batch, 3, values["image_size"], values["image_size"])
+    loss_fn = lambda m: m(pixel_values=pixels).last_hidden_state.pow(2).mean()  # noqa: E731
+    return "ResNet image tower", model, loss_fn, batch, counted_flops(model, loss_fn)
+
+
+def fused_case(values, batch=32):
+    """The fused model (LM, ResNet, Whisper encoder, connectors) on a batch of VQA rows: an image
+    and a question, the loss on the answer; tokens: the rows' text tokens."""
+    import numpy as np
+    from PIL import Image
+
+    from generate_throughput import build
+
+    model, processor = build(values)
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(batch)]
+    inputs = processor(text=[processor.prompt("vqa", "what color is the shape?") + " blue"] * batch, images=pictures)
+    inputs["labels"] = inputs["input_ids"].clone()
+    loss_fn = lambda m: m(**inputs).loss  # noqa: E731
+    return "fused model (VQA batch)", model, loss_fn, int(inputs["attention_mask"].sum()), counted_flops(model, loss_fn)
+
+
 def whisper_case(values, batch=32, seconds=5):
     model = audio.new_audio_encoder(seconds, values["audio_dim"], values["audio_layers"], values["audio_heads"], 0)
     frames = seconds * audio.FRAMES_PER_SECOND
@@ -94,12 +131,14 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmuls that measure the "
                         "peak (a smaller one for a quick check: bf16 without hardware support is very slow)")
+    parser.add_argument("--vit", action="store_true", help="also the ViT image encoder (not the default tower)")
     args = parser.parse_args()
     values = P.resolve(args.preset)
     torch.manual_seed(0)
     peak = {"fp32": matmul_peak(torch.float32, args.peak_size), "bf16": matmul_peak(torch.bfloat16, args.peak_size)}
     results = []
-    for case in (lm_case, vit_case, whisper_case):
+    cases = (lm_case, resnet_case, *([vit_case] if args.vit else []), whisper_case, fused_case)
+    for case in cases:
         name, model, loss_fn, tokens, flops = case(values)
         rates = {kind: statistics.median(steps_per_second(model, loss_fn, args.steps, kind == "bf16")
                                          for _ in range(args.repeats)) for kind in ("fp32", "bf16")}

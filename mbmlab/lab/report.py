@@ -46,7 +46,7 @@ _INDEX = _ENV.from_string("""<!doctype html>
 {% if run.environment.get('git commit') %}· commit <code>{{ run.environment['git commit'] }}</code>{% endif %}</p>
 {% if run.error %}<pre class="failed">{{ run.error }}</pre>{% endif %}
 <nav>{% for nb in sections %}<a href="#{{ nb.name }}">{{ nb.name }}</a>{% endfor %}<a href="#metrics">all metrics</a>
-<a href="#parameters">parameters</a><a href="#environment">environment</a></nav>
+{% if trainings %}<a href="#trainings">trainings</a>{% endif %}<a href="#parameters">parameters</a><a href="#environment">environment</a></nav>
 <h2>Summary</h2>
 {% if summary %}<table><tr><th>metric</th><th>value</th><th>95% interval</th><th>baselines (value [95% interval])</th></tr>
 {% for row in summary %}<tr><td>{{ row.name }}</td><td class="num">{{ row.value|num }}</td>
@@ -73,7 +73,21 @@ executed notebook is that run's{% endif %}</p>
 </table>{% endif %}
 {% for fig in nb.figures %}<figure><img src="{{ fig.src }}" alt="{{ fig.name }}"><figcaption>{{ fig.name }}</figcaption></figure>{% endfor %}
 {% if not nb.metrics and not nb.figures %}<p class="pending">No figures or headline metrics from this notebook.</p>{% endif %}
+{% if nb.cells %}<details><summary>where the time went: {{ nb.cells|length }} cells of 1 s or more</summary>
+<table><tr><th>cell</th><th>seconds</th><th>share</th><th>first line</th></tr>
+{% for cell in nb.cells %}<tr><td class="num">{{ cell.index }}</td><td class="num">{{ cell.seconds|num('%.1f') }}</td>
+<td class="num">{{ cell.share|num('%.0f') }}%</td><td><code>{{ cell.line }}</code></td></tr>{% endfor %}
+</table></details>{% endif %}
 </section>{% endfor %}
+{% if trainings %}<h2 id="trainings">Trainings: throughput and MFU</h2>
+<p>Each training this run did (a reused notebook's trainings ran in the run it came from). Model
+FLOPs counted exactly (matmuls and convolutions, forward and backward) on every 10th pass and
+scaled to all; MFU = those FLOP/s ÷ this machine's measured peak ({{ peak_note }}).</p>
+<table><tr><th>training</th><th>seconds</th><th>passes</th><th>items/s</th><th>tokens/s</th><th>GFLOP/s</th><th>MFU</th></tr>
+{% for t in trainings %}<tr><td>{{ t.where }}</td><td class="num">{{ t.seconds|num('%.1f') }}</td><td class="num">{{ t.passes }}</td>
+<td class="num">{{ t.items_per_second|num('%.1f') }}</td><td class="num">{{ t.tokens_per_second|num('%.0f') }}</td>
+<td class="num">{{ t.gflops|num('%.1f') }}</td><td class="num">{{ t.mfu|num('%.1f') }}{% if t.mfu is not none %}%{% endif %}</td></tr>{% endfor %}
+</table>{% endif %}
 <h2 id="metrics">All metrics</h2>
 <details><summary>{{ metrics|length }} metrics (intervals beside their values; also in metrics.json)</summary>
 <table><tr><th>metric</th><th>value</th><th>95% interval</th></tr>
@@ -146,6 +160,51 @@ def changed_params(run: dict) -> list[tuple[str, object, object]]:
     return [(k, v, preset.get(k)) for k, v in run.get("params", {}).items() if preset.get(k) != v]
 
 
+def cell_times(notebook: Path, at_least: float = 1.0) -> list[dict]:
+    """The executed notebook's code cells that took ``at_least`` seconds (papermill records each
+    cell's duration): index (1-based, as the executed notebook counts), seconds, share of the
+    notebook's time, and the cell's first line that is not an import or a comment."""
+    try:
+        cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return []
+    timed = [(i, c.get("metadata", {}).get("papermill", {}).get("duration") or 0.0, c)
+             for i, c in enumerate(cells, start=1) if c.get("cell_type") == "code"]
+    total = sum(t for _, t, _ in timed) or 1.0
+    rows = []
+    for index, seconds, cell in timed:
+        if seconds < at_least:
+            continue
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        lines = [x.strip() for x in source.splitlines() if x.strip()]
+        line = next((x for x in lines if not x.startswith(("import ", "from ", "#"))), lines[0] if lines else "")
+        rows.append({"index": index, "seconds": seconds, "share": 100 * seconds / total, "line": line[:110]})
+    return rows
+
+
+def trainings(run_dir: Path, environment: dict) -> tuple[list[dict], str]:
+    """Every ``throughput.json`` a training wrote under the run folder, with its GFLOP/s and MFU
+    against the measured matmul peak of ``run.json``'s environment (bf16 trainings: the bf16 peak)."""
+    def peak(name):
+        try:
+            return float(environment.get(name, "")) * 1e9
+        except ValueError:
+            return None
+
+    rows = []
+    for path in sorted(Path(run_dir).rglob("throughput.json")):
+        try:
+            t = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        top = peak("bf16 matmul GFLOP/s" if t.get("bf16") else "fp32 matmul GFLOP/s")
+        rows.append(t | {"where": str(path.parent.relative_to(run_dir)), "gflops": t["flops_per_second"] / 1e9,
+                         "mfu": 100 * t["flops_per_second"] / top if top and t["flops"] else None})
+    note = (f"fp32 matmul {environment['fp32 matmul GFLOP/s']} GFLOP/s, 1024², in this run's process"
+            if "fp32 matmul GFLOP/s" in environment else "not measured in this run")
+    return rows, note
+
+
 def write_index(run_dir: Path, run: dict) -> Path:
     """``index.html``, one self-contained page: a summary of the headline metrics with their 95%
     intervals beside their baselines; per notebook its status, time, headline metrics and figures
@@ -168,13 +227,16 @@ def write_index(run_dir: Path, run: dict) -> Path:
         placed.update(own)
         headline = [(n, metrics[n], interval(metrics, n)) for n in HEADLINE
                     if n in metrics and metric_notebook(n, names) == nb["name"]]
-        sections.append(nb | {"figures": [{"name": f.stem, "src": data_uri(f)} for f in own], "metrics": headline})
+        cells = cell_times(run_dir / nb["notebook"]) if nb.get("notebook") and not nb.get("reused") else []
+        sections.append(nb | {"figures": [{"name": f.stem, "src": data_uri(f)} for f in own], "metrics": headline,
+                              "cells": cells})
     rest = [f for f in figures if f not in placed]
     if rest:
         sections.append({"name": "other figures", "status": None, "seconds": None, "html": None, "metrics": [],
                          "figures": [{"name": f.stem, "src": data_uri(f)} for f in rest]})
+    trained, peak_note = trainings(run_dir, run.get("environment", {}))
     html = _INDEX.render(run=run, style=STYLE, summary=summary(metrics), sections=sections, metrics=listed,
-                         changed=changed_params(run))
+                         changed=changed_params(run), trainings=trained, peak_note=peak_note)
     path = run_dir / "index.html"
     path.write_text(html, encoding="utf-8")
     return path

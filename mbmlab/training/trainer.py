@@ -2,6 +2,7 @@
 text dataset and collator. (The fused model's task data and stages are in ``mbmlab.training.fused``.)"""
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -153,8 +154,23 @@ class LengthAwareTrainer(Trainer):
     A non-finite loss stops training at once (``NonFiniteLoss``, before the optimiser step), naming
     the stage (the output folder), the step, the batch within the epoch and what the batch held."""
 
+    FLOP_SAMPLE_EVERY = 10  # count FLOPs on every 10th step (FlopCounterMode slows a step down)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
+        counts = self.__dict__.setdefault("_throughput", {"calls": 0, "tokens": 0, "items": 0, "flops": []})
+        counts["calls"] += 1
+        mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+        counts["tokens"] += int(mask.sum()) if isinstance(mask, torch.Tensor) else 0
+        first = next((v for v in inputs.values() if isinstance(v, torch.Tensor)), None) if isinstance(inputs, dict) else None
+        counts["items"] += int(first.shape[0]) if first is not None and first.dim() else 0
+        if (counts["calls"] - 1) % self.FLOP_SAMPLE_EVERY == 0:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            with FlopCounterMode(display=False) as counter:
+                loss = super().training_step(model, inputs, num_items_in_batch)
+            counts["flops"].append(counter.get_total_flops())
+        else:
+            loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss).all():
             steps = max(1, len(self.get_train_dataloader()) // self.args.gradient_accumulation_steps)
             step = self.state.global_step + 1
@@ -183,8 +199,30 @@ def train(model, args: TrainingArguments, train_dataset, collator, eval_dataset=
     trainer = LengthAwareTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                  data_collator=collator, callbacks=[*(callbacks or []), LearningRateGivenNow()])
     checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
-    trainer.train(resume_from_checkpoint=checkpoint)
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    record_throughput(trainer, output.metrics.get("train_runtime"))
     return trainer
+
+
+def record_throughput(trainer: Trainer, seconds: float | None) -> dict | None:
+    """What one training did per second, written to ``<output_dir>/throughput.json`` (the run's
+    report gathers these): seconds, forward-backward passes, items and tokens (attention-mask
+    ones) per second, and model FLOPs — counted exactly (``torch.utils.flop_counter``: matmuls and
+    convolutions, forward and backward) on every ``FLOP_SAMPLE_EVERY``-th pass and scaled to all —
+    per second. MFU = those FLOP/s ÷ the machine's measured peak (Chowdhery et al. 2022,
+    "PaLM", appendix B), computed where the peak is known (the report)."""
+    counts = getattr(trainer, "_throughput", None)
+    if not counts or not counts["calls"] or not seconds or not trainer.is_world_process_zero():
+        return None
+    flops = sum(counts["flops"]) / len(counts["flops"]) * counts["calls"] if counts["flops"] else 0.0
+    record = {"training": Path(trainer.args.output_dir).name, "seconds": seconds, "passes": counts["calls"],
+              "items_per_second": counts["items"] / seconds, "tokens_per_second": counts["tokens"] / seconds,
+              "flops": flops, "flops_per_second": flops / seconds, "flops_sampled_passes": len(counts["flops"]),
+              "bf16": bool(trainer.args.bf16)}
+    out = Path(trainer.args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "throughput.json").write_text(json.dumps(record, indent=1))
+    return record
 
 
 def loss_history(trainer: Trainer) -> pd.DataFrame:

@@ -89,3 +89,31 @@ def test_index_is_self_contained_with_baselines_sections_and_changed_params(tmp_
     params = html.split('id="parameters"')[1]
     assert "<td>fusion</td><td>cross_attention</td><td>prefix</td>" in params  # changed, with the preset's value
     assert "abc1234" in html
+
+
+def test_index_shows_where_the_time_went_and_each_trainings_mfu(tmp_path):
+    """Cells of ≥ 1 s from papermill's durations, the first line that is not an import; a training's
+    throughput.json as GFLOP/s and MFU against run.json's measured peak (4 GFLOP/s at a 50 GFLOP/s
+    peak: 8%; the bf16 one against the bf16 peak: 4 / 10 = 40%)."""
+    import nbformat
+
+    cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("import torch\ntrainers = train(model)"),
+             nbformat.v4.new_code_cell("# a comment\nsave(model)")]
+    for cell, seconds in zip(cells, (0.2, 30.0, 10.0)):
+        cell.metadata["papermill"] = {"duration": seconds}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "03_fuse.ipynb")
+    assert [(c["index"], c["line"], round(c["share"])) for c in report.cell_times(tmp_path / "03_fuse.ipynb")] == [
+        (2, "trainers = train(model)", 75), (3, "save(model)", 25)]
+    for where, bf16 in (("checkpoints/fused/stage2", False), ("checkpoints/fused/bf16", True)):
+        (tmp_path / where).mkdir(parents=True)
+        (tmp_path / where / "throughput.json").write_text(json.dumps(
+            {"training": "stage2", "seconds": 10.0, "passes": 100, "items_per_second": 80.0, "tokens_per_second": 900.0,
+             "flops": 4e10, "flops_per_second": 4e9, "flops_sampled_passes": 10, "bf16": bf16}))
+    run = {"run_id": "r", "preset": "tiny", "started": "now", "status": "ok", "error": None, "total_seconds": 41.0,
+           "params": {}, "environment": {"fp32 matmul GFLOP/s": "50", "bf16 matmul GFLOP/s": "10.0"},
+           "notebooks": [{"name": "03_fuse", "status": "ok", "seconds": 41.0, "html": "03_fuse.html",
+                          "notebook": "03_fuse.ipynb"}]}
+    html = report.write_index(tmp_path, run).read_text()
+    assert "where the time went: 2 cells" in html and "<code>trainers = train(model)</code>" in html
+    table = html.split('id="trainings"')[1].split("</table>")[0]
+    assert "checkpoints/fused/stage2" in table and ">8.0%<" in table and ">40.0%<" in table

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mbmlab.training.trainer import IGNORE_INDEX, LMCollator, TextLines
@@ -107,3 +108,32 @@ def test_a_nan_in_a_batch_stops_training_naming_stage_step_and_batch(tmp_path):
         train(model, args, items, collate)
     assert "x (2, 1) with 1 non-finite values" in str(info.value) and "--resume" in str(info.value)
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the NaN step was never applied
+
+
+def test_a_training_records_its_throughput_with_flops_counted(tmp_path):
+    """A bias-free Linear(8 → 4) on batches of 16: forward 2·16·8·4 = 1,024 FLOPs, backward only
+    the weight's gradient (the input needs none), 1,024 more: 2,048 per pass, 12 passes (3 epochs
+    of 64 items). FLOPs are counted on every 10th pass and scaled to all. Mutation: summing the
+    sampled passes without scaling gives 4,096 and fails here."""
+    import json
+
+    from mbmlab.training.trainer import train, training_arguments
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(8, 4, bias=False)
+
+        def forward(self, x, attention_mask):
+            return {"loss": self.linear(x).pow(2).mean()}
+
+    items = [{"x": torch.randn(8), "attention_mask": torch.ones(5, dtype=torch.long)} for _ in range(64)]
+    collate = lambda batch: {k: torch.stack([b[k] for b in batch]) for k in batch[0]}  # noqa: E731
+    args = training_arguments(tmp_path / "probe", epochs=3, batch_size=16, learning_rate=1e-2, seed=0, n_examples=64,
+                              disable_tqdm=True)
+    train(Probe(), args, items, collate)
+    record = json.loads((tmp_path / "probe" / "throughput.json").read_text())
+    assert record["passes"] == 12 and record["flops_sampled_passes"] == 2
+    assert record["flops"] == 2048 * 12
+    assert record["tokens_per_second"] == pytest.approx(12 * 16 * 5 / record["seconds"])
+    assert record["items_per_second"] == pytest.approx(12 * 16 / record["seconds"])
