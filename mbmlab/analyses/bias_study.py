@@ -382,7 +382,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     or more seeds, ``<metric>/seed_ci95_low`` and ``…_high`` give the t interval of that mean over
     seeds (the trainings' spread) beside the mean of the per-training test-resampling intervals
     (``<metric>/ci95_low``, ``…_high``); ``seeds`` counts the trainings."""
-    from scipy import stats as st
+    from ..metrics.stats import seed_mean_interval
 
     if "seed" not in table:
         table = table.assign(seed=0)
@@ -393,10 +393,9 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     out.insert(2, "seeds", grouped.size().to_numpy())
     if out["seeds"].min() >= 2:
         for metric in [m for m in (*AMPLIFICATION, *PROBES, "vqa/exact_match") if m in table]:
-            spread = grouped[metric].agg(["mean", "sem", "size"])
-            half = spread["sem"] * st.t.ppf(0.975, spread["size"] - 1)
-            out[f"{metric}/seed_ci95_low"] = (spread["mean"] - half).to_numpy()
-            out[f"{metric}/seed_ci95_high"] = (spread["mean"] + half).to_numpy()
+            bounds = [seed_mean_interval(group) for _, group in grouped[metric]]
+            out[f"{metric}/seed_ci95_low"] = [low for _, low, _ in bounds]
+            out[f"{metric}/seed_ci95_high"] = [high for _, _, high in bounds]
     return out
 
 

@@ -33,12 +33,13 @@ def summarise(runs: list[Path]) -> pd.DataFrame:
     shared = [name for name in shared if "/ci95_" not in name]
     values = pd.DataFrame({run: [metrics[name] for name in shared] for run, metrics in per_run.items()},
                           index=pd.Index(shared, name="metric"))
-    from scipy import stats as st
+    from ..metrics.stats import seed_mean_interval
 
     n = values.shape[1]
     out = pd.DataFrame({"mean": values.mean(axis=1), "std": values.std(axis=1, ddof=1).fillna(0.0), "n": n})
-    half = st.t.ppf(0.975, n - 1) * out["std"] / n ** 0.5 if n > 1 else float("nan")
-    out["ci95_low"], out["ci95_high"] = out["mean"] - half, out["mean"] + half
+    bounds = [seed_mean_interval(row)[1:] for row in values.to_numpy()]
+    out["ci95_low"] = [low for low, _ in bounds] if bounds else []
+    out["ci95_high"] = [high for _, high in bounds] if bounds else []
     return pd.concat([out, values], axis=1)
 
 

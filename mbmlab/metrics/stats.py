@@ -126,6 +126,19 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
+def seed_mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """One number measured once per seed: (mean, low, high), the Student t interval of the mean
+    over seeds, mean ± t(n−1) · s / √n (s the n−1 standard deviation); NaN bounds for one seed."""
+    from scipy import stats as st
+
+    v = np.asarray(values, dtype=float)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(st.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
 def seed_difference(a, b, level: float = 0.95, paired: bool | None = None) -> dict:
     """Two configurations trained with several seeds each (one value per seed): the difference of
     the means with Welch's t interval (unequal variances; Welch 1947) and its two-sided p-value;

@@ -1,6 +1,8 @@
 """mbmlab.metrics.stats: hand-worked cases, then the two calibrations the statistics must pass on
 simulated data — a gap test that does not call gaps that are not there, and a clustered interval
 that covers the true mean."""
+import math
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,14 @@ def test_paired_test_hand_worked_and_calibrated():
     rng = np.random.default_rng(5)
     a, b = rng.random(200) < 0.9, rng.random(200) < 0.6
     assert stats.paired_test(a, b, clusters=images)["p_value"] < 0.01
+
+
+def test_seed_mean_interval_by_hand():
+    """1, 2, 3: mean 2, s = 1, t(0.975, 2) = 4.3027, half-width 4.3027 / √3 = 2.4841. One seed: no
+    interval. Mutation: the population std (ddof 0) gives half-width 2.028 and fails."""
+    from mbmlab.metrics.stats import seed_mean_interval
+
+    mean, low, high = seed_mean_interval([1.0, 2.0, 3.0])
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - 2.4841, 2.0 + 2.4841), abs=1e-4)
+    one = seed_mean_interval([0.7])
+    assert one[0] == 0.7 and math.isnan(one[1]) and math.isnan(one[2])
