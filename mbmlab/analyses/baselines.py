@@ -112,6 +112,9 @@ def train_baseline(prepared, fuse_params: dict, kind: str, epochs: float, out: P
         eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every, save_total_limit=1,
         save_only_model=True, load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
         callbacks={plan[-1].name: [EarlyStoppingCallback(early_stopping_patience=patience)]})
+    for record in (out / "checkpoints" / kind).glob("*/throughput.json"):  # kept for the report's trainings table
+        (out / "throughput" / kind / record.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(record, out / "throughput" / kind / record.parent.name / record.name)
     shutil.rmtree(out / "checkpoints" / kind, ignore_errors=True)  # the best evaluation's weights are loaded
     if (out / "checkpoints").is_dir() and not any((out / "checkpoints").iterdir()):
         (out / "checkpoints").rmdir()

@@ -59,6 +59,12 @@ def test_tiny_series_writes_the_report(tiny_run):
         assert (tiny_run / encoder / "encoder" / "model.safetensors").exists()
     assert metrics["attention/max_abs_difference/gpt2"] < 1e-5
     assert sorted(p.name for p in (tiny_run / "figures").glob("*.png"))
+    # where the time went: every training of the series (02's four, 03's two stages, 04's baselines)
+    trainings = index.split('id="trainings"')[1].split("</table>")[0]
+    for where in ("checkpoints/lm", "checkpoints/align_image", "checkpoints/ctc_audio", "checkpoints/fused/stage2",
+                  "baselines/throughput/blind/stage2", "baselines/throughput/image_only/stage2"):
+        assert f"<td>{where}</td>" in trainings, where
+    assert "where the time went" in index.split('<section id="03_fuse">')[1].split("</section>")[0]
 
 
 def test_a_second_run_reuses_01_to_03_and_a_changed_03_parameter_retrains_from_03(tiny_run):
