@@ -199,9 +199,32 @@ def train(model, args: TrainingArguments, train_dataset, collator, eval_dataset=
     trainer = LengthAwareTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                  data_collator=collator, callbacks=[*(callbacks or []), LearningRateGivenNow()])
     checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
+    if checkpoint is not None:
+        check_checkpoint(Path(checkpoint))
     output = trainer.train(resume_from_checkpoint=checkpoint)
     record_throughput(trainer, output.metrics.get("train_runtime"))
     return trainer
+
+
+def check_checkpoint(folder: Path) -> Path:
+    """Refuse a damaged Trainer checkpoint before resuming from it (``CorruptArtifactError`` naming
+    the file): its JSON and safetensors files as ``artifacts.check_model_folder`` checks them, and
+    its torch pickles (optimizer.pt, scheduler.pt, rng_state.pth — zip archives) must be whole."""
+    import zipfile
+
+    from ..artifacts import CorruptArtifactError, check_model_folder
+
+    advice = f"the training without resuming (or delete {folder} to resume from an earlier checkpoint)"
+    check_model_folder(folder, advice)
+    for path in sorted([*folder.glob("*.pt"), *folder.glob("*.pth")]):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, OSError) as err:
+            damaged = str(err)
+        if damaged:
+            raise CorruptArtifactError(f"{path} cannot be read ({damaged}): it is truncated or corrupt; rerun {advice}")
+    return folder
 
 
 def record_throughput(trainer: Trainer, seconds: float | None) -> dict | None:

@@ -137,3 +137,21 @@ def test_a_training_records_its_throughput_with_flops_counted(tmp_path):
     assert record["flops"] == 2048 * 12
     assert record["tokens_per_second"] == pytest.approx(12 * 16 * 5 / record["seconds"])
     assert record["items_per_second"] == pytest.approx(12 * 16 / record["seconds"])
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.pt"])
+def test_resuming_from_a_damaged_checkpoint_names_the_file(tokenizer, tmp_path, damaged):
+    """A checkpoint cut short is refused before the Trainer reads it, naming the file. Mutation:
+    check_checkpoint not called → the Trainer's own SafetensorError / unpickling error, and this fails."""
+    from conftest import LINES
+    from mbmlab.artifacts import CorruptArtifactError
+    from mbmlab.models import text
+    from mbmlab.training.trainer import LMCollator, StopAfter, TextLines, train
+
+    data, collate = TextLines(LINES, tokenizer), LMCollator(tokenizer.pad_token_id)
+    model = lambda: text.new_language_model(tokenizer, dim=32, layers=2, heads=2, seed=0)  # noqa: E731
+    train(model(), lm_trainer_args(tmp_path / "run"), data, collate, callbacks=[StopAfter(3)])
+    path = tmp_path / "run" / "checkpoint-3" / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CorruptArtifactError, match=f"checkpoint-3/{damaged} cannot be read"):
+        train(model(), lm_trainer_args(tmp_path / "run"), data, collate, resume=True)
