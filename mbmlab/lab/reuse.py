@@ -271,10 +271,14 @@ class Cache:
         nbformat.write(nb, notebook_file)
 
     def store(self, notebook: str, key: str, covers: dict, run_dir: Path, before: dict, metrics_before: dict,
-              seconds: float) -> Path | None:
+              seconds: float, replace: bool = False) -> Path | None:
         """Put what ``notebook`` wrote into ``run_dir`` since ``before`` into the cache (written to a
-        private folder, renamed into place). A failure (disk full) is logged, never raised."""
+        private folder, renamed into place). An entry already there is kept (another run of a
+        sweep stored the same key first, and a third may be copying it) unless ``replace``
+        (``--no-reuse``). A failure (disk full) is logged, never raised."""
         entry = self.entry(notebook, key)
+        if entry.exists() and not replace:
+            return entry
         tmp = entry.with_name(f"{key}.partial-{os.getpid()}")
         try:
             files = written(before, snapshot(run_dir))

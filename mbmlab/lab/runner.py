@@ -348,7 +348,8 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                 raise failure
             entry.update(status="ok", seconds=time.perf_counter() - t0)
             if entry["key"]:
-                cache.store(name, entry["key"], covers, run_dir, before, metrics_before, entry["seconds"])
+                cache.store(name, entry["key"], covers, run_dir, before, metrics_before, entry["seconds"],
+                            replace=not reuse)
             save_json(run_dir, "run.json", run)
             log(f"      {name} done in {entry['seconds']:.1f} s")
         run["status"] = "ok"

@@ -176,8 +176,24 @@ def test_a_second_run_reuses_what_did_not_change(tmp_path):
     assert counts.read_text().split() == ["02_train", "03_fuse", "04_evaluate", "05_bias"]
 
     counts.write_text("")
-    run_series("tiny", reuse=False, **quiet)
+    fifth = run_series("tiny", reuse=False, **quiet)
     assert counts.read_text().split() == list(P.NOTEBOOKS)
+    key = json.loads((fifth / "run.json").read_text())["notebooks"][1]["key"]
+    manifest = json.loads((R.Cache().entry("02_train", key) / "manifest.json").read_text())
+    assert manifest["from_run"] == fifth.name  # --no-reuse replaced the entry; a plain run keeps the first
+
+
+def test_a_second_store_of_a_key_keeps_the_first_unless_told_to_replace(tmp_path):
+    cache = R.Cache(tmp_path / "cache")
+    for name in ("run-a", "run-b"):
+        run = tmp_path / name
+        run.mkdir()
+        before = R.snapshot(run)
+        (run / "out.txt").write_text(name)
+        cache.store("02_train", "k", {}, run, before, {}, 1.0)
+    assert json.loads((cache.entry("02_train", "k") / "manifest.json").read_text())["from_run"] == "run-a"
+    cache.store("02_train", "k", {}, tmp_path / "run-b", {}, {}, 1.0, replace=True)
+    assert (cache.entry("02_train", "k") / "files" / "out.txt").read_text() == "run-b"
 
 
 def test_a_damaged_entry_is_rebuilt_by_the_next_run(tmp_path):
