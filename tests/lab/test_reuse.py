@@ -1,5 +1,6 @@
 """Reuse by content (mbmlab.lab.reuse): the key covers what determines a notebook's outputs; the
 cache hands them back whole or not at all; the runner reuses them."""
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -38,7 +39,8 @@ def other_value(name, value):
 
 
 @pytest.mark.parametrize("notebook", R.CACHED)
-def test_the_key_changes_with_every_parameter_the_notebook_reads_and_no_other(notebook):
+def test_the_key_changes_with_every_parameter_the_notebook_reads_and_no_other(notebook, monkeypatch):
+    monkeypatch.setattr(R, "code_version", functools.lru_cache(R.code_version))  # the same files each time
     values = P.resolve("tiny")
     path = NOTEBOOKS / f"{notebook}.ipynb"
     upstream = None if notebook == P.NB_COLLECT else "upstream-key"
