@@ -234,8 +234,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
         if run["status"] == "ok":
             held.unlink(missing_ok=True)
             raise ValueError(f"{run_dir} finished ({run['status']}); nothing to resume")
-        P.resolve(preset, values)  # still valid under today's schema
-        try:
+        try:  # still valid under today's schema, with the changes asked for
             changes = changed_on_resume(run, anchored(P.resolve(preset, values | (overrides or {}))))
         except P.ParameterError:
             held.unlink(missing_ok=True)

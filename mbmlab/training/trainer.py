@@ -160,7 +160,7 @@ class LengthAwareTrainer(Trainer):
         counts = self.__dict__.setdefault("_throughput", {"calls": 0, "tokens": 0, "items": 0, "flops": []})
         counts["calls"] += 1
         mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
-        counts["tokens"] += int(mask.sum()) if isinstance(mask, torch.Tensor) else 0
+        counts["tokens"] += mask.sum().detach() if isinstance(mask, torch.Tensor) else 0  # no device sync a step
         first = next((v for v in inputs.values() if isinstance(v, torch.Tensor)), None) if isinstance(inputs, dict) else None
         counts["items"] += int(first.shape[0]) if first is not None and first.dim() else 0
         if (counts["calls"] - 1) % self.FLOP_SAMPLE_EVERY == 0:
@@ -238,8 +238,9 @@ def record_throughput(trainer: Trainer, seconds: float | None) -> dict | None:
     if not counts or not counts["calls"] or not seconds or not trainer.is_world_process_zero():
         return None
     flops = sum(counts["flops"]) / len(counts["flops"]) * counts["calls"] if counts["flops"] else 0.0
+    tokens = float(counts["tokens"])
     record = {"training": Path(trainer.args.output_dir).name, "seconds": seconds, "passes": counts["calls"],
-              "items_per_second": counts["items"] / seconds, "tokens_per_second": counts["tokens"] / seconds,
+              "items_per_second": counts["items"] / seconds, "tokens_per_second": tokens / seconds,
               "flops": flops, "flops_per_second": flops / seconds, "flops_sampled_passes": len(counts["flops"]),
               "bf16": bool(trainer.args.bf16)}
     out = Path(trainer.args.output_dir)
