@@ -16,6 +16,7 @@ examples:
   mbmlab run --seeds 3                        # three seeds, then each metric's mean ± std
   mbmlab run --resume reports/<run>           # continue a failed or interrupted run where it stopped
   mbmlab run --resume reports/<run> --set fuse_learning_rate=3e-4   # ... with a parameter changed
+  mbmlab run --until 03_fuse                  # train only; `mbmlab run --resume reports/<run>` evaluates later
   mbmlab run --no-reuse                       # recompute 01-03 even where an earlier run's outputs match
   mbmlab params --preset tiny                 # every parameter, its value and what it does
   mbmlab compare reports/<run-a> reports/<run-b>   # parameters that differ, metrics with intervals
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="continue a failed or interrupted run folder from the notebook that did not finish "
                           "(its trainings from their newest checkpoints), with its own parameters; with --set, "
                           "changed ones: every notebook from the first that reads one runs again")
+    run.add_argument("--until", default=None, metavar="NOTEBOOK",
+                     help="stop after this notebook (say 03_fuse); the run is marked stopped and --resume runs the rest")
     run.add_argument("--seeds", type=int, default=1, metavar="N",
                      help="run the series N times (seed, seed+1, …) and summarise each metric as mean ± std")
     args = parser.parse_args(argv)
@@ -127,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         print("mbmlab: error: --seeds must be at least 1", file=sys.stderr)
         return 2
+    if args.until is not None and args.seeds > 1:
+        print("mbmlab: error: --until stops one run; it does not combine with --seeds", file=sys.stderr)
+        return 2
     if args.resume is not None and (args.seeds > 1 or args.preset != "default"):
         print("mbmlab: error: --resume continues a run with its own preset; give no --preset or --seeds "
               "(--set changes a parameter: the notebooks that read it run again)", file=sys.stderr)
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run_series(args.preset, _overrides(args.overrides), reports=args.reports, notebooks_dir=args.notebooks,
                        progress=not args.no_progress, cell_timeout=args.cell_timeout, resume=args.resume,
-                       reuse=not args.no_reuse)
+                       reuse=not args.no_reuse, until=args.until)
     except NotebookFailed as err:
         print(f"mbmlab: error: {err}", file=sys.stderr)
         return 1

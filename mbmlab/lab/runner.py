@@ -196,7 +196,8 @@ def changed_on_resume(run: dict, values: dict) -> dict | None:
     rerun_from = min([stopped, *reads])
     for nb in notebooks[rerun_from:]:
         nb["status"] = "pending" if nb["status"] == "ok" else nb["status"]
-    notebooks[stopped]["continue_training"] = rerun_from == stopped
+    # a run stopped by --until never started its next notebook: nothing to continue from
+    notebooks[stopped]["continue_training"] = rerun_from == stopped and run.get("status") != "stopped"
     run["params"] = values
     if not changed:
         return None
@@ -207,12 +208,14 @@ def changed_on_resume(run: dict, values: dict) -> dict | None:
 def run_series(preset: str = "default", overrides: dict | None = None, *, reports: Path | None = None,
                notebooks_dir: Path | None = None, kernel_name: str = "python3", progress: bool = True,
                cell_timeout: int | None = None, resume: Path | None = None, reuse: bool = True,
-               log=print) -> Path:
+               until: str | None = None, log=print) -> Path:
     """Validate parameters, then execute every notebook in order; returns the run directory.
 
     ``resume``: an earlier run folder whose run failed or was interrupted; its parameters are
     used again and the series continues from the first notebook that did not finish.
     ``cell_timeout``: seconds one cell may run before the run fails with a timeout.
+    ``until``: the last notebook to run (say ``03_fuse``: train now, evaluate later); the run then
+    stops with status ``stopped``, and ``--resume`` runs the rest.
     ``reuse``: a notebook whose key (``mbmlab.lab.reuse.key``) matches a whole cache entry is not
     run; its outputs are copied in and ``run.json`` says from which run (False: run every notebook,
     and refresh the cache).
@@ -249,6 +252,10 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     else:
         values = anchored(P.resolve(preset, overrides))  # refuse bad input before any work starts
     series = Series(Path(notebooks_dir or project_root() / "notebooks"), P.series(preset))
+    if until is not None and until not in series.names:
+        if resume is not None:
+            held.unlink(missing_ok=True)
+        raise ValueError(f"--until {until!r} is not a notebook of the {preset} series: {', '.join(series.names)}")
     sources = {name: series.path(name) for name in series.names}
     for key, value in (OFFLINE_ENV | REPRODUCIBLE_ENV).items():
         os.environ.setdefault(key, value)
@@ -286,6 +293,8 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
         for i, (name, entry) in enumerate(zip(series.names, run["notebooks"]), start=1):
             if entry["status"] == "ok":
                 upstream = entry.get("key")  # resumed: done before
+                if name == until:
+                    break
                 continue
             log(f"[{i}/{len(series.names)}] {name}")
             out = run_dir / f"{name}.ipynb"
@@ -310,6 +319,8 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                 save_json(run_dir, "run.json", run)
                 log(f"      {name} reused from run {manifest['from_run']} (same key {entry['key']}): "
                     f"{entry['seconds']:.1f} s instead of {manifest['seconds']:.0f} s")
+                if name == until:
+                    break
                 continue
             before, metrics_before = R.snapshot(run_dir), R.metrics_of(run_dir)
             failure = None
@@ -351,7 +362,14 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                             replace=not reuse)
             save_json(run_dir, "run.json", run)
             log(f"      {name} done in {entry['seconds']:.1f} s")
-        run["status"] = "ok"
+            if name == until:
+                break
+        if any(entry["status"] != "ok" for entry in run["notebooks"]):  # stopped by --until
+            run.update(status="stopped", error=f"stopped after {until} (--until); run the rest with "
+                                               f"`mbmlab run --resume {run_dir}`")
+            log(run["error"])
+        else:
+            run["status"] = "ok"
     finally:
         if run["status"] == "running":  # an unexpected error
             run["status"] = "failed"

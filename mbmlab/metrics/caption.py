@@ -35,6 +35,20 @@ def tokenize(references: dict[str, list[str]], predictions: dict[str, str]) -> t
             tokenizer.tokenize({k: [{"caption": v}] for k, v in predictions.items()}))
 
 
+_METEOR = None  # one METEOR process per Python process: starting one (JVM + paraphrase tables) takes ~9 s
+
+
+def meteor_scorer():
+    """A running pycocoevalcap ``Meteor``, started once and reused: each ``compute_score`` sends its
+    own statistics and ``EVAL`` line, so calls do not affect each other. Restarted if it exited."""
+    global _METEOR
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+        _METEOR = Meteor()
+    return _METEOR
+
+
 def tokenized_scores(gts: dict, res: dict, meteor: bool = True) -> tuple[dict[str, float], dict[str, list]]:
     """(corpus scores, per-image CIDEr-D and ROUGE-L in ``gts`` order) of tokenized captions."""
     from pycocoevalcap.bleu.bleu import Bleu
@@ -46,9 +60,7 @@ def tokenized_scores(gts: dict, res: dict, meteor: bool = True) -> tuple[dict[st
     rouge, rouge_per_image = Rouge().compute_score(gts, res)
     scores = {f"BLEU-{n}": float(b) for n, b in enumerate(bleu, start=1)}
     if meteor:
-        from pycocoevalcap.meteor.meteor import Meteor
-
-        scores["METEOR"] = float(Meteor().compute_score(gts, res)[0])
+        scores["METEOR"] = float(meteor_scorer().compute_score(gts, res)[0])
     scores["ROUGE-L"] = float(rouge)
     scores["CIDEr"] = float(cider)
     return scores, {"CIDEr": list(cider_per_image), "ROUGE-L": list(rouge_per_image)}

@@ -271,3 +271,28 @@ def test_cli_refuses_a_user_dir_that_is_not_a_folder_before_running(tmp_path, ca
     code = cli.main(["run", "--reports", str(tmp_path), "--set", 'sources=["user"]', "--set", "user_dir=nowhere"])
     assert code == 2 and "user_dir='nowhere' is not a folder" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # no run folder was started
+
+
+def test_until_stops_after_a_notebook_and_resume_runs_the_rest(tmp_path, capsys):
+    """`--until 02_train`: 01 and 02 run, the run is `stopped` (not ok, not failed) with the command
+    that continues it; `--resume` then runs 03 onwards, 03 from scratch (resume=False: it never
+    started, so no checkpoint to continue). Mutations: the break removed → 03 runs in the first
+    call; `continue_training` kept for a stopped run → 03 runs with resume=True."""
+    record = "open('ran.txt', 'a').write('{}:' + str(resume) + '\\n')"
+    nb = _series(tmp_path / "nb", bodies={"02_train": record.format("02_train"), "03_fuse": record.format("03_fuse")})
+    reports = tmp_path / "r"
+    assert cli.main(["run", "--preset", "tiny", "--until", "02_train", "--notebooks", str(nb), "--reports",
+                     str(reports), "--no-progress"]) == 0
+    run_dir = next(reports.iterdir())
+    assert (run_dir / "ran.txt").read_text().split() == ["01_collect", "02_train:False"]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "stopped" and f"mbmlab run --resume {run_dir}" in run["error"]
+    assert [n["status"] for n in run["notebooks"]] == ["ok", "ok", "pending", "pending", "pending"]
+    assert "stopped" in (run_dir / "index.html").read_text()
+    assert cli.main(["run", "--resume", str(run_dir), "--notebooks", str(nb), "--no-progress"]) == 0
+    assert (run_dir / "ran.txt").read_text().split() == ["01_collect", "02_train:False", "03_fuse:False",
+                                                         "04_evaluate", "05_bias"]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "ok"
+    capsys.readouterr()
+    assert cli.main(["run", "--until", "09_nothing", "--reports", str(tmp_path / "r2")]) == 2
+    assert "not a notebook of the default series" in capsys.readouterr().err and not (tmp_path / "r2").exists()

@@ -42,6 +42,24 @@ def test_caption_scores_agree_with_pycocoevalcap():
     assert abs(ours["CIDEr"] - cider) <= 1e-9
 
 
+def test_one_meteor_process_serves_every_call_and_calls_do_not_affect_each_other():
+    """METEOR (a JVM that loads paraphrase tables, ~9 s) starts once per process and is reused.
+    Its score must be what a fresh pycocoevalcap Meteor gives, whatever was scored before."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    from mbmlab.metrics import caption
+
+    refs = {"1": ["a blue rectangle"], "2": ["a red circle"], "3": ["a green triangle"]}
+    good = {"1": "a blue rectangle", "2": "a red circle", "3": "a green square"}
+    bad = {"1": "a red square", "2": "two blue stars", "3": "nothing"}
+    first = caption_scores(refs, good)["METEOR"]
+    process = caption.meteor_scorer()
+    assert caption_scores(refs, bad)["METEOR"] < first
+    assert caption_scores(refs, good)["METEOR"] == first and caption.meteor_scorer() is process
+    gts, res = caption.tokenize(refs, good)
+    assert Meteor().compute_score(gts, res)[0] == pytest.approx(first, abs=1e-12)
+
+
 def test_perfect_captions_score_bleu_one():
     refs = {str(i): [c] for i, c in enumerate(["a blue rectangle", "a red circle", "a green triangle"])}
     scores = caption_scores(refs, {k: v[0] for k, v in refs.items()})
