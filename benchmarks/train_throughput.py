@@ -23,7 +23,7 @@ from contextlib import nullcontext
 import torch
 
 from mbmlab.lab import params as P
-from mbmlab.hardware import matmul_peak
+from mbmlab.hardware import bf16_native, matmul_peak
 from mbmlab.models import audio, text, vision
 
 
@@ -150,10 +150,17 @@ def main() -> None:
     print(f"{args.preset} preset, median of {args.repeats} × {args.steps} steps (forward, backward, AdamW)\n")
     print(f"{'model':<28} {'params':>9} {'tokens/step':>11} {'fp32 tok/s':>11} {'MFU':>6} "
           f"{'bf16 tok/s':>11} {'MFU':>6} {'bf16/fp32':>9}")
+    native = bf16_native()
     for name, params, tokens, flops, rates in results:
+        # without bf16 hardware the bf16 "peak" is emulation speed at one matmul size, not a ceiling:
+        # small matmuls can beat it, so a ratio to it means nothing (it read >100% here)
+        bf16_mfu = f"{rates['bf16'] * flops / peak['bf16']:>6.1%}" if native else f"{'n/a':>6}"
         print(f"{name:<28} {params:>9,} {tokens:>11,} {rates['fp32'] * tokens:>11,.0f} "
               f"{rates['fp32'] * flops / peak['fp32']:>6.1%} {rates['bf16'] * tokens:>11,.0f} "
-              f"{rates['bf16'] * flops / peak['bf16']:>6.1%} {rates['bf16'] / rates['fp32']:>8.2f}×")
+              f"{bf16_mfu} {rates['bf16'] / rates['fp32']:>8.2f}×")
+    if not native:
+        print("\nbf16 MFU n/a: this CPU has no AMX or AVX512-BF16 (mbmlab.hardware.bf16_native), so bf16 is emulated "
+              "and has no hardware peak to divide by")
 
 
 if __name__ == "__main__":
