@@ -67,10 +67,30 @@ def load_json(run_dir: Path, name: str):
     return json.loads(path.read_text())
 
 
+def read_metrics(run_dir: Path, missing_ok: bool = False) -> dict[str, float]:
+    """The run's flat ``metrics.json`` (name → number): the one reader of it. A missing file raises
+    ``MissingArtifactError`` (``missing_ok``: gives ``{}``, as before any notebook recorded one); a
+    file that is not a JSON object of numbers raises ``CorruptArtifactError`` naming it."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.exists():
+        if missing_ok:
+            return {}
+        raise MissingArtifactError(f"{path} is missing: no notebook of this run recorded a metric; run the series "
+                                   f"(or finish it with `mbmlab run --resume {Path(run_dir)}`)")
+    try:
+        metrics = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptArtifactError(f"{path} is not valid JSON ({err}); rerun the notebook that last wrote it") from None
+    if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) for v in metrics.values()):
+        raise CorruptArtifactError(f"{path} is not a flat object of name → number; rerun the notebook that last "
+                                   f"wrote it")
+    return metrics
+
+
 def log_metrics(run_dir: Path, metrics: dict[str, float]) -> dict[str, float]:
     """Merge ``metrics`` into the run's flat ``metrics.json`` (name → number)."""
     path = Path(run_dir) / "metrics.json"
-    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged = read_metrics(run_dir, missing_ok=True)
     for name, value in metrics.items():
         value = float(value)
         if not math.isfinite(value):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..artifacts import CorruptArtifactError, read_metrics
 from .report import HEADLINE, STYLE, data_uri, interval
 
 
@@ -55,7 +56,11 @@ def read_run(path: Path) -> Run:
         raise CompareError(f"{path} has no {' or '.join(missing)}: not a run that recorded metrics")
     run = json.loads((path / "run.json").read_text())
     params = json.loads((path / "params.json").read_text()) if (path / "params.json").exists() else run.get("params", {})
-    return Run(path, run, json.loads((path / "metrics.json").read_text()), params)
+    try:
+        metrics = read_metrics(path)
+    except CorruptArtifactError as err:
+        raise CompareError(str(err)) from None
+    return Run(path, run, metrics, params)
 
 
 def param_table(runs: list[Run]) -> pd.DataFrame:

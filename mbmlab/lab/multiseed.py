@@ -14,21 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..artifacts import read_metrics
 from .paths import new_run_dir, reports_dir
-
-
-def load_metrics(run: Path) -> dict[str, float]:
-    path = Path(run) / "metrics.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{run} has no metrics.json; was the run finished?")
-    return json.loads(path.read_text())
 
 
 def summarise(runs: list[Path]) -> pd.DataFrame:
     """One row per metric that every run has (interval bounds left out): ``mean``, ``std`` (sample
     standard deviation, n−1; 0 for one run), ``n``, ``ci95_low`` / ``ci95_high`` (the t interval of
     the mean over seeds; NaN for one run) and each run's value."""
-    per_run = {Path(r).name: load_metrics(r) for r in runs}
+    per_run = {Path(r).name: read_metrics(r) for r in runs}
     shared = sorted(set.intersection(*(set(m) for m in per_run.values()))) if per_run else []
     shared = [name for name in shared if "/ci95_" not in name]
     values = pd.DataFrame({run: [metrics[name] for name in shared] for run, metrics in per_run.items()},

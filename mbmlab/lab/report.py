@@ -7,6 +7,8 @@ from pathlib import Path
 
 import jinja2
 
+from ..artifacts import read_metrics
+
 HEADLINE = ("vqa/exact_match", "vqa/exact_match/colour", "vqa/exact_match/shape", "vqa/exact_match/yes/no",
             "baseline/majority/vqa/exact_match", "baseline/majority_by_type/vqa/exact_match",
             "baseline/blind/vqa/exact_match", "baseline/image_only/vqa/exact_match", "baseline/random_init/vqa/exact_match",
@@ -214,8 +216,7 @@ def write_index(run_dir: Path, run: dict) -> Path:
     All text goes through Jinja's autoescape, so user-provided strings cannot inject HTML.
     """
     run_dir = Path(run_dir)
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics = read_metrics(run_dir, missing_ok=True)
     listed = [(name, value, interval(metrics, name)) for name, value in sorted(metrics.items())
               if not name.endswith(("/ci95_low", "/ci95_high"))]
     names = [nb["name"] for nb in run.get("notebooks", [])]

@@ -29,7 +29,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from ..artifacts import load_json, log_metrics
+from ..artifacts import load_json, log_metrics, read_metrics
 from . import params as P
 from .paths import data_dir
 
@@ -182,11 +182,6 @@ def snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
             for p in run_dir.rglob("*") if p.is_file()}
 
 
-def metrics_of(run_dir: Path) -> dict[str, float]:
-    path = Path(run_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def written(before: dict, after: dict) -> list[str]:
     """The files a notebook wrote: new or changed since ``before``, shared files and checkpoints
     left out."""
@@ -282,7 +277,7 @@ class Cache:
         tmp = entry.with_name(f"{key}.partial-{os.getpid()}")
         try:
             files = written(before, snapshot(run_dir))
-            now = metrics_of(run_dir)
+            now = read_metrics(run_dir, missing_ok=True)
             manifest = {"notebook": notebook, "key": key, "covers": covers, "from_run": Path(run_dir).name,
                         "from_path": str(Path(run_dir).resolve()), "seconds": seconds,
                         "stored": time.strftime("%Y-%m-%d %H:%M:%S"),

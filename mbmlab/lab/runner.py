@@ -14,7 +14,7 @@ from .. import hardware
 from . import params as P
 from . import reuse as R
 from .paths import new_run_dir, project_root, reports_dir
-from ..artifacts import CorruptArtifactError, check_run_models, save_json
+from ..artifacts import CorruptArtifactError, check_run_models, read_metrics, save_json
 from .report import write_index
 
 # Offline unless the caller says otherwise (HF_HUB_OFFLINE=0 mbmlab run … lets hub names load).
@@ -322,7 +322,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                 if name == until:
                     break
                 continue
-            before, metrics_before = R.snapshot(run_dir), R.metrics_of(run_dir)
+            before, metrics_before = R.snapshot(run_dir), read_metrics(run_dir, missing_ok=True)
             failure = None
             try:
                 pm.execute_notebook(

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..artifacts import read_metrics
+
 
 @dataclass
 class PowerLaw:
@@ -140,7 +142,7 @@ def points(runs: list[Path]) -> pd.DataFrame:
     rows = []
     for run in runs:
         run = Path(run)
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = read_metrics(run)
         params = json.loads((run / "params.json").read_text())
         if "lm/train_flops" not in metrics or "lm/perplexity" not in metrics:
             raise ValueError(f"{run} has no lm/train_flops or lm/perplexity: not a run of 02_train from this version")
