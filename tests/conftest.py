@@ -10,6 +10,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # the runs' cache (mbmlab.lab.reuse) of this test session: shared by its runs, never the project's data/
 os.environ.setdefault("MBMLAB_CACHE", tempfile.mkdtemp(prefix="mbmlab-test-cache-"))
+# pytest-xdist (`-n N`, see pyproject's addopts): the cores are shared out among the workers, and the
+# notebooks' kernels and scripts a worker starts inherit its share (mbmlab.hardware keeps OMP_NUM_THREADS)
+if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("OMP_NUM_THREADS"):
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -24,6 +29,15 @@ LINES = [
     "caption: a red circle",
     "transcribe: what color is the shape?",
 ] * 20
+
+
+FIRST = "tests/series/test_notebooks.py"  # the tests sharing the tiny series run: the longest module (~12 min)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest module first: under xdist (``--dist loadscope --no-loadscope-reorder``, each
+    module whole on one worker, in this order) one worker starts it while the other takes the rest."""
+    items.sort(key=lambda item: not item.nodeid.startswith(FIRST))  # stable: the order within is kept
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 Cells marked ``# NBVAL_CHECK_OUTPUT`` (data counts, seeded metrics) must reproduce exactly;
 ``tests/nbval_sanitize.cfg`` masks paths and timings. Then what a user does with a run: load
 ``fused/`` through the Auto classes, ``mbmlab ask`` by text and by voice, the fusion training as
-an ``accelerate launch`` script; and user folders with captions only or questions only.
+an ``accelerate launch`` script (user folders through the series: test_user_folders.py).
 """
 import json
 import os
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import launch_two_cpu_processes, png
+from helpers import launch_two_cpu_processes
 from mbmlab.lab import params as P
 from mbmlab.lab.runner import run_series
 
@@ -268,41 +268,6 @@ def test_nbval_reproduces_the_checked_outputs(tiny_run):
         capture_output=True, text=True, cwd=tiny_run, env=os.environ | {"HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-
-
-COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 160, 60), "yellow": (230, 210, 30)}
-
-
-def user_folder(path: Path, kind: str) -> Path:
-    """24 small pictures of coloured squares with captions only, or with questions only."""
-    path.mkdir()
-    rows = ["file_name,text" if kind == "captions" else "file_name,question,answer"]
-    for i in range(24):
-        name, rgb = list(COLOURS.items())[i % 4]
-        shade = tuple(max(0, c - 3 * (i // 4)) for c in rgb)  # each picture different (no duplicates)
-        (path / f"{i}.png").write_bytes(png(shade, size=(32, 32)))
-        rows.append(f"{i}.png,a {name} square" if kind == "captions" else f"{i}.png,what color is it?,{name}")
-    (path / "metadata.csv").write_text("\n".join(rows) + "\n")
-    return path
-
-
-@pytest.mark.parametrize("kind, present, absent", [
-    ("captions", "caption/CIDEr", ("vqa/exact_match", "asr/wer", "spoken_vqa/exact_match")),
-    ("questions", "vqa/exact_match", ("caption/CIDEr", "asr/wer", "spoken_vqa/exact_match")),
-])
-def test_a_user_folder_runs_through_the_series(tmp_path, kind, present, absent):
-    folder = user_folder(tmp_path / kind, kind)
-    run = run_series("tiny", {"sources": ["user"], "user_dir": str(folder), "val_fraction": 0.2,
-                              "align_epochs": 1.0, "fuse_epochs": 2.0, "lm_epochs": 1.0},
-                     reports=tmp_path / "reports", progress=False)
-    assert json.loads((run / "run.json").read_text())["status"] == "ok"
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert present in metrics
-    for name in absent:
-        assert name not in metrics, name
-    assert all(v == v for v in metrics.values())  # no NaN
-    fuse_json = json.loads((run / "fuse.json").read_text())
-    assert {"asr", "spoken_vqa", absent[0].split("/")[0]} == set(fuse_json["skipped"])
 
 
 def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_run):
