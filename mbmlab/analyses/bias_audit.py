@@ -213,11 +213,19 @@ def with_interval(name: str, statistic, n_items: int, seed: int = 0, clusters=No
     from ..metrics.stats import cluster_resamples
 
     value = statistic(np.arange(n_items))
+    if not np.isfinite(value):
+        warnings.warn(f"{name} is undefined on these test items (see the measure's definition); not recorded",
+                      stacklevel=2)
+        return {}
     draws = cluster_resamples(np.arange(n_items) if clusters is None else clusters, 200, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # resamples that miss a rare pair leave it out, as the full value says
-        low_high = bootstrap.interval(np.array([statistic(idx) for idx in draws]))
-    return bootstrap.with_interval(name, value, low_high)
+        values = np.array([statistic(idx) for idx in draws])
+    defined = np.isfinite(values)  # a resample can miss every item that defines the measure
+    out = bootstrap.with_interval(name, value, bootstrap.interval(values[defined]))
+    if not defined.all():
+        out[f"{name}/undefined_resamples"] = float((~defined).sum())
+    return out
 
 
 def paired_amplification(train_a: pd.DataFrame, items_a: pd.DataFrame, train_b: pd.DataFrame,
@@ -294,9 +302,12 @@ def amplification_metrics(train_objects: pd.DataFrame, items: pd.DataFrame, shap
     shape_q = items[items["kind"] == "shape"].reset_index(drop=True)
     if len(colour_q):
         s, c, p = colour_q["shape"].to_numpy(), colour_q["colour"].to_numpy(), colour_q["predicted"].to_numpy()
-        out |= with_interval("bias/amplification",
-                             lambda i: bias_amplification(train_counts, counts(s[i], p[i], shapes, colours)),
-                             len(colour_q), seed, colour_q["image_id"])
+        def zhao(i):  # undefined (NaN) when no shape has a colour answer: a model that names no colour
+            predicted = counts(s[i], p[i], shapes, colours)
+            usable = (train_counts.sum(1) > 0) & (predicted.sum(1) > 0)
+            return bias_amplification(train_counts, predicted) if usable.any() else np.nan
+
+        out |= with_interval("bias/amplification", zhao, len(colour_q), seed, colour_q["image_id"])
         out |= with_interval("bias/directional_amplification/A->T",
                              lambda i: directional_bias_amplification(A_train, T_train, one_hot(s[i], shapes),
                                                                       one_hot(c[i], colours),

@@ -169,6 +169,26 @@ def test_attribute_items_read_the_object_from_the_question_or_the_image():
     assert {"bias/directional_amplification/A->T", "bias/directional_amplification/T->A"} <= set(metrics)
 
 
+def test_a_model_that_names_no_colour_leaves_zhao_undefined_instead_of_failing_the_study():
+    """Zhao's amplification needs a colour answer for some shape; a degenerate model (tiny 07 arms
+    trained 2 epochs answered none) used to raise and end the whole bias study. Now the measure is
+    left out with a warning, the directional ones (defined) stay, and a resample that misses every
+    colour answer is counted, not turned into a NaN bound. Mutation: ``zhao`` calling
+    bias_amplification unguarded → ValueError here."""
+    shapes, colours = ("circle", "triangle"), ("red", "blue")
+    train = pd.DataFrame({"shape": ["circle", "triangle"], "colour": ["red", "blue"]})
+    items = pd.DataFrame({"kind": "colour", "shape": ["circle", "triangle"] * 10, "colour": ["red", "blue"] * 10,
+                          "predicted": ["yes"] * 20, "image_id": [f"i{k}" for k in range(20)]})
+    with pytest.warns(UserWarning, match="bias/amplification is undefined"):
+        metrics = bias_audit.amplification_metrics(train, items, shapes, colours)
+    assert "bias/amplification" not in metrics and "bias/directional_amplification/A->T" in metrics
+    items.loc[0, "predicted"] = "red"  # one colour answer in 20 images: some resamples miss it
+    metrics = bias_audit.amplification_metrics(train, items, shapes, colours)
+    assert metrics["bias/amplification"] == pytest.approx(0.0)  # circle → red, as trained; triangle undefined
+    assert 0 < metrics["bias/amplification/undefined_resamples"] < 200
+    assert all(np.isfinite(v) for v in metrics.values())
+
+
 def test_directional_y_is_against_independence_not_mere_co_occurrence():
     # training: (red, circle), (red, square), (blue, circle), (blue, circle).
     # P(red, circle) = 1/4 < P(red)·P(circle) = 1/2 · 3/4 = 3/8 → y = 0, although they co-occur;
