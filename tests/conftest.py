@@ -13,8 +13,10 @@ os.environ.setdefault("MBMLAB_CACHE", tempfile.mkdtemp(prefix="mbmlab-test-cache
 # pytest-xdist (`-n N`, see pyproject's addopts): the cores are shared out among the workers, and the
 # notebooks' kernels and scripts a worker starts inherit its share (mbmlab.hardware keeps OMP_NUM_THREADS)
 if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("OMP_NUM_THREADS"):
+    from mbmlab.hardware import usable_cores  # affinity and cgroup quota, as the notebooks count them (no torch)
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // workers))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
