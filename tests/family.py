@@ -82,6 +82,9 @@ COMBOS = [
     ("gpt2", "vit", dict(fusion="cross_attention", image_connector="patches")),
     ("llama", "resnet", dict(fusion="cross_attention", image_connector="pooled", image_projector="resampler",
                              cross_attention_layers=[1])),
+    ("gpt2", "resnet", dict(image_connector="film", film_channels=16, film_blocks=2)),
+    ("llama", "vit", dict(fusion="cross_attention", image_connector="film", film_channels=16, image_projector="resampler",
+                          resampler_queries=3)),
     ("gpt2", "vit", dict(fusion="early", early_patch_size=8, early_audio_frames=10)),
     ("llama", "resnet", dict(fusion="early", early_patch_size=16, early_audio_frames=25)),
 ]

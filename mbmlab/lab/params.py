@@ -219,8 +219,12 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("early_audio_frames", int, 16, "early fusion: log-mel frames (10 ms each) per token", (NB_FUSE,),
           minimum=1),
     Param("image_connector", str, "pooled", "pooled: the image's pooled vector → image_prefix_length tokens "
-          "(ClipCap); patches: its grid of states, pixel-shuffled (LLaVA)", (NB_FUSE,), choices=IMAGE_CONNECTORS),
-    Param("image_prefix_length", int, 4, "pooled connector: tokens per image", (NB_FUSE,), minimum=1),
+          "(ClipCap); patches: its grid of states, pixel-shuffled (LLaVA); film: the grid read for each prompt "
+          "(FiLM blocks conditioned on a GRU of the prompt, with coordinate channels; max-pooled) → "
+          "image_prefix_length tokens", (NB_FUSE,), choices=IMAGE_CONNECTORS),
+    Param("image_prefix_length", int, 4, "pooled and film connectors: tokens per image", (NB_FUSE,), minimum=1),
+    Param("film_blocks", int, 2, "film connector: FiLM blocks conditioned on the prompt", (NB_FUSE,), minimum=1),
+    Param("film_channels", int, 128, "film connector: channels of the FiLM blocks", (NB_FUSE,), minimum=4),
     Param("pixel_shuffle", int, 2, "patches connector: merge f×f image states into one token; f must divide the "
           "state grid", (NB_FUSE,), minimum=1),
     Param("audio_frame_pool", int, 4, "average this many audio encoder frames into one token", (NB_FUSE,),

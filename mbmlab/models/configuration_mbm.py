@@ -33,6 +33,8 @@ class MbmConfig(PreTrainedConfig):
     image_size: int = 64  # the side the image processor resizes to
     image_connector: str = "pooled"  # pooled: the pooled image vector → prefix_length tokens; patches: the grid
     image_prefix_length: int = 4
+    film_channels: int = 128  # film connector: channels of its FiLM blocks (and of the vector it pools)
+    film_blocks: int = 2  # film connector: FiLM blocks conditioned on the prompt
     image_projector: str = "mlp2x_gelu"
     image_pixel_shuffle: int = 1
     audio_projector: str = "mlp2x_gelu"

@@ -69,6 +69,95 @@ def build_projector(kind: str, in_dim: int, out_dim: int, normalise: bool = Fals
     return nn.Sequential(nn.LayerNorm(in_dim), projector) if normalise else projector
 
 
+def grid_states(last_hidden_state: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) spatial states of any image backbone: a CNN's map as it is; a ViT/CLIP
+    sequence's patch states (its [CLS] state dropped) laid back on their square grid."""
+    if last_hidden_state.dim() == 4:
+        return last_hidden_state
+    states = patch_states(last_hidden_state)  # (N, P, D)
+    n, p, d = states.shape
+    side = int(round(p ** 0.5))
+    if side * side != p:
+        raise ValueError(f"the film connector needs a square grid of image states; got {p}")
+    return states.transpose(1, 2).reshape(n, d, side, side)
+
+
+def with_coordinates(grid: torch.Tensor) -> torch.Tensor:
+    """CoordConv (Liu et al. 2018): two channels holding each cell's x and y in [-1, 1], appended,
+    so later convolutions and the max-pool can say *where* a feature is."""
+    n, _, h, w = grid.shape
+    y = torch.linspace(-1, 1, h, dtype=grid.dtype, device=grid.device).view(1, 1, h, 1).expand(n, 1, h, w)
+    x = torch.linspace(-1, 1, w, dtype=grid.dtype, device=grid.device).view(1, 1, 1, w).expand(n, 1, h, w)
+    return torch.cat([grid, x, y], dim=1)
+
+
+class FilmBlock(nn.Module):
+    """FiLM's residual block (Perez et al. 2018, "FiLM: Visual Reasoning with a General
+    Conditioning Layer", Fig. 3): x ← ReLU(conv1×1([x, coords])); x ← x + ReLU(FiLM(norm(conv3×3(x))))
+    with FiLM(f) = (1 + γ)·f + β from the question (γ, β start at 0: the block starts
+    unconditioned). The normalisation is per sample (GroupNorm with one group, no affine) rather
+    than the paper's BatchNorm, so training and generation see the same statistics."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.inputs = nn.Conv2d(channels + 2, channels, 1)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm = nn.GroupNorm(1, channels, affine=False)
+
+    def forward(self, grid: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        grid = torch.relu(self.inputs(with_coordinates(grid)))
+        film = self.norm(self.conv(grid)) * (1 + gamma[..., None, None]) + beta[..., None, None]
+        return grid + torch.relu(film)
+
+
+class FilmConnector(nn.Module):
+    """The image read *for the question* (Perez et al. 2018): a GRU reads the prompt's token
+    embeddings; its last state sets γ and β of ``blocks`` FiLM blocks over the image's spatial
+    states (with coordinate channels); a 1×1 convolution and a global max-pool then give one vector
+    per (image, prompt) pair, which the projector maps to prefix tokens as the pooled connector does.
+    (N, C, h, w) states + (N, L, D) prompt embeddings with their lengths → (N, channels)."""
+
+    def __init__(self, in_channels: int, text_width: int, channels: int = 128, blocks: int = 2):
+        super().__init__()
+        self.channels = channels
+        self.question = nn.GRUCell(text_width, channels)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels + 2, channels, 1), nn.ReLU())
+        self.blocks = nn.ModuleList(FilmBlock(channels) for _ in range(blocks))
+        self.film = nn.Linear(channels, 2 * channels * blocks)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.head = nn.Sequential(nn.Conv2d(channels + 2, channels, 1), nn.ReLU())
+
+    def encode_question(self, embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(N, L, D) left-aligned prompt embeddings, ``lengths`` (N,) → (N, channels)."""
+        # a GRU cell stepped by hand: nn.GRU's fused CPU kernel gave a reloaded copy of the same
+        # weights results 1e-7 apart; the prompts are a dozen tokens, so the loop costs little
+        state = embeds.new_zeros(len(embeds), self.channels)
+        for t in range(embeds.shape[1]):
+            state = torch.where((t < lengths).unsqueeze(1), self.question(embeds[:, t], state), state)
+        return state
+
+    def forward(self, grid: torch.Tensor, embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        params = self.film(self.encode_question(embeds, lengths)).view(len(grid), len(self.blocks), 2, -1)
+        grid = self.stem(with_coordinates(grid))
+        for i, block in enumerate(self.blocks):
+            grid = block(grid, params[:, i, 0], params[:, i, 1])
+        return self.head(with_coordinates(grid)).amax(dim=(2, 3))
+
+
+def prompt_tokens(input_ids: torch.Tensor, keep: torch.Tensor, embeddings: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The embeddings of the tokens ``keep`` marks in each row, moved to the row's start (the rest
+    zero), and their counts: (B, T) ids and mask → (B, L, D), (B,)."""
+    lengths = keep.sum(1)
+    width = max(int(lengths.max()), 1) if len(lengths) else 1
+    out = torch.zeros(len(input_ids), width, embeddings.embedding_dim, device=input_ids.device,
+                      dtype=embeddings.weight.dtype)
+    slots = torch.cumsum(keep.long(), 1) - 1
+    rows = torch.arange(len(input_ids), device=input_ids.device).unsqueeze(1).expand_as(input_ids)
+    out = out.index_put((rows[keep], slots[keep]), embeddings(input_ids[keep]))
+    return out, lengths
+
+
 def pixel_shuffle(patches: torch.Tensor, factor: int) -> torch.Tensor:
     """Space-to-depth on the patch grid (nanoVLM, Idefics3): each f×f block of patches becomes one
     token with f²× the width, so the GPT reads f² times fewer image tokens at no loss of detail."""

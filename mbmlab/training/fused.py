@@ -301,6 +301,7 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
         audio_config=audio_tower.config if audio_tower is not None else None, fusion=values["fusion"],
         image_size=image_size, image_connector=values["image_connector"],
         image_prefix_length=values["image_prefix_length"], image_projector=values["projector"],
+        film_blocks=values["film_blocks"], film_channels=values["film_channels"],
         resampler_queries=values["resampler_queries"], early_patch_size=values["early_patch_size"],
         early_audio_frames=values["early_audio_frames"],
         cross_attention_layers=cross_attention_layers(lm.config.num_hidden_layers, values["cross_attention_every"]),

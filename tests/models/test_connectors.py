@@ -1,10 +1,11 @@
-"""The connectors: pixel shuffle, frame pooling, patch states, the resampler (hand-worked cases)."""
+"""The connectors: pixel shuffle, frame pooling, patch states, the resampler, FiLM (hand-worked cases)."""
 import pytest
 import torch
 
 import family
 from family import EXAMPLES, pictures
 from mbmlab.metrics import generate
+from mbmlab.models import connectors
 from mbmlab.models.connectors import frame_pool, patch_states, pixel_shuffle
 
 
@@ -53,3 +54,39 @@ def test_resampler_emits_its_queries_whatever_it_reads_and_ignores_their_order()
     assert out.shape == (2, 5, 16) and resampler(torch.randn(2, 30, 6)).shape == (2, 5, 16)
     torch.testing.assert_close(resampler(states[:, torch.randperm(7)]), out)
     assert resampler(torch.randn(2, 6)).shape == (2, 5, 16)  # a pooled vector: a sequence of one
+
+
+def test_coordinates_hand_worked():
+    grid = torch.zeros(1, 1, 2, 3)
+    out = connectors.with_coordinates(grid)
+    assert out.shape == (1, 3, 2, 3)
+    torch.testing.assert_close(out[0, 1], torch.tensor([[-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]]))  # x
+    torch.testing.assert_close(out[0, 2], torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))  # y
+
+
+def test_prompt_tokens_moves_the_kept_tokens_to_the_row_start():
+    embeddings = torch.nn.Embedding(10, 2)
+    with torch.no_grad():
+        embeddings.weight.copy_(torch.arange(20, dtype=torch.float).view(10, 2))
+    ids = torch.tensor([[0, 0, 5, 6, 7], [3, 4, 0, 9, 1]])
+    keep = torch.tensor([[False, False, True, True, False], [True, False, False, True, True]])
+    out, lengths = connectors.prompt_tokens(ids, keep, embeddings)
+    assert lengths.tolist() == [2, 3]
+    expected = torch.tensor([[[10.0, 11], [12, 13], [0, 0]], [[6, 7], [18, 19], [2, 3]]])
+    torch.testing.assert_close(out, expected)
+
+
+def test_film_reads_the_image_for_the_question_and_starts_unconditioned():
+    torch.manual_seed(0)
+    film = connectors.FilmConnector(in_channels=5, text_width=4, channels=8, blocks=2)
+    grid = torch.randn(1, 5, 3, 3).expand(2, -1, -1, -1)  # one image, two prompts
+    prompts, lengths = torch.randn(2, 3, 4), torch.tensor([3, 2])
+    same = film(grid, prompts, lengths)  # γ = β = 0 at the start: the question changes nothing yet
+    torch.testing.assert_close(same[0], same[1])
+    torch.nn.init.normal_(film.film.weight)
+    read = film(grid, prompts, lengths)
+    assert not torch.allclose(read[0], read[1])
+    # padding beyond a prompt's length is never read
+    padded = prompts.clone()
+    padded[1, 2] = 100.0
+    torch.testing.assert_close(film(grid, padded, lengths), read)

@@ -226,3 +226,31 @@ def test_a_truncated_fused_model_is_refused_by_ask_naming_the_file(tokenizer, tm
     (folder / "config.json").write_text('{"model_type": "mbm", ')
     assert cli.main(["ask", str(tmp_path / "run"), "--question", "what shape is it?"]) == 2
     assert f"{folder / 'config.json'} is not valid JSON" in capsys.readouterr().err
+
+
+def test_film_reads_the_prompt_but_never_the_target(tokenizer):
+    """The film connector conditions the image on the prompt: another question changes the image
+    tokens; in a training row (labels given) the target is not prompt, so changing a target token
+    changes no logit before it, and the prompt it reads is the one generation reads."""
+    model, processor = family.build(tokenizer, "gpt2", "resnet", image_connector="film", film_channels=16)
+    torch.nn.init.normal_(model.model.image_projector.film.film.weight)  # γ, β start at 0: open them
+    prompt = processor.prompt("vqa", "what color is the shape?")
+    other = processor.prompt("vqa", "what shape is it?")
+    image = pictures(1)
+    with torch.no_grad():
+        a = model(**processor(text=prompt, images=image)).logits
+        b = model(**processor(text=other, images=image)).logits
+    assert not torch.allclose(a[0, 0], b[0, 0])  # the first position already differs: the image tokens
+    row = processor(text=prompt + " blue red", images=image)
+    labels = row["input_ids"].clone()
+    labels[0, :a.shape[1]] = -100  # the target: the tokens after the prompt
+    changed = row["input_ids"].clone()
+    changed[0, -1] = tokenizer.convert_tokens_to_ids("<pad>")
+    with torch.no_grad():
+        x = model(**row, labels=labels).logits
+        y = model(**dict(row, input_ids=changed), labels=labels).logits
+        prompt_only = model(**processor(text=prompt, images=image)).logits
+    assert torch.equal(x[:, :-1], y[:, :-1])
+    torch.testing.assert_close(x[:, :a.shape[1]], prompt_only)
+    with pytest.raises(ValueError, match="reads the image for a prompt"):
+        model.model.get_image_features(row["pixel_values"])
