@@ -7,7 +7,7 @@ that they match); the parameter schema (``mbmlab.lab.params``) takes its choices
 checking parameters imports no torch.
 """
 FUSIONS = ("prefix", "cross_attention", "early")  # mbmlab.models.fusion
-IMAGE_CONNECTORS = ("pooled", "patches", "film")  # mbmlab.models.connectors
+IMAGE_CONNECTORS = ("pooled", "patches", "attend")  # mbmlab.models.connectors
 PROJECTORS = ("linear", "mlp2x_gelu", "resampler")  # mbmlab.models.connectors
 SEQUENCE_PROJECTORS = ("resampler",)  # projectors that read a sequence and emit a fixed number of tokens
 PARTS = ("vision_tower", "audio_tower", "image_projector", "audio_projector", "fusion", "language_model")

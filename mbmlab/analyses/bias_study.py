@@ -98,7 +98,8 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
     ``pairs`` (shape → colour) are what ``oversample`` balances."""
     if mitigation not in MITIGATIONS:
         raise ValueError(f"unknown mitigation {mitigation!r}; mitigations: {', '.join(MITIGATIONS)}")
-    prepared = fused.prepare(Path(run), values, splits=("train",), processed=processed)
+    splits = ("train", "validation") if values.get("fuse_stage0_epochs", 0) > 0 else ("train",)  # stage 0 stops early
+    prepared = fused.prepare(Path(run), values, splits=splits, processed=processed)
     train_set = prepared.train_set
     objects = objects_frame(processed.images["train"])
     if mitigation == "oversample":
@@ -110,6 +111,7 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
     plan = fused.stages(values["fuse_stage1_epochs"] * scale, values["fuse_stage1_learning_rate"],
                         values["fuse_epochs"] * scale, values["fuse_learning_rate"], values["fuse_train_parts"])
     start = time.perf_counter()
+    fused.read_stage(prepared, values)
     trainers = fused.train_quietly(prepared.model, train_set, prepared.collator, plan, Path(out) / "checkpoints", values)
     seconds = time.perf_counter() - start
     prepared.model.save_pretrained(Path(out) / "fused")

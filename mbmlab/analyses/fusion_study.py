@@ -94,6 +94,7 @@ def train_and_evaluate(run: Path, values: dict, out: Path | None = None) -> tupl
                         values["fuse_learning_rate"], values["fuse_train_parts"])
     counts = fused.parameter_counts(model, plan[-1].parts).set_index("part")
     start = time.perf_counter()
+    fused.read_stage(prepared, values)
     trainers = fused.train_stages(model, prepared.train_set, prepared.collator, plan,
                                   Path(run) / "checkpoints" / "fusion_study", batch_size=values["fuse_batch_images"],
                                   seed=values["seed"], bf16=values["bf16"], save_strategy="no")

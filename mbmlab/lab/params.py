@@ -219,12 +219,12 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("early_audio_frames", int, 16, "early fusion: log-mel frames (10 ms each) per token", (NB_FUSE,),
           minimum=1),
     Param("image_connector", str, "pooled", "pooled: the image's pooled vector → image_prefix_length tokens "
-          "(ClipCap); patches: its grid of states, pixel-shuffled (LLaVA); film: the grid read for each prompt "
-          "(FiLM blocks conditioned on a GRU of the prompt, with coordinate channels; max-pooled) → "
-          "image_prefix_length tokens", (NB_FUSE,), choices=IMAGE_CONNECTORS),
-    Param("image_prefix_length", int, 4, "pooled and film connectors: tokens per image", (NB_FUSE,), minimum=1),
-    Param("film_blocks", int, 2, "film connector: FiLM blocks conditioned on the prompt", (NB_FUSE,), minimum=1),
-    Param("film_channels", int, 128, "film connector: channels of the FiLM blocks", (NB_FUSE,), minimum=4),
+          "(ClipCap); patches: its grid of states, pixel-shuffled (LLaVA); attend: the grid read for each prompt "
+          "(image_prefix_length heads, queried by a GRU over the prompt, attend over the grid with coordinate "
+          "channels; one token per head)", (NB_FUSE,), choices=IMAGE_CONNECTORS),
+    Param("image_prefix_length", int, 4, "pooled connector: tokens per image; attend: heads (one token each)",
+          (NB_FUSE,), minimum=1),
+    Param("attend_dim", int, 128, "attend connector: width of what each head reads", (NB_FUSE,), minimum=4),
     Param("pixel_shuffle", int, 2, "patches connector: merge f×f image states into one token; f must divide the "
           "state grid", (NB_FUSE,), minimum=1),
     Param("audio_frame_pool", int, 4, "average this many audio encoder frames into one token", (NB_FUSE,),
@@ -237,6 +237,9 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           (NB_FUSE,), choices=("aligned", "random")),
     Param("ctc_weight", float, 0.3, "weight of the audio tower's CTC loss beside the decoder's in fusion training "
           "(joint CTC–attention); 0 turns it off; needs 02's CTC head", (NB_FUSE,), minimum=0.0),
+    Param("fuse_stage0_epochs", int, 0, "stage 0 (attend connector): at most this many epochs training the image "
+          "tower and the connector with an answer classifier on the typed VQA rows, stopped early on validation; "
+          "0 skips it", (NB_FUSE,), minimum=0),
     Param("fuse_stage1_epochs", float, 0.25, "stage 1: epochs training only the connectors; 0 skips it",
           (NB_FUSE,), minimum=0.0),
     Param("fuse_stage1_learning_rate", float, 2e-3, "stage 1 peak learning rate", (NB_FUSE,), minimum=0.0),
@@ -310,6 +313,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 01 (procedural scenes and their spoken questions, unbiased: P(colour | shape) = 1/8 for the
     # pairs) and 02 as in default, then 07_bias_study: the fused model at each strength, the
     # mitigation, the probes, the voice-group disparities; 3 trainings (seeds) per arm
+    # 01 with the procedural scenes (and their spoken questions), then 02–05 as default does, the
+    # images read for each question (the attend connector, taught in 03's stage 0)
+    "scenes": {"sources": ["scenes", "speech"], "image_connector": "attend", "fuse_stage0_epochs": 30},
     "bias-study": {"sources": ["scenes", "speech"], "bias_pairs": ["circle:red", "triangle:blue"],
                    "bias_strength": 0.125, "speech_max_clips": 400, "bias_seeds": 3},
     # the scaling study (mbmlab sweep --preset scaling-cpu): 01 (easy-VQA only) and 02, whose LM
@@ -372,6 +378,10 @@ def check_consistency(values: dict[str, Any]) -> None:
         if grid < 1 or grid % values["pixel_shuffle"]:
             raise ParameterError(f"pixel_shuffle={values['pixel_shuffle']} must divide the {grid}×{grid} grid of "
                                  f"image states ({values['vision_tower']} at image_size={values['image_size']})")
+    if values.get("fuse_stage0_epochs", 0) > 0 and values.get("image_connector", "attend") != "attend":
+        raise ParameterError(f"fuse_stage0_epochs={values['fuse_stage0_epochs']} trains the attend connector's "
+                             f"reading; image_connector is {values['image_connector']!r} (set image_connector=attend "
+                             f"or fuse_stage0_epochs=0)")
     for name in ("tasks", "fuse_train_parts"):
         if name in values and not values[name]:
             raise ParameterError(f"{name} is empty; allowed values: {', '.join(SCHEMA[name].choices)}")

@@ -33,8 +33,7 @@ class MbmConfig(PreTrainedConfig):
     image_size: int = 64  # the side the image processor resizes to
     image_connector: str = "pooled"  # pooled: the pooled image vector → prefix_length tokens; patches: the grid
     image_prefix_length: int = 4
-    film_channels: int = 128  # film connector: channels of its FiLM blocks (and of the vector it pools)
-    film_blocks: int = 2  # film connector: FiLM blocks conditioned on the prompt
+    attend_dim: int = 128  # attend connector: width of what each head reads (before the projector)
     image_projector: str = "mlp2x_gelu"
     image_pixel_shuffle: int = 1
     audio_projector: str = "mlp2x_gelu"

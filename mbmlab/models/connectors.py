@@ -78,71 +78,60 @@ def grid_states(last_hidden_state: torch.Tensor) -> torch.Tensor:
     n, p, d = states.shape
     side = int(round(p ** 0.5))
     if side * side != p:
-        raise ValueError(f"the film connector needs a square grid of image states; got {p}")
+        raise ValueError(f"the attend connector needs a square grid of image states; got {p}")
     return states.transpose(1, 2).reshape(n, d, side, side)
 
 
 def with_coordinates(grid: torch.Tensor) -> torch.Tensor:
     """CoordConv (Liu et al. 2018): two channels holding each cell's x and y in [-1, 1], appended,
-    so later convolutions and the max-pool can say *where* a feature is."""
+    so what reads the grid can say *where* a feature is."""
     n, _, h, w = grid.shape
     y = torch.linspace(-1, 1, h, dtype=grid.dtype, device=grid.device).view(1, 1, h, 1).expand(n, 1, h, w)
     x = torch.linspace(-1, 1, w, dtype=grid.dtype, device=grid.device).view(1, 1, 1, w).expand(n, 1, h, w)
     return torch.cat([grid, x, y], dim=1)
 
 
-class FilmBlock(nn.Module):
-    """FiLM's residual block (Perez et al. 2018, "FiLM: Visual Reasoning with a General
-    Conditioning Layer", Fig. 3): x ← ReLU(conv1×1([x, coords])); x ← x + ReLU(FiLM(norm(conv3×3(x))))
-    with FiLM(f) = (1 + γ)·f + β from the question (γ, β start at 0: the block starts
-    unconditioned). The normalisation is per sample (GroupNorm with one group, no affine) rather
-    than the paper's BatchNorm, so training and generation see the same statistics."""
+class AttendConnector(nn.Module):
+    """The image read *for the prompt*: ``heads`` queries, set by a GRU over the prompt's token
+    embeddings, attend over the tower's spatial states (with CoordConv's coordinate channels, Liu
+    et al. 2018), one pooled vector per head. Instruction-aware reading as in InstructBLIP (Dai et
+    al. 2023, whose Q-Former queries also see the instruction), reduced to one cross-attention:
+    the question chooses *where* to read before anything is pooled, so "what color is the
+    triangle?" gets the triangle's colour, not the mean of the scene's. A GRU, not a bag of words:
+    "is the circle left of the square?" and its reverse have the same words.
+    (N, C, h, w) states + (N, L, D) prompt embeddings with their lengths → (N, heads, dim)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, in_channels: int, text_width: int, dim: int = 128, heads: int = 4):
         super().__init__()
-        self.inputs = nn.Conv2d(channels + 2, channels, 1)
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-        self.norm = nn.GroupNorm(1, channels, affine=False)
-
-    def forward(self, grid: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        grid = torch.relu(self.inputs(with_coordinates(grid)))
-        film = self.norm(self.conv(grid)) * (1 + gamma[..., None, None]) + beta[..., None, None]
-        return grid + torch.relu(film)
-
-
-class FilmConnector(nn.Module):
-    """The image read *for the question* (Perez et al. 2018): a GRU reads the prompt's token
-    embeddings; its last state sets γ and β of ``blocks`` FiLM blocks over the image's spatial
-    states (with coordinate channels); a 1×1 convolution and a global max-pool then give one vector
-    per (image, prompt) pair, which the projector maps to prefix tokens as the pooled connector does.
-    (N, C, h, w) states + (N, L, D) prompt embeddings with their lengths → (N, channels)."""
-
-    def __init__(self, in_channels: int, text_width: int, channels: int = 128, blocks: int = 2):
-        super().__init__()
-        self.channels = channels
-        self.question = nn.GRUCell(text_width, channels)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels + 2, channels, 1), nn.ReLU())
-        self.blocks = nn.ModuleList(FilmBlock(channels) for _ in range(blocks))
-        self.film = nn.Linear(channels, 2 * channels * blocks)
-        nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
-        self.head = nn.Sequential(nn.Conv2d(channels + 2, channels, 1), nn.ReLU())
+        self.dim, self.heads = dim, heads
+        # the LM's token embeddings start at N(0, 0.02): normalised first, or the GRU's state, and
+        # with it every query, barely depends on the question (measured: 0.03 on a scenes run)
+        self.words = nn.LayerNorm(text_width)
+        self.question = nn.GRUCell(text_width, dim)
+        self.keys_values = nn.Sequential(nn.Conv2d(in_channels + 2, dim, 1), nn.GELU(), nn.Conv2d(dim, 2 * dim, 1))
+        self.queries = nn.Linear(dim, heads * dim)
+        for layer in (self.question, self.keys_values[0], self.keys_values[2], self.queries):
+            layer.keeps_torch_init = True  # the fused model's init leaves PyTorch's (see MbmPreTrainedModel)
 
     def encode_question(self, embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(N, L, D) left-aligned prompt embeddings, ``lengths`` (N,) → (N, channels)."""
+        """(N, L, D) left-aligned prompt embeddings, ``lengths`` (N,) → (N, dim)."""
         # a GRU cell stepped by hand: nn.GRU's fused CPU kernel gave a reloaded copy of the same
         # weights results 1e-7 apart; the prompts are a dozen tokens, so the loop costs little
-        state = embeds.new_zeros(len(embeds), self.channels)
+        embeds = self.words(embeds)
+        state = embeds.new_zeros(len(embeds), self.dim)
         for t in range(embeds.shape[1]):
             state = torch.where((t < lengths).unsqueeze(1), self.question(embeds[:, t], state), state)
         return state
 
+    def attention(self, grid: torch.Tensor, embeds: torch.Tensor, lengths: torch.Tensor):
+        """(weights (N, heads, h·w), values (N, h·w, dim)): where each head reads, and what is there."""
+        keys, values = self.keys_values(with_coordinates(grid)).flatten(2).transpose(1, 2).chunk(2, dim=-1)
+        queries = self.queries(self.encode_question(embeds, lengths)).view(len(grid), self.heads, self.dim)
+        return torch.softmax(queries @ keys.transpose(1, 2) / self.dim ** 0.5, dim=-1), values
+
     def forward(self, grid: torch.Tensor, embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        params = self.film(self.encode_question(embeds, lengths)).view(len(grid), len(self.blocks), 2, -1)
-        grid = self.stem(with_coordinates(grid))
-        for i, block in enumerate(self.blocks):
-            grid = block(grid, params[:, i, 0], params[:, i, 1])
-        return self.head(with_coordinates(grid)).amax(dim=(2, 3))
+        weights, values = self.attention(grid, embeds, lengths)
+        return weights @ values  # (N, heads, dim)
 
 
 def prompt_tokens(input_ids: torch.Tensor, keep: torch.Tensor, embeddings: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

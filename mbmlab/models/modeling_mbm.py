@@ -20,7 +20,7 @@ from ..names import PARTS, SEQUENCE_PROJECTORS  # noqa: F401  (PARTS: what stage
 # unfreezes by name; ``fusion`` is the strategy's own layers, absent where the strategy has none)
 from . import ctc
 from .configuration_mbm import MbmConfig
-from .connectors import (FilmConnector, build_projector, frame_pool, grid_states, patch_states, pixel_shuffle,
+from .connectors import (AttendConnector, build_projector, frame_pool, grid_states, patch_states, pixel_shuffle,
                          pooled_image, pooled_length, prompt_tokens)
 from .fusion import FUSIONS, FrameEmbedding, Media, PatchEmbedding
 from .processing_mbm import IGNORE_INDEX
@@ -54,15 +54,17 @@ def image_feature_shape(config: MbmConfig) -> tuple[int, int]:
     with torch.device("meta"):
         tower = build_vision_tower(config.vision_config)
         outputs = tower(pixel_values=torch.empty(1, channels, config.image_size, config.image_size))
-        if config.image_connector in ("pooled", "film"):
+        if config.image_connector == "attend":  # one token per head
+            return (config.resampler_queries if resampled else config.image_prefix_length), config.attend_dim
+        if config.image_connector == "pooled":
             tokens = config.resampler_queries if resampled else config.image_prefix_length
-            return tokens, config.film_channels if config.image_connector == "film" else pooled_image(outputs).shape[-1]
+            return tokens, pooled_image(outputs).shape[-1]
         shuffled = pixel_shuffle(patch_states(outputs.last_hidden_state), config.image_pixel_shuffle)
     return (config.resampler_queries if resampled else shuffled.shape[1]), shuffled.shape[2]
 
 
 def image_grid_channels(config: MbmConfig) -> int:
-    """Channels of the vision tower's spatial states (what the film connector reads)."""
+    """Channels of the vision tower's spatial states (what the attend connector reads)."""
     channels = getattr(config.vision_config, "num_channels", 3)
     with torch.device("meta"):
         outputs = build_vision_tower(config.vision_config)(
@@ -70,15 +72,15 @@ def image_grid_channels(config: MbmConfig) -> int:
         return grid_states(outputs.last_hidden_state).shape[1]
 
 
-class FilmProjector(nn.Module):
-    """The film connector (question-conditioned image features) and the projector after it."""
+class AttendProjector(nn.Module):
+    """The attend connector (the image read for the prompt) and the projector after it."""
 
-    def __init__(self, film: FilmConnector, projector: nn.Module):
+    def __init__(self, attend: AttendConnector, projector: nn.Module):
         super().__init__()
-        self.film, self.projector = film, projector
+        self.attend, self.projector = attend, projector
 
     def forward(self, grid: torch.Tensor, embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.film(grid, embeds, lengths))
+        return self.projector(self.attend(grid, embeds, lengths))  # (N, heads, D)
 
 
 def audio_feature_length(config: MbmConfig) -> int:
@@ -110,6 +112,16 @@ class MbmPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
 
+    def _init_weights(self, module):
+        """transformers' generic initialisation (every linear and convolution N(0, 0.02)), except
+        the attend connector, which keeps PyTorch's own (``reset_parameters``): at 0.02 its queries
+        and keys start so small that every head reads the uniform mean of the grid and the
+        gradient that would sharpen them is as small — on a scenes run it never left chance."""
+        if getattr(module, "keeps_torch_init", False):  # marked by the attend connector
+            module.reset_parameters()
+            return
+        super()._init_weights(module)
+
 
 class MbmModel(MbmPreTrainedModel):
     """The towers, the connectors and the LM without its head; returns the LM's hidden states."""
@@ -124,14 +136,16 @@ class MbmModel(MbmPreTrainedModel):
                 self.vision_tower = build_vision_tower(config.vision_config)
                 # pooled (ClipCap): one vector → all prefix tokens at once; patches (LLaVA): token
                 # by token; a resampler emits its queries whatever it reads
-                pooled = config.image_connector in ("pooled", "film")
+                pooled = config.image_connector == "pooled"
                 at_once = pooled and config.image_projector not in SEQUENCE_PROJECTORS
                 self.image_projector = build_projector(config.image_projector, feature_dim,
-                                                       tokens * width if at_once else width, normalise=pooled,
+                                                       tokens * width if at_once else width,
+                                                       normalise=config.image_connector != "patches",
                                                        queries=config.resampler_queries)
-                if config.image_connector == "film":  # the image read for each prompt (FiLM)
-                    film = FilmConnector(image_grid_channels(config), width, config.film_channels, config.film_blocks)
-                    self.image_projector = FilmProjector(film, self.image_projector)
+                if config.image_connector == "attend":  # the image read for each prompt
+                    attend = AttendConnector(image_grid_channels(config), width, config.attend_dim,
+                                             config.image_prefix_length)
+                    self.image_projector = AttendProjector(attend, self.image_projector)
             else:
                 self.image_projector = PatchEmbedding(getattr(config.vision_config, "num_channels", 3),
                                                       config.early_patch_size, width)
@@ -157,21 +171,20 @@ class MbmModel(MbmPreTrainedModel):
 
     def get_image_features(self, pixel_values: torch.Tensor, image_index: torch.Tensor | None = None,
                            prompts: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """(N, tokens, D): what an image becomes before fusion. The film connector reads each image
+        """(N, tokens, D): what an image becomes before fusion. The attend connector reads each image
         for a prompt: ``prompts`` holds the embedded prompt of each input row that shows an image
         (``prompt_tokens``), ``image_index`` the image each of those rows shows; it then returns
         one entry per such row, not per image."""
         if getattr(self, "vision_tower", None) is None:  # early fusion: patches, embedded
             return self.image_projector(pixel_values)
         outputs = self.vision_tower(pixel_values=pixel_values)
-        if self.config.image_connector == "film":
+        if self.config.image_connector == "attend":
             if prompts is None:
-                raise ValueError("the film connector reads the image for a prompt: pass input_ids with the pixels")
+                raise ValueError("the attend connector reads the image for a prompt: pass input_ids with the pixels")
             grid = grid_states(outputs.last_hidden_state)
             if image_index is not None:
                 grid = torch.index_select(grid, 0, image_index)  # index_select: a deterministic backward
-            prefix = self.image_projector(grid, *prompts)  # (N, k·D), or (N, Q, D) resampled
-            return prefix.view(len(grid), self.config.image_prefix_length, -1) if prefix.dim() == 2 else prefix
+            return self.image_projector(grid, *prompts)  # (N, heads, D), or (N, Q, D) resampled
         if self.config.image_connector == "pooled":
             prefix = self.image_projector(pooled_image(outputs))  # (N, k·D), or (N, Q, D) resampled
             if prefix.dim() == 2:
@@ -193,7 +206,7 @@ class MbmModel(MbmPreTrainedModel):
         return self.audio_projector(frame_pool(frames, self.config.audio_frame_pool))  # (N, T/2f, D)
 
     def image_prompts(self, input_ids: torch.Tensor, prompt_mask: torch.Tensor | None):
-        """What the film connector conditions on: the prompt tokens of each row that holds an
+        """What the attend connector conditions on: the prompt tokens of each row that holds an
         image (``prompt_mask``: the positions that are prompt, not target or padding; None: every
         position), placeholders left out."""
         keep = torch.ones_like(input_ids, dtype=torch.bool) if prompt_mask is None else prompt_mask.bool()
@@ -208,7 +221,7 @@ class MbmModel(MbmPreTrainedModel):
         """The batch's images and clips, encoded. ``image_index[k]`` names the row of
         ``pixel_values`` that the k-th input row holding ``<image>`` shows (so many questions about
         one image encode it once); by default the rows go to those input rows in order. Same for audio.
-        ``prompts``: the film connector's (``image_prompts``)."""
+        ``prompts``: the attend connector's (``image_prompts``)."""
         out = []
         if pixel_values is not None and prompts is not None:  # one entry per row already
             out.append(Media("image", self.get_image_features(pixel_values.to(dtype), image_index, prompts), None,
@@ -224,13 +237,13 @@ class MbmModel(MbmPreTrainedModel):
     def forward(self, input_ids=None, pixel_values=None, input_features=None, attention_mask=None,
                 position_ids=None, cache=None, inputs_embeds=None, image_index=None, audio_index=None,
                 use_cache=None, audio_frames=None, prompt_mask=None, **kwargs) -> BaseModelOutputWithPast:
-        """``prompt_mask`` (B, T): the positions that are prompt (the film connector reads them);
+        """``prompt_mask`` (B, T): the positions that are prompt (the attend connector reads them);
         None: those of ``attention_mask``."""
         media = []
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, T, D)
             prompts = None
-            if pixel_values is not None and self.config.image_connector == "film":
+            if pixel_values is not None and self.config.image_connector == "attend":
                 prompts = self.image_prompts(input_ids, attention_mask if prompt_mask is None else prompt_mask)
             media = self.media(pixel_values, input_features, image_index, audio_index, inputs_embeds.dtype,
                                audio_frames, prompts)
@@ -328,7 +341,7 @@ class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
             audio_frames = self.model.get_audio_frames(input_features)
             ctc_loss = ctc.ctc_loss(head(audio_frames), ctc.frame_lengths(frame_mask, audio_frames.shape[1]),
                                     ctc_targets, ctc_target_lengths)
-        prompt_mask = None  # in training rows the prompt is what carries no loss; the film connector reads it
+        prompt_mask = None  # in training rows the prompt is what carries no loss; the attend connector reads it
         if labels is not None and input_ids is not None:
             prompt_mask = labels == IGNORE_INDEX
             if attention_mask is not None:

@@ -178,6 +178,19 @@ def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: li
     return trainers
 
 
+def read_stage(prepared: "Prepared", values: dict):
+    """03's stage 0 (``mbmlab.training.reader``) when ``fuse_stage0_epochs`` asks for it: the image
+    tower and the attend connector taught to read images for the questions; None when skipped."""
+    if values.get("fuse_stage0_epochs", 0) <= 0:
+        return None
+    from .reader import pretrain_reader
+
+    return pretrain_reader(prepared.model, prepared.processor, prepared.examples["train"],
+                           prepared.pixel_values["train"], prepared.examples["validation"],
+                           prepared.pixel_values["validation"], seed=values["seed"],
+                           max_epochs=values["fuse_stage0_epochs"], patience=5)
+
+
 def train_quietly(model, train_set, collator, plan: list[Stage], output_dir: Path, values: dict) -> dict:
     """``train_stages`` with 03_fuse's batch, seed and bf16 from ``values``, no checkpoints, no
     logging, no progress bars: the extra trainings that 04's baselines and 07's bias study run."""
@@ -301,7 +314,7 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
         audio_config=audio_tower.config if audio_tower is not None else None, fusion=values["fusion"],
         image_size=image_size, image_connector=values["image_connector"],
         image_prefix_length=values["image_prefix_length"], image_projector=values["projector"],
-        film_blocks=values["film_blocks"], film_channels=values["film_channels"],
+        attend_dim=values["attend_dim"],
         resampler_queries=values["resampler_queries"], early_patch_size=values["early_patch_size"],
         early_audio_frames=values["early_audio_frames"],
         cross_attention_layers=cross_attention_layers(lm.config.num_hidden_layers, values["cross_attention_every"]),

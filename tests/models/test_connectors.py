@@ -76,17 +76,30 @@ def test_prompt_tokens_moves_the_kept_tokens_to_the_row_start():
     torch.testing.assert_close(out, expected)
 
 
-def test_film_reads_the_image_for_the_question_and_starts_unconditioned():
+def test_attend_reads_where_the_question_points_and_never_the_padding():
+    """Each head's pooled vector is its softmax-weighted mean of the grid cells' values, with the
+    query from the prompt: worked by hand here (weights from the module's own keys and query), a
+    second prompt reads the same image differently, and padding past a prompt's length is never
+    read. Mutation: the softmax over the heads instead of the cells → the hand check fails."""
     torch.manual_seed(0)
-    film = connectors.FilmConnector(in_channels=5, text_width=4, channels=8, blocks=2)
+    attend = connectors.AttendConnector(in_channels=5, text_width=4, dim=8, heads=3)
     grid = torch.randn(1, 5, 3, 3).expand(2, -1, -1, -1)  # one image, two prompts
     prompts, lengths = torch.randn(2, 3, 4), torch.tensor([3, 2])
-    same = film(grid, prompts, lengths)  # γ = β = 0 at the start: the question changes nothing yet
-    torch.testing.assert_close(same[0], same[1])
-    torch.nn.init.normal_(film.film.weight)
-    read = film(grid, prompts, lengths)
+    read = attend(grid, prompts, lengths)
+    assert read.shape == (2, 3, 8)
     assert not torch.allclose(read[0], read[1])
-    # padding beyond a prompt's length is never read
+    with torch.no_grad():
+        cells = connectors.with_coordinates(grid).flatten(2).transpose(1, 2)  # (2, 9, 7)
+        kv = attend.keys_values(connectors.with_coordinates(grid)).flatten(2).transpose(1, 2)
+        keys, values = kv[..., :8], kv[..., 8:]
+        query = attend.queries(attend.encode_question(prompts, lengths)).view(2, 3, 8)
+        for row in range(2):
+            for head in range(3):
+                scores = torch.tensor([float(query[row, head] @ keys[row, c]) / 8 ** 0.5 for c in range(9)])
+                weights = scores.exp() / scores.exp().sum()
+                expected = sum(weights[c] * values[row, c] for c in range(9))
+                torch.testing.assert_close(read[row, head], expected, rtol=1e-5, atol=1e-6)
+    assert cells.shape[-1] == 7  # two coordinate channels were appended
     padded = prompts.clone()
     padded[1, 2] = 100.0
-    torch.testing.assert_close(film(grid, padded, lengths), read)
+    torch.testing.assert_close(attend(grid, padded, lengths), read)

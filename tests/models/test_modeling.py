@@ -228,12 +228,11 @@ def test_a_truncated_fused_model_is_refused_by_ask_naming_the_file(tokenizer, tm
     assert f"{folder / 'config.json'} is not valid JSON" in capsys.readouterr().err
 
 
-def test_film_reads_the_prompt_but_never_the_target(tokenizer):
-    """The film connector conditions the image on the prompt: another question changes the image
+def test_attend_reads_the_prompt_but_never_the_target(tokenizer):
+    """The attend connector reads the image for the prompt: another question changes the image
     tokens; in a training row (labels given) the target is not prompt, so changing a target token
     changes no logit before it, and the prompt it reads is the one generation reads."""
-    model, processor = family.build(tokenizer, "gpt2", "resnet", image_connector="film", film_channels=16)
-    torch.nn.init.normal_(model.model.image_projector.film.film.weight)  # γ, β start at 0: open them
+    model, processor = family.build(tokenizer, "gpt2", "resnet", image_connector="attend", attend_dim=16)
     prompt = processor.prompt("vqa", "what color is the shape?")
     other = processor.prompt("vqa", "what shape is it?")
     image = pictures(1)
@@ -254,3 +253,15 @@ def test_film_reads_the_prompt_but_never_the_target(tokenizer):
     torch.testing.assert_close(x[:, :a.shape[1]], prompt_only)
     with pytest.raises(ValueError, match="reads the image for a prompt"):
         model.model.get_image_features(row["pixel_values"])
+
+
+def test_the_attend_connector_keeps_pytorch_initialisation(tokenizer):
+    """transformers' generic init draws every linear and convolution from N(0, 0.02); the attend
+    connector's layers keep PyTorch's (uniform ±1/√fan_in), or its queries and keys start so small
+    that every head reads the grid's plain mean. Mutation: the ``keeps_torch_init`` branch of
+    ``MbmPreTrainedModel._init_weights`` removed → the queries' std is 0.02 and this fails."""
+    model, _ = family.build(tokenizer, "gpt2", "resnet", image_connector="attend", attend_dim=64)
+    attend = model.model.image_projector.attend
+    bound = 1 / 64 ** 0.5  # kaiming_uniform(a=√5) on fan_in 64: U(±1/√64), std = bound/√3
+    assert abs(float(attend.queries.weight.std()) - bound / 3 ** 0.5) < 0.005
+    assert float(attend.queries.weight.abs().max()) > 0.1

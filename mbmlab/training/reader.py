@@ -1,0 +1,131 @@
+"""03's stage 0 for the ``attend`` connector: the image tower and the connector learn to read an
+image *for a question* from an answer classifier, before the GPT sees them.
+
+Why a stage of its own (measured on a scenes run, docs/results.md §"Why the scenes are not read"):
+trained through the GPT alone, the connector's heads stayed on the grid's plain mean for 12
+epochs and the fused model answered colour and shape at chance; the same tower and connector
+under a classifier head over the training answers (the supervised reference's objective,
+``mbmlab.training.cnn_bow``) learn where to look within ten epochs, and the GPT then learns to
+say what they read within its usual stages. This is the image side's counterpart of 02's CTC
+pretraining of the audio encoder (an encoder taught by a head of its own before it is joined to
+the decoder). The classifier head is thrown away; only the tower and the connector keep what
+they learned. Early stopping on the validation split's VQA rows; the test split is never read.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ..data.tasks import Example
+from ..models.cnn_bow import Vocabulary
+from ..models.connectors import grid_states
+from .cnn_bow import Rows, batches
+
+
+@dataclass
+class Reading:
+    epochs: int  # epochs run (the best one's weights are kept)
+    best_epoch: int
+    steps: int
+    seconds: float
+    validation_exact_match: float  # the classifier's, at the best epoch
+    history: pd.DataFrame  # per epoch: train loss, validation exact match
+
+
+def prompts(processor, examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of the VQA rows' prompts as the fused model reads them, right-padded."""
+    rows = processor.prompt_ids([processor.prompt("vqa", e.question) for e in examples])
+    ids = torch.full((len(rows), max(map(len, rows))), processor.tokenizer.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row)] = 1
+    return ids, mask
+
+
+class Reader(nn.Module):
+    """The model's tower and attend connector with a classifier over the answers on top."""
+
+    def __init__(self, model, answers: int, hidden: int = 256):
+        super().__init__()
+        self.base = model.model
+        attend = self.base.image_projector.attend
+        self.head = nn.Sequential(nn.Linear(attend.heads * attend.dim, hidden), nn.GELU(), nn.Linear(hidden, answers))
+
+    def forward(self, pixel_values, ids, mask, image_index):
+        with torch.no_grad():  # the LM's embeddings are read, not trained here
+            embeds, lengths = self.base.image_prompts(ids, mask)
+        grid = grid_states(self.base.vision_tower(pixel_values=pixel_values).last_hidden_state)
+        grid = torch.index_select(grid, 0, image_index)
+        return self.head(self.base.image_projector.attend(grid, embeds, lengths).flatten(1))
+
+
+def _exact_match(reader, rows, ids, mask, pixels) -> float:
+    reader.base.vision_tower.eval()
+    right = 0
+    with torch.no_grad():
+        for chosen, row_index, image_index in batches(rows, 64):
+            predicted = reader(pixels[chosen], ids[row_index], mask[row_index], image_index).argmax(-1)
+            right += int((predicted == rows.answers[row_index]).sum())
+    return right / max(1, len(rows))
+
+
+def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.Tensor, validation: list[Example],
+                    validation_pixels: torch.Tensor, *, seed: int, max_epochs: int, patience: int = 3,
+                    images_per_batch: int = 8, learning_rate: float = 1e-3) -> Reading:
+    """Train ``model``'s vision tower and attend connector (in place) with a classifier head on the
+    VQA rows until the validation exact match has not improved for ``patience`` epochs (at most
+    ``max_epochs``); the best epoch's tower and connector weights are kept. Nothing else of the
+    model changes."""
+    if model.config.image_connector != "attend":
+        raise ValueError(f"stage 0 trains the attend connector's reading; this model's image_connector is "
+                         f"{model.config.image_connector!r} (set image_connector=attend, or fuse_stage0_epochs=0)")
+    train = [e for e in train if e.task == "vqa"]
+    validation = [e for e in validation if e.task == "vqa"]
+    if not train or not validation:
+        raise ValueError("stage 0 learns from typed VQA rows and stops early on validation ones; this run has "
+                         f"{len(train)} training and {len(validation)} validation VQA rows (set fuse_stage0_epochs=0)")
+    start = time.perf_counter()
+    vocabulary = Vocabulary([e.question for e in train], [e.target for e in train])
+    rows, validation_rows = Rows.of(train, vocabulary), Rows.of(validation, vocabulary)
+    (ids, mask), (validation_ids, validation_mask) = prompts(processor, train), prompts(processor, validation)
+    torch.manual_seed(seed)
+    reader = Reader(model, len(vocabulary.answers))
+    trained = [reader.base.vision_tower, reader.base.image_projector.attend, reader.head]
+    flags = {p: p.requires_grad for p in model.parameters()}
+    for part in trained:
+        part.requires_grad_(True)
+    optimiser = torch.optim.Adam([p for part in trained for p in part.parameters()], lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    kept = lambda: copy.deepcopy([reader.base.vision_tower.state_dict(), reader.base.image_projector.attend.state_dict()])  # noqa: E731
+    best, best_score, best_epoch, steps, history, since = None, -1.0, 0, 0, [], 0
+    for epoch in range(1, max_epochs + 1):
+        reader.base.vision_tower.train()
+        losses = []
+        for chosen, row_index, image_index in batches(rows, images_per_batch, generator):
+            logits = reader(train_pixels[chosen], ids[row_index], mask[row_index], image_index)
+            loss = nn.functional.cross_entropy(logits, rows.answers[row_index])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+            steps += 1
+        score = _exact_match(reader, validation_rows, validation_ids, validation_mask, validation_pixels)
+        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "validation_exact_match": score})
+        if score > best_score:
+            best, best_score, best_epoch, since = kept(), score, epoch, 0
+        else:
+            since += 1
+            if since >= patience:
+                break
+    reader.base.vision_tower.load_state_dict(best[0])
+    reader.base.image_projector.attend.load_state_dict(best[1])
+    for parameter, flag in flags.items():
+        parameter.requires_grad_(flag)
+    model.eval()
+    return Reading(epoch, best_epoch, steps, time.perf_counter() - start, best_score, pd.DataFrame(history))
