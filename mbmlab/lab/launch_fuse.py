@@ -34,6 +34,9 @@ def main(argv=None) -> dict:
     values = P.resolve("default", json.loads(args.params) if args.params else {})
     values["bf16"] = "true" if args.bf16 else values["bf16"]
     out = Path(args.out)
+    if values["fuse_stage0_epochs"] > 0:  # its classifier loop is one process's; not silently skipped
+        raise SystemExit("launch_fuse does not run 03's stage 0 (fuse_stage0_epochs > 0): run 03_fuse for it, "
+                         "or pass fuse_stage0_epochs=0")
     built = prepare(Path(args.run), values, splits=("train",))
     plan = stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], values["fuse_epochs"],
                   values["fuse_learning_rate"], values["fuse_train_parts"])

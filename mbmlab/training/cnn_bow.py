@@ -77,6 +77,44 @@ def exact_match(model, vocabulary, examples, pixel_values) -> float:
     return sum(answer_matches(p, e.target) for p, e in zip(predicted, vqa)) / max(1, len(vqa))
 
 
+@dataclass
+class EarlyStopped:
+    best: object  # the snapshot taken at the best validation epoch
+    best_score: float
+    best_epoch: int
+    epochs: int
+    steps: int
+    history: list[dict]  # per epoch: train loss, validation exact match
+
+
+def early_stopped(logits, rows: Rows, optimiser, train_mode, score, snapshot, *, images_per_batch: int,
+                  generator: torch.Generator, max_epochs: int, patience: int) -> EarlyStopped:
+    """Epochs of cross-entropy steps on batches of whole images (``logits(chosen, row_index,
+    image_index)``), each followed by ``score()`` on validation, until it has not improved for
+    ``patience`` epochs (at most ``max_epochs``); ``snapshot()`` of the best epoch is returned.
+    ``train_mode()`` is called before each epoch (``score`` may switch to evaluation)."""
+    best, best_score, best_epoch, steps, history, since = None, -1.0, 0, 0, [], 0
+    for epoch in range(1, max_epochs + 1):
+        train_mode()
+        losses = []
+        for chosen, row_index, image_index in batches(rows, images_per_batch, generator):
+            loss = nn.functional.cross_entropy(logits(chosen, row_index, image_index), rows.answers[row_index])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+            steps += 1
+        value = score()
+        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "validation_exact_match": value})
+        if value > best_score:
+            best, best_score, best_epoch, since = snapshot(), value, epoch, 0
+        else:
+            since += 1
+            if since >= patience:
+                break
+    return EarlyStopped(best, best_score, best_epoch, epoch, steps, history)
+
+
 def fit(tower: nn.Module, feature_dim: int, train: list[Example], train_pixels: torch.Tensor,
         validation: list[Example], validation_pixels: torch.Tensor, *, seed: int, max_epochs: int = 30,
         patience: int = 3, images_per_batch: int = 32, learning_rate: float = 1e-3, hidden: int = 128) -> Fitted:
@@ -92,26 +130,10 @@ def fit(tower: nn.Module, feature_dim: int, train: list[Example], train_pixels: 
     model = CnnBowVqa(tower, feature_dim, len(vocabulary.words), len(vocabulary.answers), hidden)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    best, best_score, best_epoch, steps, history, since = None, -1.0, 0, 0, [], 0
-    for epoch in range(1, max_epochs + 1):
-        model.train()
-        losses = []
-        for chosen, row_index, image_index in batches(rows, images_per_batch, generator):
-            logits = model(train_pixels[chosen], rows.bags[row_index], image_index)
-            loss = nn.functional.cross_entropy(logits, rows.answers[row_index])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-            steps += 1
-        score = exact_match(model, vocabulary, validation, validation_pixels)
-        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "validation_exact_match": score})
-        if score > best_score:
-            best, best_score, best_epoch, since = copy.deepcopy(model.state_dict()), score, epoch, 0
-        else:
-            since += 1
-            if since >= patience:
-                break
-    model.load_state_dict(best)
+    run = early_stopped(lambda chosen, rows_, images: model(train_pixels[chosen], rows.bags[rows_], images), rows,
+                        optimiser, model.train, lambda: exact_match(model, vocabulary, validation, validation_pixels),
+                        lambda: copy.deepcopy(model.state_dict()), images_per_batch=images_per_batch,
+                        generator=generator, max_epochs=max_epochs, patience=patience)
+    model.load_state_dict(run.best)
     model.eval()
-    return Fitted(model, vocabulary, epoch, best_epoch, steps, time.perf_counter() - start, history)
+    return Fitted(model, vocabulary, run.epochs, run.best_epoch, run.steps, time.perf_counter() - start, run.history)

@@ -24,7 +24,7 @@ from torch import nn
 from ..data.tasks import Example
 from ..models.cnn_bow import Vocabulary
 from ..models.connectors import grid_states
-from .cnn_bow import Rows, batches
+from .cnn_bow import Rows, batches, early_stopped
 
 
 @dataclass
@@ -101,31 +101,17 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
     for part in trained:
         part.requires_grad_(True)
     optimiser = torch.optim.Adam([p for part in trained for p in part.parameters()], lr=learning_rate)
-    generator = torch.Generator().manual_seed(seed)
-    kept = lambda: copy.deepcopy([reader.base.vision_tower.state_dict(), reader.base.image_projector.attend.state_dict()])  # noqa: E731
-    best, best_score, best_epoch, steps, history, since = None, -1.0, 0, 0, [], 0
-    for epoch in range(1, max_epochs + 1):
-        reader.base.vision_tower.train()
-        losses = []
-        for chosen, row_index, image_index in batches(rows, images_per_batch, generator):
-            logits = reader(train_pixels[chosen], ids[row_index], mask[row_index], image_index)
-            loss = nn.functional.cross_entropy(logits, rows.answers[row_index])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-            steps += 1
-        score = _exact_match(reader, validation_rows, validation_ids, validation_mask, validation_pixels)
-        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "validation_exact_match": score})
-        if score > best_score:
-            best, best_score, best_epoch, since = kept(), score, epoch, 0
-        else:
-            since += 1
-            if since >= patience:
-                break
-    reader.base.vision_tower.load_state_dict(best[0])
-    reader.base.image_projector.attend.load_state_dict(best[1])
+    tower, attend = reader.base.vision_tower, reader.base.image_projector.attend
+    run = early_stopped(lambda chosen, rows_, images: reader(train_pixels[chosen], ids[rows_], mask[rows_], images),
+                        rows, optimiser, tower.train,
+                        lambda: _exact_match(reader, validation_rows, validation_ids, validation_mask, validation_pixels),
+                        lambda: copy.deepcopy([tower.state_dict(), attend.state_dict()]),
+                        images_per_batch=images_per_batch, generator=torch.Generator().manual_seed(seed),
+                        max_epochs=max_epochs, patience=patience)
+    tower.load_state_dict(run.best[0])
+    attend.load_state_dict(run.best[1])
     for parameter, flag in flags.items():
         parameter.requires_grad_(flag)
     model.eval()
-    return Reading(epoch, best_epoch, steps, time.perf_counter() - start, best_score, pd.DataFrame(history))
+    return Reading(run.epochs, run.best_epoch, run.steps, time.perf_counter() - start, run.best_score,
+                   pd.DataFrame(run.history))

@@ -42,6 +42,7 @@ def test_bad_choice_lists_allowed_values():
     ({"min_audio_seconds": 5, "max_audio_seconds": 2}, "min_audio_seconds must be below"),
     ({"speech_voices": ["espeak-us-m"]}, "speech_heldout_voices: held-out voices .* are not among the voices"),
     ({"speech_voices": ["espeak-us-m"], "speech_heldout_voices": ["espeak-us-m"]}, "every voice is held out"),
+    ({"fuse_stage0_epochs": 5}, "trains the attend connector's reading; image_connector is 'pooled'"),
 ])
 def test_bad_values_are_refused(override, message):
     with pytest.raises(P.ParameterError, match=message):

@@ -59,3 +59,14 @@ def test_stage0_is_refused_for_a_connector_that_does_not_read_for_the_question(t
     captions = [e for e in examples if e.task == "caption"]
     with pytest.raises(ValueError, match="0 validation VQA rows"):
         reader.pretrain_reader(model, processor, examples, px, captions, px, seed=0, max_epochs=1)
+
+
+def test_the_multi_process_fuse_script_refuses_stage0_instead_of_skipping_it(tmp_path):
+    """``accelerate launch -m mbmlab.lab.launch_fuse`` trains stages 1–2 only; asked for stage 0 it
+    stops before loading anything, saying so (mutation: the check removed → it reaches the run
+    folder and fails on the missing 02 outputs instead, a different message)."""
+    from mbmlab.lab import launch_fuse
+
+    with pytest.raises(SystemExit, match="does not run 03's stage 0"):
+        launch_fuse.main(["--run", str(tmp_path / "no-run"), "--out", str(tmp_path / "out"),
+                          "--params", '{"image_connector": "attend", "fuse_stage0_epochs": 5}'])
