@@ -98,26 +98,26 @@ class AttendConnector(nn.Module):
     al. 2023, whose Q-Former queries also see the instruction), reduced to one cross-attention:
     the question chooses *where* to read before anything is pooled, so "what color is the
     triangle?" gets the triangle's colour, not the mean of the scene's. A GRU, not a bag of words:
-    "is the circle left of the square?" and its reverse have the same words.
-    (N, C, h, w) states + (N, L, D) prompt embeddings with their lengths → (N, heads, dim)."""
+    "is the circle left of the square?" and its reverse have the same words. The prompt's tokens
+    are embedded by the connector's own table (``embed``, as the Q-Former reads the instruction
+    with its own BERT embeddings), not the LM's: those are N(0, 0.02)-scale and shared with the
+    decoder; read through them the reading was learned later or not at all (docs/results.md).
+    (N, C, h, w) states + (N, L, dim) prompt embeddings (``embed``) with their lengths → (N, heads, dim)."""
 
-    def __init__(self, in_channels: int, text_width: int, dim: int = 128, heads: int = 4):
+    def __init__(self, in_channels: int, vocab_size: int, dim: int = 128, heads: int = 4):
         super().__init__()
         self.dim, self.heads = dim, heads
-        # the LM's token embeddings start at N(0, 0.02): normalised first, or the GRU's state, and
-        # with it every query, barely depends on the question (measured: 0.03 on a scenes run)
-        self.words = nn.LayerNorm(text_width)
-        self.question = nn.GRUCell(text_width, dim)
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.question = nn.GRUCell(dim, dim)
         self.keys_values = nn.Sequential(nn.Conv2d(in_channels + 2, dim, 1), nn.GELU(), nn.Conv2d(dim, 2 * dim, 1))
         self.queries = nn.Linear(dim, heads * dim)
-        for layer in (self.question, self.keys_values[0], self.keys_values[2], self.queries):
+        for layer in (self.embed, self.question, self.keys_values[0], self.keys_values[2], self.queries):
             layer.keeps_torch_init = True  # the fused model's init leaves PyTorch's (see MbmPreTrainedModel)
 
     def encode_question(self, embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(N, L, D) left-aligned prompt embeddings, ``lengths`` (N,) → (N, dim)."""
         # a GRU cell stepped by hand: nn.GRU's fused CPU kernel gave a reloaded copy of the same
         # weights results 1e-7 apart; the prompts are a dozen tokens, so the loop costs little
-        embeds = self.words(embeds)
         state = embeds.new_zeros(len(embeds), self.dim)
         for t in range(embeds.shape[1]):
             state = torch.where((t < lengths).unsqueeze(1), self.question(embeds[:, t], state), state)

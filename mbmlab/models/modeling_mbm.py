@@ -143,8 +143,8 @@ class MbmModel(MbmPreTrainedModel):
                                                        normalise=config.image_connector != "patches",
                                                        queries=config.resampler_queries)
                 if config.image_connector == "attend":  # the image read for each prompt
-                    attend = AttendConnector(image_grid_channels(config), width, config.attend_dim,
-                                             config.image_prefix_length)
+                    attend = AttendConnector(image_grid_channels(config), config.text_config.vocab_size,
+                                             config.attend_dim, config.image_prefix_length)
                     self.image_projector = AttendProjector(attend, self.image_projector)
             else:
                 self.image_projector = PatchEmbedding(getattr(config.vision_config, "num_channels", 3),
@@ -214,7 +214,7 @@ class MbmModel(MbmPreTrainedModel):
             if token is not None:
                 keep = keep & (input_ids != token)
         shown = (input_ids == self.config.image_token_id).any(1)
-        return prompt_tokens(input_ids[shown], keep[shown], self.get_input_embeddings())
+        return prompt_tokens(input_ids[shown], keep[shown], self.image_projector.attend.embed)
 
     def media(self, pixel_values=None, input_features=None, image_index=None, audio_index=None,
               dtype=None, audio_frames=None, prompts=None) -> list[Media]:

@@ -58,8 +58,7 @@ class Reader(nn.Module):
         self.head = nn.Sequential(nn.Linear(attend.heads * attend.dim, hidden), nn.GELU(), nn.Linear(hidden, answers))
 
     def forward(self, pixel_values, ids, mask, image_index):
-        with torch.no_grad():  # the LM's embeddings are read, not trained here
-            embeds, lengths = self.base.image_prompts(ids, mask)
+        embeds, lengths = self.base.image_prompts(ids, mask)  # the connector's own word table
         grid = grid_states(self.base.vision_tower(pixel_values=pixel_values).last_hidden_state)
         grid = torch.index_select(grid, 0, image_index)
         return self.head(self.base.image_projector.attend(grid, embeds, lengths).flatten(1))

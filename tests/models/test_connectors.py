@@ -82,9 +82,9 @@ def test_attend_reads_where_the_question_points_and_never_the_padding():
     second prompt reads the same image differently, and padding past a prompt's length is never
     read. Mutation: the softmax over the heads instead of the cells → the hand check fails."""
     torch.manual_seed(0)
-    attend = connectors.AttendConnector(in_channels=5, text_width=4, dim=8, heads=3)
+    attend = connectors.AttendConnector(in_channels=5, vocab_size=10, dim=8, heads=3)
     grid = torch.randn(1, 5, 3, 3).expand(2, -1, -1, -1)  # one image, two prompts
-    prompts, lengths = torch.randn(2, 3, 4), torch.tensor([3, 2])
+    prompts, lengths = attend.embed(torch.tensor([[1, 2, 3], [4, 5, 0]])), torch.tensor([3, 2])
     read = attend(grid, prompts, lengths)
     assert read.shape == (2, 3, 8)
     assert not torch.allclose(read[0], read[1])

@@ -12,6 +12,7 @@ import sys
 import wave
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from helpers import launch_two_cpu_processes
@@ -70,7 +71,9 @@ def test_tiny_series_writes_the_report(tiny_run):
 def test_a_second_run_reuses_01_to_03_and_a_changed_03_parameter_retrains_from_03(tiny_run):
     """Reuse by content on the real series (mbmlab.lab.reuse): the same parameters again reuse 01,
     02 and 03 (01 and 02 in ≤ 5 s together) and give the same metrics.json; one 03 parameter
-    changed reuses 01 and 02 and changes 03's metrics (that run stops after 03: `until`)."""
+    changed reuses 01 and 02 and changes 03's metrics (that run stops after 03: `until`). The change
+    is the scenes preset's reading path — the attend connector with 03's stage 0 — so this is also
+    its end-to-end run through the real notebook (stage 0's history and metric, save and reload)."""
     first = json.loads((tiny_run / "metrics.json").read_text())
     again = run_series("tiny", reports=tiny_run.parent, progress=False)
     run = json.loads((again / "run.json").read_text())
@@ -80,9 +83,8 @@ def test_a_second_run_reuses_01_to_03_and_a_changed_03_parameter_retrains_from_0
     assert json.loads((again / "metrics.json").read_text()) == first
     assert "reused" in (again / "index.html").read_text()
 
-    lr = P.resolve("tiny")["fuse_learning_rate"]
-    changed = run_series("tiny", {"fuse_learning_rate": lr * 2}, reports=tiny_run.parent, progress=False,
-                         until="03_fuse")
+    changed = run_series("tiny", {"image_connector": "attend", "fuse_stage0_epochs": 2}, reports=tiny_run.parent,
+                         progress=False, until="03_fuse")
     run = json.loads((changed / "run.json").read_text())
     assert run["status"] == "stopped" and not (changed / "04_evaluate.ipynb").exists()
     assert [nb["name"] for nb in run["notebooks"] if nb.get("reused")] == ["01_collect", "02_train"]
@@ -90,6 +92,9 @@ def test_a_second_run_reuses_01_to_03_and_a_changed_03_parameter_retrains_from_0
     upstream = [n for n in first if n.startswith(("data/", "lm/", "align/", "ctc/", "attention/"))]
     assert upstream and all(metrics[n] == first[n] for n in upstream)
     assert metrics["fuse/final_train_loss"] != first["fuse/final_train_loss"]
+    assert 1 <= metrics["fuse/stage0_epochs"] <= 2 and 0 <= metrics["fuse/stage0_validation_exact_match"] <= 1
+    assert len(pd.read_csv(changed / "read_history.csv")) == metrics["fuse/stage0_epochs"]
+    assert "stage 0: " in (changed / "03_fuse.ipynb").read_text()
 
 
 def test_tiny_model_learns_something(tiny_run):
