@@ -12,7 +12,10 @@ def test_processor_places_as_many_placeholders_as_the_towers_emit(tokenizer, lm,
     model, processor = family.build(tokenizer, lm, tower, **extra)
     batch = processor(text=processor.prompt("spoken_vqa"), images=pictures(1), audio=family.clips(1))
     with torch.no_grad():
-        image_tokens = model.model.get_image_features(batch["pixel_values"]).shape[1]
+        prompts = None  # the attend connector reads the image for the row's prompt
+        if model.config.image_connector == "attend":
+            prompts = model.model.image_prompts(batch["input_ids"], batch["attention_mask"])
+        image_tokens = model.model.get_image_features(batch["pixel_values"], prompts=prompts).shape[1]
         audio_tokens = model.model.get_audio_features(batch["input_features"]).shape[1]
     ids = batch["input_ids"][0]
     # prefix and early: one position per token; cross_attention: one marker per image or clip
