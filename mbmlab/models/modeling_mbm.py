@@ -177,14 +177,11 @@ class MbmModel(MbmPreTrainedModel):
         one entry per such row, not per image."""
         if getattr(self, "vision_tower", None) is None:  # early fusion: patches, embedded
             return self.image_projector(pixel_values)
-        outputs = self.vision_tower(pixel_values=pixel_values)
         if self.config.image_connector == "attend":
             if prompts is None:
                 raise ValueError("the attend connector reads the image for a prompt: pass input_ids with the pixels")
-            grid = grid_states(outputs.last_hidden_state)
-            if image_index is not None:
-                grid = torch.index_select(grid, 0, image_index)  # index_select: a deterministic backward
-            return self.image_projector(grid, *prompts)  # (N, heads, D), or (N, Q, D) resampled
+            return self.image_projector(self.image_grid(pixel_values, image_index), *prompts)  # (N, heads, D)
+        outputs = self.vision_tower(pixel_values=pixel_values)
         if self.config.image_connector == "pooled":
             prefix = self.image_projector(pooled_image(outputs))  # (N, k·D), or (N, Q, D) resampled
             if prefix.dim() == 2:
@@ -192,6 +189,12 @@ class MbmModel(MbmPreTrainedModel):
             return prefix
         states = patch_states(outputs.last_hidden_state)  # (N, P, Dv)
         return self.image_projector(pixel_shuffle(states, self.config.image_pixel_shuffle))  # (N, P/f², D)
+
+    def image_grid(self, pixel_values: torch.Tensor, image_index: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, C, h, w): the tower's spatial states, one per input row when ``image_index`` maps
+        rows to images (what the attend connector reads; 03's stage 0 reads it the same way)."""
+        grid = grid_states(self.vision_tower(pixel_values=pixel_values).last_hidden_state)
+        return grid if image_index is None else torch.index_select(grid, 0, image_index)  # deterministic backward
 
     def get_audio_frames(self, input_features: torch.Tensor) -> torch.Tensor:
         """(N, T/2, Da): the audio tower's frames (what its CTC head reads)."""

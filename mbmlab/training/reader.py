@@ -23,7 +23,6 @@ from torch import nn
 
 from ..data.tasks import Example
 from ..models.cnn_bow import Vocabulary
-from ..models.connectors import grid_states
 from .cnn_bow import Rows, batches, early_stopped
 
 
@@ -59,8 +58,7 @@ class Reader(nn.Module):
 
     def forward(self, pixel_values, ids, mask, image_index):
         embeds, lengths = self.base.image_prompts(ids, mask)  # the connector's own word table
-        grid = grid_states(self.base.vision_tower(pixel_values=pixel_values).last_hidden_state)
-        grid = torch.index_select(grid, 0, image_index)
+        grid = self.base.image_grid(pixel_values, image_index)
         return self.head(self.base.image_projector.attend(grid, embeds, lengths).flatten(1))
 
 
