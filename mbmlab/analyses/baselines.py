@@ -102,8 +102,7 @@ def train_baseline(prepared, fuse_params: dict, kind: str, epochs: float, out: P
     for split in ("train", "validation"):
         examples, pixels = ablate(kind, prepared.examples[split], prepared.pixel_values[split])
         sets[split] = fused.TaskUnits(examples, prepared.processor, pixels)
-    plan = fused.stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], epochs,
-                        values["fuse_learning_rate"], values["fuse_train_parts"])
+    plan = fused.plan(values, epochs=epochs, stage0=False)  # no stage 0 here: nothing to keep
     trainers = fused.train_quietly(model, sets["train"], prepared.collator, plan[:-1], out / "checkpoints" / kind, values)
     every = max(1, math.ceil(len(sets["train"]) / values["fuse_batch_images"] / EVALS_PER_EPOCH))
     trainers |= fused.train_stages(

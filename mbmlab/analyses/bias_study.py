@@ -74,6 +74,12 @@ def balancing_repeats(objects: pd.DataFrame, image_ids: list[str], pairs: dict[s
     return [repeats.get(i, 1) for i in image_ids]
 
 
+def repeated_rows(examples: list, repeats: list[int]) -> list:
+    """Each row of image i ``repeats[i]`` times (rows without an image once): what stage 0's reading
+    learns from under the oversampling mitigation (an image's rows repeated weigh more)."""
+    return [e for e in examples for _ in range(repeats[e.image] if e.image is not None else 1)]
+
+
 def realised_prior_share(objects: pd.DataFrame, pairs: dict[str, str]) -> float:
     """P(prior colour | biased shape) over the objects of a training split."""
     biased = objects[objects["shape"].isin(list(pairs))]
@@ -100,18 +106,18 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
         raise ValueError(f"unknown mitigation {mitigation!r}; mitigations: {', '.join(MITIGATIONS)}")
     splits = ("train", "validation") if values.get("fuse_stage0_epochs", 0) > 0 else ("train",)  # stage 0 stops early
     prepared = fused.prepare(Path(run), values, splits=splits, processed=processed)
-    train_set = prepared.train_set
+    train_set, read_rows = prepared.train_set, prepared.examples["train"]
     objects = objects_frame(processed.images["train"])
     if mitigation == "oversample":
         ids = processed.images["train"]["image_id"]
         unit_images = [ids[u.image] if u.image is not None else "" for u in train_set.units]
         train_set = Oversampled(train_set, balancing_repeats(objects, unit_images, pairs or {}))
+        read_rows = repeated_rows(read_rows, balancing_repeats(objects, list(ids), pairs or {}))
     # the same optimiser steps as without the mitigation: fewer passes over the repeated set
     scale = len(prepared.train_set) / len(train_set)
-    plan = fused.stages(values["fuse_stage1_epochs"] * scale, values["fuse_stage1_learning_rate"],
-                        values["fuse_epochs"] * scale, values["fuse_learning_rate"], values["fuse_train_parts"])
+    plan = fused.plan(values, scale=scale)
     start = time.perf_counter()
-    fused.read_stage(prepared, values)
+    fused.read_stage(prepared, values, read_rows)
     trainers = fused.train_quietly(prepared.model, train_set, prepared.collator, plan, Path(out) / "checkpoints", values)
     seconds = time.perf_counter() - start
     prepared.model.save_pretrained(Path(out) / "fused")

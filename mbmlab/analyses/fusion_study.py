@@ -90,9 +90,8 @@ def train_and_evaluate(run: Path, values: dict, out: Path | None = None) -> tupl
     torch.manual_seed(values["seed"])
     prepared = fused.prepare(run, values)
     model = prepared.model
-    plan = fused.stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], values["fuse_epochs"],
-                        values["fuse_learning_rate"], values["fuse_train_parts"])
-    counts = fused.parameter_counts(model, plan[-1].parts).set_index("part")
+    plan = fused.plan(values)
+    counts = fused.parameter_counts(model, plan[-1].parts, plan[-1].keep_reader).set_index("part")
     start = time.perf_counter()
     fused.read_stage(prepared, values)
     trainers = fused.train_stages(model, prepared.train_set, prepared.collator, plan,

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from ..training.fused import prepare, stages, train_stages
+from ..training.fused import plan as fused_plan, prepare, train_stages
 from . import params as P
 
 
@@ -38,8 +38,7 @@ def main(argv=None) -> dict:
         raise SystemExit("launch_fuse does not run 03's stage 0 (fuse_stage0_epochs > 0): run 03_fuse for it, "
                          "or pass fuse_stage0_epochs=0")
     built = prepare(Path(args.run), values, splits=("train",))
-    plan = stages(values["fuse_stage1_epochs"], values["fuse_stage1_learning_rate"], values["fuse_epochs"],
-                  values["fuse_learning_rate"], values["fuse_train_parts"])
+    plan = fused_plan(values)
     trainers = train_stages(built.model, built.train_set, built.collator, plan, out / "checkpoints",
                             batch_size=values["fuse_batch_images"], seed=values["seed"], bf16=values["bf16"],
                             resume=args.resume, max_steps=args.max_steps)

@@ -115,30 +115,57 @@ class Stage:
     epochs: float
     learning_rate: float
     parts: tuple[str, ...]  # what this stage trains; the rest is frozen
+    keep_reader: bool = False  # the attend connector's reading stays frozen inside image_projector
 
 
-def stages(stage1_epochs: float, stage1_lr: float, epochs: float, lr: float, stage2_parts) -> list[Stage]:
-    """Stage 1 (connectors only) when ``stage1_epochs`` > 0, then stage 2 on ``stage2_parts``."""
+def stages(stage1_epochs: float, stage1_lr: float, epochs: float, lr: float, stage2_parts, *,
+           keep_reader: bool = False) -> list[Stage]:
+    """Stage 1 (connectors only) when ``stage1_epochs`` > 0, then stage 2 on ``stage2_parts``;
+    ``keep_reader``: in both, the attend connector's reading (``reader_kept``) is not trained."""
     unknown = [p for p in stage2_parts if p not in PARTS]
     if unknown:
         raise ValueError(f"unknown parts {unknown}; parts: {', '.join(PARTS)}")
-    out = [Stage("stage1", stage1_epochs, stage1_lr, CONNECTORS)] if stage1_epochs > 0 else []
-    return out + [Stage("stage2", epochs, lr, tuple(stage2_parts))]
+    out = [Stage("stage1", stage1_epochs, stage1_lr, CONNECTORS, keep_reader)] if stage1_epochs > 0 else []
+    return out + [Stage("stage2", epochs, lr, tuple(stage2_parts), keep_reader)]
 
 
-def set_trainable(model, parts) -> None:
+def plan(values: dict, *, epochs: float | None = None, scale: float = 1.0, stage0: bool = True) -> list[Stage]:
+    """03's stages from a run's parameters: stage 2 for ``epochs`` (default ``fuse_epochs``), both
+    stages' epochs times ``scale``; ``stage0``: whether this training runs stage 0 first (04's
+    baselines do not), so that its reading is kept (``reader_kept``)."""
+    return stages(values["fuse_stage1_epochs"] * scale, values["fuse_stage1_learning_rate"],
+                  (values["fuse_epochs"] if epochs is None else epochs) * scale, values["fuse_learning_rate"],
+                  values["fuse_train_parts"], keep_reader=stage0 and reader_kept(values))
+
+
+def reader_kept(values: dict) -> bool:
+    """Whether stages 1–2 keep stage 0's reading (``fuse_stage0_keep_reader``; only when stage 0 runs)."""
+    return values.get("fuse_stage0_epochs", 0) > 0 and values.get("fuse_stage0_keep_reader", True)
+
+
+def attend_reader(model):
+    """The attend connector inside the image projector (what stage 0 teaches), or None."""
+    return getattr(getattr(model.model, "image_projector", None), "attend", None)
+
+
+def set_trainable(model, parts, keep_reader: bool = False) -> None:
     """Train ``parts`` and freeze the rest; frozen parts also stay in eval mode (no dropout, a
-    frozen BatchNorm keeps its statistics), as ``model.frozen_parts`` tells ``model.train()``."""
+    frozen BatchNorm keeps its statistics), as ``model.frozen_parts`` tells ``model.train()``.
+    ``keep_reader``: the attend connector stays frozen even where its image projector trains."""
     model.requires_grad_(False)
     for name in parts:
         if (part := model.part(name)) is not None:
             part.requires_grad_(True)
+    if keep_reader and (reader := attend_reader(model)) is not None:
+        reader.requires_grad_(False)  # no dropout or BatchNorm inside: train mode changes nothing
     model.frozen_parts = tuple(p for p in PARTS if p not in parts and model.part(p) is not None)
     model.train()
 
 
-def parameter_counts(model, parts=None) -> pd.DataFrame:
-    """Parameters per part: total, and trainable under ``parts`` (None: as the model is now)."""
+def parameter_counts(model, parts=None, keep_reader: bool = False) -> pd.DataFrame:
+    """Parameters per part: total, and trainable under ``parts`` (and ``keep_reader``, as
+    ``set_trainable`` takes them; None: as the model is now)."""
+    kept = {id(p) for p in attend_reader(model).parameters()} if keep_reader and attend_reader(model) else set()
     rows = []
     for name in PARTS:
         part = model.part(name)
@@ -146,7 +173,7 @@ def parameter_counts(model, parts=None) -> pd.DataFrame:
             continue
         params = list({id(p): p for p in part.parameters()}.values())
         total = sum(p.numel() for p in params)
-        trainable = total if parts is not None and name in parts else (
+        trainable = sum(p.numel() for p in params if id(p) not in kept) if parts is not None and name in parts else (
             0 if parts is not None else sum(p.numel() for p in params if p.requires_grad))
         rows.append({"part": name, "parameters": total, "trainable": trainable})
     frame = pd.DataFrame(rows)
@@ -161,7 +188,7 @@ def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: li
     joins that stage's Trainer (the resume test interrupts a stage this way)."""
     trainers = {}
     for stage in plan:
-        set_trainable(model, stage.parts)
+        set_trainable(model, stage.parts, stage.keep_reader)
         settings = dict(save_strategy="epoch", save_total_limit=1, bf16=bf16) | extra
         args = T.training_arguments(Path(output_dir) / stage.name, epochs=stage.epochs, batch_size=batch_size,
                                     learning_rate=stage.learning_rate, seed=seed, n_examples=len(train_set),
@@ -178,14 +205,21 @@ def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: li
     return trainers
 
 
-def read_stage(prepared: "Prepared", values: dict):
+def read_stage(prepared: "Prepared", values: dict, train: list[Example] | None = None,
+               checkpoints: Path | None = None):
     """03's stage 0 (``mbmlab.training.reader``) when ``fuse_stage0_epochs`` asks for it: the image
-    tower and the attend connector taught to read images for the questions; None when skipped."""
+    tower and the attend connector taught to read images for the questions; None when skipped.
+    ``train``: the training rows (default: the prepared training split's; 07's oversampling
+    mitigation repeats some). ``checkpoints``: the stages' checkpoint folder; with ``resume`` and
+    a checkpoint there, stage 0 is skipped (the checkpoint holds what it taught, and resuming
+    restores it); without one, a resume runs stage 0 again."""
     if values.get("fuse_stage0_epochs", 0) <= 0:
+        return None
+    if values.get("resume") and checkpoints is not None and any(Path(checkpoints).glob("*/checkpoint-*")):
         return None
     from .reader import pretrain_reader
 
-    return pretrain_reader(prepared.model, prepared.processor, prepared.examples["train"],
+    return pretrain_reader(prepared.model, prepared.processor, prepared.examples["train"] if train is None else train,
                            prepared.pixel_values["train"], prepared.examples["validation"],
                            prepared.pixel_values["validation"], seed=values["seed"],
                            max_epochs=values["fuse_stage0_epochs"], patience=5)

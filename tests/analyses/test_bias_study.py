@@ -188,3 +188,12 @@ def test_summarise_and_arm_table_show_seed_and_test_intervals():
     assert "bias/directional_amplification/A->T/seed_ci95_low" not in single
     assert bias_study.study_metrics(table)["bias_study/none/0.50/vqa/exact_match"] == pytest.approx(0.82)
     assert bias_study.seed_tests(table[table["seed"] == 0]).empty
+
+
+def test_stage0_reads_the_oversampled_rows_as_often_as_their_image_is_repeated():
+    from mbmlab.data.tasks import Example
+
+    rows = [Example("vqa", 0, None, "q", "a"), Example("vqa", 1, None, "q", "b"), Example("vqa", 1, None, "r", "c"),
+            Example("asr", None, 0, "", "d")]
+    again = bias_study.repeated_rows(rows, [1, 3])
+    assert [e.target for e in again] == ["a", "b", "b", "b", "c", "c", "c", "d"]

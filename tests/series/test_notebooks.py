@@ -318,12 +318,13 @@ def test_bias_study_injects_strengths_and_measures_them(tiny_run):
     """07_bias_study on the tiny run (its scenes inject circle:red): two strengths and the
     mitigation, two seeds each, the realised bias follows the injected one, every measure with its
     interval in metrics.json, the probes saved, the figure drawn, findings written from the
-    differences over seeds."""
+    differences over seeds. Read as the bias-study preset reads the scenes: the attend connector
+    taught in stage 0 (on the validation split 07 then prepares too) and kept in stages 1–2."""
     import papermill as pm
     import pandas as pd
 
     values = P.for_notebook(P.NB_BIAS_STUDY, P.resolve("tiny", {"bias_strengths": [0.3, 0.9], "probe_images": 6,
-                                                                            "bias_seeds": 2}))
+                                                                "bias_seeds": 2} | P.SCENES_READ | {"fuse_stage0_epochs": 2}))
     out = tiny_run / f"{P.NB_BIAS_STUDY}.ipynb"
     pm.execute_notebook(str(ROOT / "notebooks" / f"{P.NB_BIAS_STUDY}.ipynb"), str(out),
                         parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run))

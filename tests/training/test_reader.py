@@ -70,3 +70,56 @@ def test_the_multi_process_fuse_script_refuses_stage0_instead_of_skipping_it(tmp
     with pytest.raises(SystemExit, match="does not run 03's stage 0"):
         launch_fuse.main(["--run", str(tmp_path / "no-run"), "--out", str(tmp_path / "out"),
                           "--params", '{"image_connector": "attend", "fuse_stage0_epochs": 5}'])
+
+
+def test_stages_after_stage0_keep_its_reading_and_train_its_projection(tokenizer, tmp_path):
+    """``fuse_stage0_keep_reader`` (on by default): stages 1–2 train the attend connector's
+    projection into the GPT but leave its reading as stage 0 taught it; off, the reading trains
+    on. Mutation: the ``reader.requires_grad_(False)`` line in ``set_trainable`` removed → the
+    kept reading changes and the ``not read`` assert fails (run)."""
+    from mbmlab.training import fused
+
+    values = {"fuse_stage1_epochs": 1.0, "fuse_stage1_learning_rate": 1e-2, "fuse_epochs": 1.0,
+              "fuse_learning_rate": 1e-2, "fuse_train_parts": ["image_projector", "language_model"],
+              "fuse_stage0_epochs": 3}
+    for keep in (True, False):
+        model, processor = family.build(tokenizer, "gpt2", "resnet", with_audio=False, image_connector="attend",
+                                        attend_dim=16, image_prefix_length=2)
+        px, examples = two_squares(8, seed=0)
+        plan = fused.plan(values | {"fuse_stage0_keep_reader": keep})
+        assert [s.keep_reader for s in plan] == [keep, keep]
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        fused.train_stages(model, fused.TaskUnits(examples, processor, px), fused.FusionCollator(processor), plan,
+                           tmp_path / str(keep), batch_size=4, seed=0, disable_tqdm=True, save_strategy="no")
+        changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+        read = {k for k in changed if k.startswith("model.image_projector.attend.")}
+        assert any(k.startswith("model.image_projector.projector.") for k in changed)
+        assert (not read) if keep else read, read
+        counts = fused.parameter_counts(model, plan[-1].parts, plan[-1].keep_reader).set_index("part")
+        kept = sum(p.numel() for p in model.model.image_projector.attend.parameters()) if keep else 0
+        assert counts.loc["image_projector", "trainable"] == counts.loc["image_projector", "parameters"] - kept
+    # no stage 0 (04's baselines, or fuse_stage0_epochs=0): nothing to keep, the reading must learn
+    assert not any(s.keep_reader for s in fused.plan(values, stage0=False))
+    assert not any(s.keep_reader for s in fused.plan(values | {"fuse_stage0_epochs": 0}))
+
+
+def test_a_resume_skips_stage0_only_where_a_checkpoint_holds_what_it_taught(tokenizer, tmp_path):
+    """A 03 interrupted in stage 1 before its first checkpoint leaves a stage folder and no
+    checkpoint: the resume must teach the reading again, or stages 1–2 would start from an
+    untaught reader. Mutation: the rule back to "the checkpoint folder exists" → the first
+    assert fails (run)."""
+    from types import SimpleNamespace
+
+    from mbmlab.training import fused
+
+    model, processor = family.build(tokenizer, "gpt2", "resnet", with_audio=False, image_connector="attend",
+                                    attend_dim=16, image_prefix_length=2)
+    px, examples = two_squares(8, seed=0)
+    prepared = SimpleNamespace(model=model, processor=processor, examples={"train": examples, "validation": examples},
+                               pixel_values={"train": px, "validation": px})
+    values = {"fuse_stage0_epochs": 1, "resume": True, "seed": 0}
+    (tmp_path / "stage1").mkdir()
+    assert fused.read_stage(prepared, values, checkpoints=tmp_path) is not None
+    (tmp_path / "stage1" / "checkpoint-5").mkdir()
+    assert fused.read_stage(prepared, values, checkpoints=tmp_path) is None
+    assert fused.read_stage(prepared, values | {"resume": False}, checkpoints=tmp_path) is not None
