@@ -23,6 +23,7 @@ from torch import nn
 
 from ..data.tasks import Example
 from ..models.cnn_bow import Vocabulary
+from ..models.processing_mbm import pad
 from .cnn_bow import Rows, batches, early_stopped
 
 
@@ -38,13 +39,9 @@ class Reading:
 
 def prompts(processor, examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask) of the VQA rows' prompts as the fused model reads them, right-padded."""
-    rows = processor.prompt_ids([processor.prompt("vqa", e.question) for e in examples])
-    ids = torch.full((len(rows), max(map(len, rows))), processor.tokenizer.pad_token_id)
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row)
-        mask[i, :len(row)] = 1
-    return ids, mask
+    padded = pad(processor.prompt_ids([processor.prompt("vqa", e.question) for e in examples]),
+                 processor.tokenizer.pad_token_id, side="right")
+    return padded["input_ids"], padded["attention_mask"]
 
 
 class Reader(nn.Module):
