@@ -51,11 +51,11 @@ def image_feature_shape(config: MbmConfig) -> tuple[int, int]:
             raise ValueError(f"early_patch_size={patch} must divide image_size={config.image_size}")
         return (config.image_size // patch) ** 2, channels * patch * patch
     resampled = config.image_projector in SEQUENCE_PROJECTORS
+    if config.image_connector == "attend":  # one token per head, whatever the tower's shape
+        return (config.resampler_queries if resampled else config.image_prefix_length), config.attend_dim
     with torch.device("meta"):
         tower = build_vision_tower(config.vision_config)
         outputs = tower(pixel_values=torch.empty(1, channels, config.image_size, config.image_size))
-        if config.image_connector == "attend":  # one token per head
-            return (config.resampler_queries if resampled else config.image_prefix_length), config.attend_dim
         if config.image_connector == "pooled":
             tokens = config.resampler_queries if resampled else config.image_prefix_length
             return tokens, pooled_image(outputs).shape[-1]
