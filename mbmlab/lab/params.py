@@ -240,6 +240,8 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("fuse_stage0_epochs", int, 0, "stage 0 (attend connector): at most this many epochs training the image "
           "tower and the connector with an answer classifier on the typed VQA rows, stopped early on validation; "
           "0 skips it", (NB_FUSE,), minimum=0),
+    Param("fuse_stage0_patience", int, 5, "stage 0 stops after this many epochs without a better validation exact "
+          "match (the best epoch's weights are kept)", (NB_FUSE,), minimum=1),
     Param("fuse_stage0_keep_reader", bool, True, "after stage 0, stages 1–2 keep the attend connector's reading as "
           "stage 0 taught it (its word table, GRU, queries, keys and values; only its projection into the GPT "
           "learns); false: the reading trains on under the GPT's loss", (NB_FUSE,)),

@@ -140,7 +140,7 @@ def plan(values: dict, *, epochs: float | None = None, scale: float = 1.0, stage
 
 def reader_kept(values: dict) -> bool:
     """Whether stages 1–2 keep stage 0's reading (``fuse_stage0_keep_reader``; only when stage 0 runs)."""
-    return values.get("fuse_stage0_epochs", 0) > 0 and values.get("fuse_stage0_keep_reader", True)
+    return values.get("fuse_stage0_epochs", 0) > 0 and values["fuse_stage0_keep_reader"]
 
 
 def attend_reader(model):
@@ -222,7 +222,7 @@ def read_stage(prepared: "Prepared", values: dict, train: list[Example] | None =
     return pretrain_reader(prepared.model, prepared.processor, prepared.examples["train"] if train is None else train,
                            prepared.pixel_values["train"], prepared.examples["validation"],
                            prepared.pixel_values["validation"], seed=values["seed"],
-                           max_epochs=values["fuse_stage0_epochs"], patience=5)
+                           max_epochs=values["fuse_stage0_epochs"], patience=values["fuse_stage0_patience"])
 
 
 def train_quietly(model, train_set, collator, plan: list[Stage], output_dir: Path, values: dict) -> dict:

@@ -117,7 +117,7 @@ def test_a_resume_skips_stage0_only_where_a_checkpoint_holds_what_it_taught(toke
     px, examples = two_squares(8, seed=0)
     prepared = SimpleNamespace(model=model, processor=processor, examples={"train": examples, "validation": examples},
                                pixel_values={"train": px, "validation": px})
-    values = {"fuse_stage0_epochs": 1, "resume": True, "seed": 0}
+    values = {"fuse_stage0_epochs": 1, "fuse_stage0_patience": 5, "resume": True, "seed": 0}
     (tmp_path / "stage1").mkdir()
     assert fused.read_stage(prepared, values, checkpoints=tmp_path) is not None
     (tmp_path / "stage1" / "checkpoint-5").mkdir()
