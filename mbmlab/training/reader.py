@@ -35,6 +35,14 @@ class Reading:
     seconds: float
     validation_exact_match: float  # the classifier's, at the best epoch
     history: pd.DataFrame  # per epoch: train loss, validation exact match
+    by_type: dict[str, float]  # the best epoch's validation exact match per question type
+
+    def metrics(self) -> dict[str, float]:
+        """What 03 logs: ``fuse/stage0_epochs``, ``fuse/stage0_validation_exact_match`` and the
+        same per question type (``…/<type>``)."""
+        name = "fuse/stage0_validation_exact_match"
+        return {"fuse/stage0_epochs": self.epochs, name: self.validation_exact_match} | {
+            f"{name}/{kind}": value for kind, value in self.by_type.items()}
 
 
 def prompts(processor, examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,14 +67,15 @@ class Reader(nn.Module):
         return self.head(self.base.image_projector.attend(grid, embeds, lengths).flatten(1))
 
 
-def _exact_match(reader, rows, ids, mask, pixels) -> float:
+def _correct(reader, rows, ids, mask, pixels) -> torch.Tensor:
+    """Whether the classifier answers each row right (evaluation mode)."""
     reader.base.vision_tower.eval()
-    right = 0
+    right = torch.zeros(len(rows), dtype=torch.bool)
     with torch.no_grad():
         for chosen, row_index, image_index in batches(rows, 64):
             predicted = reader(pixels[chosen], ids[row_index], mask[row_index], image_index).argmax(-1)
-            right += int((predicted == rows.answers[row_index]).sum())
-    return right / max(1, len(rows))
+            right[row_index] = predicted == rows.answers[row_index]
+    return right
 
 
 def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.Tensor, validation: list[Example],
@@ -96,16 +105,23 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
         part.requires_grad_(True)
     optimiser = torch.optim.Adam([p for part in trained for p in part.parameters()], lr=learning_rate)
     tower, attend = reader.base.vision_tower, reader.base.image_projector.attend
+
+    def check():
+        return _correct(reader, validation_rows, validation_ids, validation_mask, validation_pixels)
+
     run = early_stopped(lambda chosen, rows_, images: reader(train_pixels[chosen], ids[rows_], mask[rows_], images),
                         rows, optimiser, tower.train,
-                        lambda: _exact_match(reader, validation_rows, validation_ids, validation_mask, validation_pixels),
+                        lambda: float(check().float().mean()),
                         lambda: copy.deepcopy([tower.state_dict(), attend.state_dict()]),
                         images_per_batch=images_per_batch, generator=torch.Generator().manual_seed(seed),
                         max_epochs=max_epochs, patience=patience)
     tower.load_state_dict(run.best[0])
     attend.load_state_dict(run.best[1])
+    right, types = check(), pd.Series([e.question_type or "all" for e in validation])
+    by_type = {kind: float(right[torch.from_numpy((types == kind).to_numpy())].float().mean())
+               for kind in sorted(types.unique())}
     for parameter, flag in flags.items():
         parameter.requires_grad_(flag)
     model.eval()
     return Reading(run.epochs, run.best_epoch, run.steps, time.perf_counter() - start, run.best_score,
-                   pd.DataFrame(run.history))
+                   pd.DataFrame(run.history), by_type)

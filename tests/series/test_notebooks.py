@@ -94,6 +94,8 @@ def test_a_second_run_reuses_01_to_03_and_a_changed_03_parameter_retrains_from_0
     assert upstream and all(metrics[n] == first[n] for n in upstream)
     assert metrics["fuse/final_train_loss"] != first["fuse/final_train_loss"]
     assert 1 <= metrics["fuse/stage0_epochs"] <= 2 and 0 <= metrics["fuse/stage0_validation_exact_match"] <= 1
+    by_type = {n for n in metrics if n.startswith("fuse/stage0_validation_exact_match/")}
+    assert len(by_type) >= 3 and "fuse/stage0_validation_exact_match/count" in by_type  # the scenes' types too
     assert len(pd.read_csv(changed / "read_history.csv")) == metrics["fuse/stage0_epochs"]
     assert re.search(r"stage 0: \d+ epochs \(\d+ steps", (changed / "03_fuse.ipynb").read_text())  # the output
 

@@ -42,6 +42,8 @@ def test_stage0_learns_to_read_where_the_question_points_and_changes_only_tower_
     scores = reading.history["validation_exact_match"].tolist()
     assert reading.validation_exact_match == max(scores) and reading.best_epoch == 1 + scores.index(max(scores))
     assert reading.epochs == len(scores) and reading.steps == reading.epochs * 20  # 160 images, 8 a batch
+    assert reading.by_type == {"colour": reading.validation_exact_match}  # every row here asks the colour
+    assert reading.metrics()["fuse/stage0_validation_exact_match/colour"] == reading.validation_exact_match
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert any(k.startswith("model.vision_tower.") for k in changed)
     assert any(k.startswith("model.image_projector.attend.") for k in changed)
