@@ -203,7 +203,19 @@ def train(model, args: TrainingArguments, train_dataset, collator, eval_dataset=
         check_checkpoint(Path(checkpoint))
     output = trainer.train(resume_from_checkpoint=checkpoint)
     record_throughput(trainer, output.metrics.get("train_runtime"))
+    fp32_forward(model)
     return trainer
+
+
+def fp32_forward(model) -> None:
+    """Undo accelerate's bf16 wrapper: a bf16 training leaves ``model.forward`` an instance attribute
+    running under autocast, which ``save_pretrained`` does not carry — the trained model would then
+    answer differently from its saved copy (measured: logits 0.13 apart on an AVX512-BF16 machine,
+    where ``bf16=auto`` trains in bf16). After training the model runs in fp32, as reloaded."""
+    from accelerate.utils import extract_model_from_parallel
+
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)
+    model.__dict__.pop("forward", None)  # the class's own forward again
 
 
 def check_checkpoint(folder: Path) -> Path:
