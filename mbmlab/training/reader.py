@@ -118,8 +118,7 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
     tower.load_state_dict(run.best[0])
     attend.load_state_dict(run.best[1])
     right, types = check(), pd.Series([e.question_type or "all" for e in validation])
-    by_type = {kind: float(right[torch.from_numpy((types == kind).to_numpy())].float().mean())
-               for kind in sorted(types.unique())}
+    by_type = {kind: float(right.numpy()[(types == kind).to_numpy()].mean()) for kind in sorted(types.unique())}
     for parameter, flag in flags.items():
         parameter.requires_grad_(flag)
     model.eval()

@@ -321,7 +321,7 @@ def test_bias_study_injects_strengths_and_measures_them(tiny_run):
     mitigation, two seeds each, the realised bias follows the injected one, every measure with its
     interval in metrics.json, the probes saved, the figure drawn, findings written from the
     differences over seeds. Read as the bias-study preset reads the scenes: the attend connector
-    taught in stage 0 (on the validation split 07 then prepares too) and kept in stages 1–2."""
+    taught in stage 0 (on the validation split 07 then prepares too)."""
     import papermill as pm
     import pandas as pd
 

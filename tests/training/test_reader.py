@@ -75,7 +75,7 @@ def test_the_multi_process_fuse_script_refuses_stage0_instead_of_skipping_it(tmp
 
 
 def test_stages_after_stage0_keep_its_reading_and_train_its_projection(tokenizer, tmp_path):
-    """``fuse_stage0_keep_reader`` (on by default): stages 1–2 train the attend connector's
+    """``fuse_stage0_keep_reader`` (off by default, measured worse): stages 1–2 train the attend connector's
     projection into the GPT but leave its reading as stage 0 taught it; off, the reading trains
     on. Mutation: the ``reader.requires_grad_(False)`` line in ``set_trainable`` removed → the
     kept reading changes and the ``not read`` assert fails (run)."""
