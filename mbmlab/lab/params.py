@@ -242,6 +242,10 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           "0 skips it", (NB_FUSE,), minimum=0),
     Param("fuse_stage0_patience", int, 5, "stage 0 stops after this many epochs without a better validation exact "
           "match (the best epoch's weights are kept)", (NB_FUSE,), minimum=1),
+    Param("fuse_stage0_restarts", int, 1, "stage 0 trained this many times from the same starting weights (seeds "
+          "seed, seed+1, …: the classifier's initialisation and the batch order), the best on validation kept; on "
+          "the scenes one seed learns spatial questions and another leaves them at chance (docs/results.md)",
+          (NB_FUSE,), minimum=1),
     Param("fuse_stage0_keep_reader", bool, False, "after stage 0, stages 1–2 keep the attend connector's reading as "
           "stage 0 taught it (its word table, GRU, queries, keys and values; only its projection into the GPT "
           "learns); false: the reading trains on under the GPT's loss (measured better: docs/results.md)",
@@ -295,8 +299,9 @@ for _name, _param in list(SCHEMA.items()):
         SCHEMA[_name] = dataclasses.replace(_param, notebooks=_param.notebooks + extra)
 
 # how the scenes are read (docs/results.md §"Why the scenes are not read"): the attend connector,
-# taught in 03's stage 0 (at most 30 epochs, early-stopped), then trained on with the GPT in stages 1–2
-SCENES_READ = {"image_connector": "attend", "fuse_stage0_epochs": 30}
+# taught in 03's stage 0 (at most 30 epochs, early-stopped, the better of two restarts), then trained
+# on with the GPT in stages 1–2
+SCENES_READ = {"image_connector": "attend", "fuse_stage0_epochs": 30, "fuse_stage0_restarts": 2}
 # Presets only override schema defaults; ``default`` is the schema itself.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {

@@ -222,7 +222,8 @@ def read_stage(prepared: "Prepared", values: dict, train: list[Example] | None =
     return pretrain_reader(prepared.model, prepared.processor, prepared.examples["train"] if train is None else train,
                            prepared.pixel_values["train"], prepared.examples["validation"],
                            prepared.pixel_values["validation"], seed=values["seed"],
-                           max_epochs=values["fuse_stage0_epochs"], patience=values["fuse_stage0_patience"])
+                           max_epochs=values["fuse_stage0_epochs"], patience=values["fuse_stage0_patience"],
+                           restarts=values["fuse_stage0_restarts"])
 
 
 def train_quietly(model, train_set, collator, plan: list[Stage], output_dir: Path, values: dict) -> dict:

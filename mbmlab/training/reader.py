@@ -29,19 +29,21 @@ from .cnn_bow import Rows, batches, early_stopped
 
 @dataclass
 class Reading:
-    epochs: int  # epochs run (the best one's weights are kept)
-    best_epoch: int
+    epochs: int  # epochs run, over all restarts (the best one's weights are kept)
+    best_epoch: int  # within the kept restart
     steps: int
     seconds: float
     validation_exact_match: float  # the classifier's, at the best epoch
-    history: pd.DataFrame  # per epoch: train loss, validation exact match
+    history: pd.DataFrame  # per restart and epoch: train loss, validation exact match
     by_type: dict[str, float]  # the best epoch's validation exact match per question type
+    restart: int = 0  # which restart was kept (its seed: seed + restart)
 
     def metrics(self) -> dict[str, float]:
         """What 03 logs: ``fuse/stage0_epochs``, ``fuse/stage0_validation_exact_match`` and the
         same per question type (``…/<type>``)."""
         name = "fuse/stage0_validation_exact_match"
-        return {"fuse/stage0_epochs": self.epochs, name: self.validation_exact_match} | {
+        return {"fuse/stage0_epochs": self.epochs, "fuse/stage0_restart": self.restart,
+                name: self.validation_exact_match} | {
             f"{name}/{kind}": value for kind, value in self.by_type.items()}
 
 
@@ -80,11 +82,14 @@ def _correct(reader, rows, ids, mask, pixels) -> torch.Tensor:
 
 def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.Tensor, validation: list[Example],
                     validation_pixels: torch.Tensor, *, seed: int, max_epochs: int, patience: int = 3,
-                    images_per_batch: int = 8, learning_rate: float = 1e-3) -> Reading:
+                    images_per_batch: int = 8, learning_rate: float = 1e-3, restarts: int = 1) -> Reading:
     """Train ``model``'s vision tower and attend connector (in place) with a classifier head on the
     VQA rows until the validation exact match has not improved for ``patience`` epochs (at most
     ``max_epochs``); the best epoch's tower and connector weights are kept. Nothing else of the
-    model changes."""
+    model changes. ``restarts``: trained that many times from the same starting weights (seeds
+    ``seed``, ``seed + 1``, …: the classifier's initialisation and the batch order), the best on
+    validation kept — on the scenes the outcome is bimodal (spatial questions learned or at
+    chance, by seed: docs/results.md)."""
     if model.config.image_connector != "attend":
         raise ValueError(f"stage 0 trains the attend connector's reading; this model's image_connector is "
                          f"{model.config.image_connector!r} (set image_connector=attend, or fuse_stage0_epochs=0)")
@@ -97,30 +102,38 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
     vocabulary = Vocabulary([e.question for e in train], [e.target for e in train])
     rows, validation_rows = Rows.of(train, vocabulary), Rows.of(validation, vocabulary)
     (ids, mask), (validation_ids, validation_mask) = prompts(processor, train), prompts(processor, validation)
-    torch.manual_seed(seed)
-    reader = Reader(model, len(vocabulary.answers))
-    trained = [reader.base.vision_tower, reader.base.image_projector.attend, reader.head]
+    tower, attend = model.model.vision_tower, model.model.image_projector.attend
     flags = {p: p.requires_grad for p in model.parameters()}
-    for part in trained:
-        part.requires_grad_(True)
-    optimiser = torch.optim.Adam([p for part in trained for p in part.parameters()], lr=learning_rate)
-    tower, attend = reader.base.vision_tower, reader.base.image_projector.attend
+    begin = copy.deepcopy([tower.state_dict(), attend.state_dict()])  # where every restart starts
+    runs, checks = [], []
+    for restart in range(restarts):
+        tower.load_state_dict(begin[0])
+        attend.load_state_dict(begin[1])
+        torch.manual_seed(seed + restart)
+        reader = Reader(model, len(vocabulary.answers))
+        for part in (tower, attend, reader.head):
+            part.requires_grad_(True)
+        optimiser = torch.optim.Adam([p for part in (tower, attend, reader.head) for p in part.parameters()],
+                                     lr=learning_rate)
 
-    def check():
-        return _correct(reader, validation_rows, validation_ids, validation_mask, validation_pixels)
+        def check(reader=reader):
+            return _correct(reader, validation_rows, validation_ids, validation_mask, validation_pixels)
 
-    run = early_stopped(lambda chosen, rows_, images: reader(train_pixels[chosen], ids[rows_], mask[rows_], images),
-                        rows, optimiser, tower.train,
-                        lambda: float(check().float().mean()),
-                        lambda: copy.deepcopy([tower.state_dict(), attend.state_dict()]),
-                        images_per_batch=images_per_batch, generator=torch.Generator().manual_seed(seed),
-                        max_epochs=max_epochs, patience=patience)
+        runs.append(early_stopped(
+            lambda chosen, rows_, images, reader=reader: reader(train_pixels[chosen], ids[rows_], mask[rows_], images),
+            rows, optimiser, tower.train, lambda check=check: float(check().float().mean()),
+            lambda: copy.deepcopy([tower.state_dict(), attend.state_dict()]), images_per_batch=images_per_batch,
+            generator=torch.Generator().manual_seed(seed + restart), max_epochs=max_epochs, patience=patience))
+        checks.append(check)
+    kept = max(range(restarts), key=lambda k: runs[k].best_score)  # the first of equals
+    run = runs[kept]
     tower.load_state_dict(run.best[0])
     attend.load_state_dict(run.best[1])
-    right, types = check(), pd.Series([e.question_type or "all" for e in validation])
+    right, types = checks[kept](), pd.Series([e.question_type or "all" for e in validation])
     by_type = {kind: float(right.numpy()[(types == kind).to_numpy()].mean()) for kind in sorted(types.unique())}
     for parameter, flag in flags.items():
         parameter.requires_grad_(flag)
     model.eval()
-    return Reading(run.epochs, run.best_epoch, run.steps, time.perf_counter() - start, run.best_score,
-                   pd.DataFrame(run.history), by_type)
+    history = pd.concat([pd.DataFrame(r.history).assign(restart=k) for k, r in enumerate(runs)], ignore_index=True)
+    return Reading(sum(r.epochs for r in runs), run.best_epoch, sum(r.steps for r in runs),
+                   time.perf_counter() - start, run.best_score, history, by_type, kept)

@@ -1,5 +1,6 @@
 """03's stage 0 (mbmlab.training.reader): the image tower and the attend connector learn to read
 an image for its question under an answer classifier; nothing else of the model changes."""
+import pandas as pd
 import pytest
 import torch
 
@@ -119,9 +120,39 @@ def test_a_resume_skips_stage0_only_where_a_checkpoint_holds_what_it_taught(toke
     px, examples = two_squares(8, seed=0)
     prepared = SimpleNamespace(model=model, processor=processor, examples={"train": examples, "validation": examples},
                                pixel_values={"train": px, "validation": px})
-    values = {"fuse_stage0_epochs": 1, "fuse_stage0_patience": 5, "resume": True, "seed": 0}
+    values = {"fuse_stage0_epochs": 1, "fuse_stage0_patience": 5, "fuse_stage0_restarts": 1, "resume": True, "seed": 0}
     (tmp_path / "stage1").mkdir()
     assert fused.read_stage(prepared, values, checkpoints=tmp_path) is not None
     (tmp_path / "stage1" / "checkpoint-5").mkdir()
     assert fused.read_stage(prepared, values, checkpoints=tmp_path) is None
     assert fused.read_stage(prepared, values | {"resume": False}, checkpoints=tmp_path) is not None
+
+
+def test_stage0_restarts_from_the_same_weights_and_keeps_the_best_on_validation(tokenizer):
+    """Three restarts (seeds 0, 1, 2) from the same starting weights: each restart's history starts
+    at epoch 1, the kept score is the best restart's, and a single training with restart k's seed
+    gives restart k's history — so each restart began from the starting weights. Mutations:
+    ``max`` → ``min`` in choosing the kept restart → the score assert fails; the starting weights
+    not loaded before each restart → restart 1's history differs (both run)."""
+    def build():
+        torch.manual_seed(0)
+        return family.build(tokenizer, "gpt2", "resnet", with_audio=False, image_connector="attend",
+                            attend_dim=16, image_prefix_length=2)
+
+    train_px, train = two_squares(32, seed=0)
+    val_px, val = two_squares(24, seed=1)
+    args = dict(seed=0, max_epochs=2, patience=3, images_per_batch=8, learning_rate=1e-3)
+    model, processor = build()
+    reading = reader.pretrain_reader(model, processor, train, train_px, val, val_px, restarts=3, **args)
+    history = reading.history
+    assert sorted(history["restart"].unique()) == [0, 1, 2] and reading.epochs == len(history) == 6
+    assert (history.groupby("restart")["epoch"].min() == 1).all()
+    best = history.groupby("restart")["validation_exact_match"].max()
+    assert best.nunique() > 1  # the restarts end apart, so choosing among them is tested
+    assert reading.validation_exact_match == best.max() and reading.restart == int(best.idxmax())
+    assert reading.metrics()["fuse/stage0_restart"] == reading.restart
+    for k in (0, 1):
+        model, processor = build()
+        alone = reader.pretrain_reader(model, processor, train, train_px, val, val_px, restarts=1, **args | {"seed": k})
+        same = history[history["restart"] == k].drop(columns="restart").reset_index(drop=True)
+        pd.testing.assert_frame_equal(alone.history.drop(columns="restart"), same)
