@@ -109,10 +109,10 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
     train_set, read_rows = prepared.train_set, prepared.examples["train"]
     objects = objects_frame(processed.images["train"])
     if mitigation == "oversample":
-        ids = processed.images["train"]["image_id"]
-        unit_images = [ids[u.image] if u.image is not None else "" for u in train_set.units]
-        train_set = Oversampled(train_set, balancing_repeats(objects, unit_images, pairs or {}))
-        read_rows = repeated_rows(read_rows, balancing_repeats(objects, list(ids), pairs or {}))
+        # copies per training image, for the units (stages 1–2) and stage 0's rows alike
+        per_image = balancing_repeats(objects, list(processed.images["train"]["image_id"]), pairs or {})
+        train_set = Oversampled(train_set, [per_image[u.image] if u.image is not None else 1 for u in train_set.units])
+        read_rows = repeated_rows(read_rows, per_image)
     # the same optimiser steps as without the mitigation: fewer passes over the repeated set
     scale = len(prepared.train_set) / len(train_set)
     plan = fused.plan(values, scale=scale)

@@ -140,7 +140,7 @@ def plan(values: dict, *, epochs: float | None = None, scale: float = 1.0, stage
 
 def reader_kept(values: dict) -> bool:
     """Whether stages 1–2 keep stage 0's reading (``fuse_stage0_keep_reader``; only when stage 0 runs)."""
-    return values.get("fuse_stage0_epochs", 0) > 0 and values["fuse_stage0_keep_reader"]
+    return values["fuse_stage0_epochs"] > 0 and values["fuse_stage0_keep_reader"]
 
 
 def attend_reader(model):
@@ -165,7 +165,8 @@ def set_trainable(model, parts, keep_reader: bool = False) -> None:
 def parameter_counts(model, parts=None, keep_reader: bool = False) -> pd.DataFrame:
     """Parameters per part: total, and trainable under ``parts`` (and ``keep_reader``, as
     ``set_trainable`` takes them; None: as the model is now)."""
-    kept = {id(p) for p in attend_reader(model).parameters()} if keep_reader and attend_reader(model) else set()
+    reader = attend_reader(model) if keep_reader else None
+    kept = {id(p) for p in reader.parameters()} if reader is not None else set()
     rows = []
     for name in PARTS:
         part = model.part(name)
