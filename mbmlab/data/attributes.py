@@ -28,3 +28,18 @@ def parse_bias_pairs(pairs: list[str]) -> dict[str, str]:
             raise BiasSpecError(f"bias pair {pair!r} repeats a shape or colour of another pair")
         out[shape] = colour
     return out
+
+
+# Mirroring an image left to right (the flip augmentation) keeps the answer of every question
+# type the drawn sources ask — every shape they draw is mirror-symmetric — except the scenes'
+# spatial questions, whose yes and no trade places ("is the circle left of the square?").
+MIRROR_KEEPS = ("count", "colour", "shape", "existence", "yes/no")
+MIRROR_SWAPS = {"spatial": {"yes": "no", "no": "yes"}}
+
+
+def mirrored_answer(answer: str, question_type: str) -> str | None:
+    """The answer to the same question about the image mirrored left to right; None where no rule
+    is known (a user's data, an untyped question): such an image must not be mirrored."""
+    if question_type in MIRROR_KEEPS:
+        return answer
+    return MIRROR_SWAPS.get(question_type, {}).get(answer)

@@ -246,6 +246,9 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           "seed, seed+1, …: the classifier's initialisation and the batch order), the best on validation kept; on "
           "the scenes one seed learns spatial questions and another leaves them at chance (docs/results.md)",
           (NB_FUSE,), minimum=1),
+    Param("fuse_stage0_mirror", bool, False, "stage 0 mirrors training images left to right at random, the answers "
+          "a mirror changes changed (a spatial question's yes and no); images with questions of no known rule (a "
+          "user's data) are never mirrored", (NB_FUSE,)),
     Param("fuse_stage0_keep_reader", bool, False, "after stage 0, stages 1–2 keep the attend connector's reading as "
           "stage 0 taught it (its word table, GRU, queries, keys and values; only its projection into the GPT "
           "learns); false: the reading trains on under the GPT's loss (measured better: docs/results.md)",

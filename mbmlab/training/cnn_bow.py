@@ -87,10 +87,10 @@ class EarlyStopped:
     history: list[dict]  # per epoch: train loss, validation exact match
 
 
-def early_stopped(logits, rows: Rows, optimiser, train_mode, score, snapshot, *, images_per_batch: int,
+def early_stopped(forward, rows: Rows, optimiser, train_mode, score, snapshot, *, images_per_batch: int,
                   generator: torch.Generator, max_epochs: int, patience: int) -> EarlyStopped:
-    """Epochs of cross-entropy steps on batches of whole images (``logits(chosen, row_index,
-    image_index)``), each followed by ``score()`` on validation, until it has not improved for
+    """Epochs of cross-entropy steps on batches of whole images (``forward(chosen, row_index,
+    image_index)`` → the batch's logits and the answer ids they are scored against), each followed by ``score()`` on validation, until it has not improved for
     ``patience`` epochs (at most ``max_epochs``); ``snapshot()`` of the best epoch is returned.
     ``train_mode()`` is called before each epoch (``score`` may switch to evaluation)."""
     best, best_score, best_epoch, steps, history, since = None, -1.0, 0, 0, [], 0
@@ -98,7 +98,7 @@ def early_stopped(logits, rows: Rows, optimiser, train_mode, score, snapshot, *,
         train_mode()
         losses = []
         for chosen, row_index, image_index in batches(rows, images_per_batch, generator):
-            loss = nn.functional.cross_entropy(logits(chosen, row_index, image_index), rows.answers[row_index])
+            loss = nn.functional.cross_entropy(*forward(chosen, row_index, image_index))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -130,7 +130,8 @@ def fit(tower: nn.Module, feature_dim: int, train: list[Example], train_pixels: 
     model = CnnBowVqa(tower, feature_dim, len(vocabulary.words), len(vocabulary.answers), hidden)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    run = early_stopped(lambda chosen, rows_, images: model(train_pixels[chosen], rows.bags[rows_], images), rows,
+    run = early_stopped(lambda chosen, rows_, images: (model(train_pixels[chosen], rows.bags[rows_], images),
+                                                       rows.answers[rows_]), rows,
                         optimiser, model.train, lambda: exact_match(model, vocabulary, validation, validation_pixels),
                         lambda: copy.deepcopy(model.state_dict()), images_per_batch=images_per_batch,
                         generator=generator, max_epochs=max_epochs, patience=patience)

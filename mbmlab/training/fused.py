@@ -224,7 +224,7 @@ def read_stage(prepared: "Prepared", values: dict, train: list[Example] | None =
                            prepared.pixel_values["train"], prepared.examples["validation"],
                            prepared.pixel_values["validation"], seed=values["seed"],
                            max_epochs=values["fuse_stage0_epochs"], patience=values["fuse_stage0_patience"],
-                           restarts=values["fuse_stage0_restarts"])
+                           restarts=values["fuse_stage0_restarts"], mirror=values["fuse_stage0_mirror"])
 
 
 def train_quietly(model, train_set, collator, plan: list[Stage], output_dir: Path, values: dict) -> dict:

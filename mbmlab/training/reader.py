@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..data.attributes import mirrored_answer
 from ..data.tasks import Example
 from ..models.cnn_bow import Vocabulary
 from ..models.processing_mbm import pad
@@ -54,6 +55,37 @@ def prompts(processor, examples: list[Example]) -> tuple[torch.Tensor, torch.Ten
     return padded["input_ids"], padded["attention_mask"]
 
 
+MIRROR_SEED = 1_000_003  # the mirror's generator: a stream apart from the batch order's (same seed otherwise)
+
+
+@dataclass
+class Mirror:
+    """Stage 0's flip augmentation: each training image mirrored left to right with probability
+    one half per batch, its answers changed as the mirror changes them
+    (``mbmlab.data.attributes.mirrored_answer``: a spatial question's yes and no trade places).
+    An image with a question that has no mirror rule (a user's data), or whose mirrored answer
+    was never a training answer, is never mirrored."""
+
+    answers: torch.Tensor  # per row: its answer id on the mirrored image
+    allowed: torch.Tensor  # per image of the pixel tensor: may be mirrored
+    generator: torch.Generator
+
+    @classmethod
+    def of(cls, examples: list[Example], rows: Rows, vocabulary: Vocabulary, images: int, seed: int) -> "Mirror":
+        mirrored = [mirrored_answer(e.target, e.question_type) for e in examples]
+        answers = vocabulary.answer_ids([a if a is not None else "" for a in mirrored])
+        allowed = torch.ones(images, dtype=torch.bool)
+        allowed[rows.images[answers < 0]] = False
+        return cls(answers, allowed, torch.Generator().manual_seed(seed))
+
+    def __call__(self, pixels: torch.Tensor, chosen: torch.Tensor, row_index: torch.Tensor, image_index: torch.Tensor,
+                 answers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch's (pixels, answer ids) with some images mirrored: ``pixels`` are ``chosen``'s."""
+        flip = (torch.rand(len(chosen), generator=self.generator) < 0.5) & self.allowed[chosen]
+        pixels = torch.where(flip.view(-1, 1, 1, 1), pixels.flip(-1), pixels)
+        return pixels, torch.where(flip[image_index], self.answers[row_index], answers)
+
+
 class Reader(nn.Module):
     """The model's tower and attend connector with a classifier over the answers on top."""
 
@@ -82,14 +114,16 @@ def _correct(reader, rows, ids, mask, pixels) -> torch.Tensor:
 
 def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.Tensor, validation: list[Example],
                     validation_pixels: torch.Tensor, *, seed: int, max_epochs: int, patience: int = 3,
-                    images_per_batch: int = 8, learning_rate: float = 1e-3, restarts: int = 1) -> Reading:
+                    images_per_batch: int = 8, learning_rate: float = 1e-3, restarts: int = 1,
+                    mirror: bool = False) -> Reading:
     """Train ``model``'s vision tower and attend connector (in place) with a classifier head on the
     VQA rows until the validation exact match has not improved for ``patience`` epochs (at most
     ``max_epochs``); the best epoch's tower and connector weights are kept. Nothing else of the
     model changes. ``restarts``: trained that many times from the same starting weights (seeds
     ``seed``, ``seed + 1``, …: the classifier's initialisation and the batch order), the best on
     validation kept — on the scenes the outcome is bimodal (spatial questions learned or at
-    chance, by seed: docs/results.md)."""
+    chance, by seed: docs/results.md). ``mirror``: training images mirrored at random (``Mirror``;
+    its own generator, seeded like the restart, so the batch order is the unmirrored run's)."""
     if model.config.image_connector != "attend":
         raise ValueError(f"stage 0 trains the attend connector's reading; this model's image_connector is "
                          f"{model.config.image_connector!r} (set image_connector=attend, or fuse_stage0_epochs=0)")
@@ -119,9 +153,16 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
         def check(reader=reader):
             return _correct(reader, validation_rows, validation_ids, validation_mask, validation_pixels)
 
+        flips = Mirror.of(train, rows, vocabulary, len(train_pixels), MIRROR_SEED + seed + restart) if mirror else None
+
+        def forward(chosen, rows_, images, reader=reader, flips=flips):
+            pixels, answers = train_pixels[chosen], rows.answers[rows_]
+            if flips is not None:
+                pixels, answers = flips(pixels, chosen, rows_, images, answers)
+            return reader(pixels, ids[rows_], mask[rows_], images), answers
+
         runs.append(early_stopped(
-            lambda chosen, rows_, images, reader=reader: reader(train_pixels[chosen], ids[rows_], mask[rows_], images),
-            rows, optimiser, tower.train, lambda check=check: float(check().float().mean()),
+            forward, rows, optimiser, tower.train, lambda check=check: float(check().float().mean()),
             lambda: copy.deepcopy([tower.state_dict(), attend.state_dict()]), images_per_batch=images_per_batch,
             generator=torch.Generator().manual_seed(seed + restart), max_epochs=max_epochs, patience=patience))
         checks.append(check)

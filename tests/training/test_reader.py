@@ -120,7 +120,7 @@ def test_a_resume_skips_stage0_only_where_a_checkpoint_holds_what_it_taught(toke
     px, examples = two_squares(8, seed=0)
     prepared = SimpleNamespace(model=model, processor=processor, examples={"train": examples, "validation": examples},
                                pixel_values={"train": px, "validation": px})
-    values = {"fuse_stage0_epochs": 1, "fuse_stage0_patience": 5, "fuse_stage0_restarts": 1, "resume": True, "seed": 0}
+    values = {"fuse_stage0_epochs": 1, "fuse_stage0_patience": 5, "fuse_stage0_restarts": 1, "fuse_stage0_mirror": False, "resume": True, "seed": 0}
     (tmp_path / "stage1").mkdir()
     assert fused.read_stage(prepared, values, checkpoints=tmp_path) is not None
     (tmp_path / "stage1" / "checkpoint-5").mkdir()
@@ -156,3 +156,54 @@ def test_stage0_restarts_from_the_same_weights_and_keeps_the_best_on_validation(
         alone = reader.pretrain_reader(model, processor, train, train_px, val, val_px, restarts=1, **args | {"seed": k})
         same = history[history["restart"] == k].drop(columns="restart").reset_index(drop=True)
         pd.testing.assert_frame_equal(alone.history.drop(columns="restart"), same)
+
+
+def test_mirrored_answers_follow_the_mirror_and_cover_every_drawn_question_type():
+    """Hand cases; and every question type the drawn sources ask has a rule (a new type without
+    one would silently never be mirrored). Mutation: "spatial" moved into ``MIRROR_KEEPS`` →
+    the swap asserts fail (run)."""
+    from mbmlab.data import attributes, easyvqa, scenes
+
+    assert attributes.mirrored_answer("yes", "spatial") == "no"
+    assert attributes.mirrored_answer("no", "spatial") == "yes"
+    assert attributes.mirrored_answer("red", "colour") == "red"
+    assert attributes.mirrored_answer("two", "count") == "two"
+    assert attributes.mirrored_answer("yes", "yes/no") == "yes"
+    assert attributes.mirrored_answer("cat", "") is None  # a user's untyped question
+    assert attributes.mirrored_answer("maybe", "spatial") is None
+    easy = {easyvqa.question_type(a) for a in ("red", "circle", "yes")}
+    for kind in (*scenes.QUESTION_TYPES, *easy):
+        assert attributes.mirrored_answer("yes", kind) is not None, kind
+
+
+def test_stage0_mirror_flips_images_and_their_spatial_answers_together_and_never_an_image_without_a_rule():
+    """Three images: a spatial and a colour question; a user's untyped question; a spatial "no".
+    Over many batches each allowed image is mirrored sometimes and kept sometimes; a mirrored
+    image's pixels are the original's flipped left to right and its spatial answer swapped, its
+    colour answer kept; the untyped image is never mirrored. Mutations: the answers taken from
+    ``answers`` regardless of ``flip`` → the swap assert fails; ``& self.allowed[chosen]`` removed
+    → image 1 is flipped and its assert fails (both run)."""
+    from mbmlab.models.cnn_bow import Vocabulary
+    from mbmlab.training.cnn_bow import Rows
+
+    examples = [Example("vqa", 0, None, "is the circle left of the star?", "yes", "spatial"),
+                Example("vqa", 0, None, "what color is the circle?", "red", "colour"),
+                Example("vqa", 1, None, "what is this?", "cat", ""),
+                Example("vqa", 2, None, "is the star left of the circle?", "no", "spatial")]
+    vocabulary = Vocabulary([e.question for e in examples], [e.target for e in examples])
+    rows = Rows.of(examples, vocabulary)
+    pixels = torch.arange(3 * 3 * 4 * 4, dtype=torch.float).view(3, 3, 4, 4)
+    mirror = reader.Mirror.of(examples, rows, vocabulary, images=3, seed=0)
+    chosen, row_index, image_index = torch.arange(3), torch.arange(4), rows.images
+    seen = {0: set(), 1: set(), 2: set()}
+    for _ in range(40):
+        out, answers = mirror(pixels[chosen], chosen, row_index, image_index, rows.answers)
+        for image in range(3):
+            flipped = torch.equal(out[image], pixels[image].flip(-1))
+            assert flipped or torch.equal(out[image], pixels[image])
+            seen[image].add(flipped)
+        names = [vocabulary.answers[i] for i in answers]
+        assert names[0] == ("no" if torch.equal(out[0], pixels[0].flip(-1)) else "yes")
+        assert names[1] == "red"
+        assert names[3] == ("yes" if torch.equal(out[2], pixels[2].flip(-1)) else "no")
+    assert seen == {0: {True, False}, 1: {False}, 2: {True, False}}
