@@ -225,6 +225,9 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("image_prefix_length", int, 4, "pooled connector: tokens per image; attend: heads (one token each)",
           (NB_FUSE,), minimum=1),
     Param("attend_dim", int, 128, "attend connector: width of what each head reads", (NB_FUSE,), minimum=4),
+    Param("attend_mix", int, 0, "attend connector: width of a layer reading all heads together (stage 0's "
+          "classifier's hidden layer, kept), whose output joins every head's token; 0: heads projected one by one",
+          (NB_FUSE,), minimum=0),
     Param("pixel_shuffle", int, 2, "patches connector: merge f×f image states into one token; f must divide the "
           "state grid", (NB_FUSE,), minimum=1),
     Param("audio_frame_pool", int, 4, "average this many audio encoder frames into one token", (NB_FUSE,),
@@ -302,9 +305,11 @@ for _name, _param in list(SCHEMA.items()):
         SCHEMA[_name] = dataclasses.replace(_param, notebooks=_param.notebooks + extra)
 
 # how the scenes are read (docs/results.md §"Why the scenes are not read"): the attend connector,
-# taught in 03's stage 0 (at most 30 epochs, early-stopped, the better of two restarts), then trained
-# on with the GPT in stages 1–2
-SCENES_READ = {"image_connector": "attend", "fuse_stage0_epochs": 30, "fuse_stage0_restarts": 2}
+# taught in 03's stage 0 (at most 30 epochs, early-stopped, the better of two restarts, training
+# images mirrored), its heads read together by a mixing layer (stage 0's hidden layer), then
+# trained on with the GPT in stages 1–2
+SCENES_READ = {"image_connector": "attend", "fuse_stage0_epochs": 30, "fuse_stage0_restarts": 2,
+               "fuse_stage0_mirror": True, "attend_mix": 256}
 # Presets only override schema defaults; ``default`` is the schema itself.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {

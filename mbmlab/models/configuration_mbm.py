@@ -34,6 +34,7 @@ class MbmConfig(PreTrainedConfig):
     image_connector: str = "pooled"  # pooled: the pooled image vector → prefix_length tokens; patches: the grid
     image_prefix_length: int = 4
     attend_dim: int = 128  # attend connector: width of what each head reads (before the projector)
+    attend_mix: int = 0  # attend connector: hidden width of a layer reading all heads together (0: none)
     image_projector: str = "mlp2x_gelu"
     image_pixel_shuffle: int = 1
     audio_projector: str = "mlp2x_gelu"

@@ -73,14 +73,29 @@ def image_grid_channels(config: MbmConfig) -> int:
 
 
 class AttendProjector(nn.Module):
-    """The attend connector (the image read for the prompt) and the projector after it."""
+    """The attend connector (the image read for the prompt) and the projector after it, head by
+    head. ``mix`` > 0 adds a layer that reads all heads together (Linear → GELU, ``mix`` wide,
+    then a linear map to every head's token, added to the projector's): a relation between what
+    two heads read ("is the circle left of the star?" compares two positions) is computed there
+    rather than left to the GPT. Its first layer is stage 0's classifier's hidden layer
+    (``mbmlab.training.reader``), so what stage 0 learned to answer reaches the GPT; its output
+    layer starts at zero (the tokens start as the head-by-head projection's)."""
 
-    def __init__(self, attend: AttendConnector, projector: nn.Module):
+    def __init__(self, attend: AttendConnector, projector: nn.Module, mix: int = 0, width: int = 0):
         super().__init__()
         self.attend, self.projector = attend, projector
+        if mix:
+            self.mix = nn.Sequential(nn.Linear(attend.heads * attend.dim, mix), nn.GELU(),
+                                     nn.Linear(mix, attend.heads * width))
+            self.mix[0].keeps_torch_init = True
+            self.mix[2].starts_at_zero = True
 
     def forward(self, grid: torch.Tensor, embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.attend(grid, embeds, lengths))  # (N, heads, D)
+        heads = self.attend(grid, embeds, lengths)  # (N, heads, dim)
+        tokens = self.projector(heads)  # (N, heads, D)
+        if getattr(self, "mix", None) is not None:
+            tokens = tokens + self.mix(heads.flatten(1)).view_as(tokens)
+        return tokens
 
 
 def audio_feature_length(config: MbmConfig) -> int:
@@ -120,6 +135,10 @@ class MbmPreTrainedModel(PreTrainedModel):
         if getattr(module, "keeps_torch_init", False):  # marked by the attend connector
             module.reset_parameters()
             return
+        if getattr(module, "starts_at_zero", False):  # the attend connector's mixing output
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+            return
         super()._init_weights(module)
 
 
@@ -145,7 +164,7 @@ class MbmModel(MbmPreTrainedModel):
                 if config.image_connector == "attend":  # the image read for each prompt
                     attend = AttendConnector(image_grid_channels(config), config.text_config.vocab_size,
                                              config.attend_dim, config.image_prefix_length)
-                    self.image_projector = AttendProjector(attend, self.image_projector)
+                    self.image_projector = AttendProjector(attend, self.image_projector, config.attend_mix, width)
             else:
                 self.image_projector = PatchEmbedding(getattr(config.vision_config, "num_channels", 3),
                                                       config.early_patch_size, width)

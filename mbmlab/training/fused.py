@@ -143,20 +143,26 @@ def reader_kept(values: dict) -> bool:
     return values["fuse_stage0_epochs"] > 0 and values["fuse_stage0_keep_reader"]
 
 
-def attend_reader(model):
-    """The attend connector inside the image projector (what stage 0 teaches), or None."""
-    return getattr(getattr(model.model, "image_projector", None), "attend", None)
+def attend_reader(model) -> list:
+    """What stage 0 teaches inside the image projector (the attend connector, and the first layer
+    of its mixing layer where it has one: ``reader.taught_parts`` less the tower); empty without one."""
+    projector = getattr(model.model, "image_projector", None)
+    if getattr(projector, "attend", None) is None:
+        return []
+    mix = getattr(projector, "mix", None)
+    return [projector.attend] + ([mix[0]] if mix is not None else [])
 
 
 def set_trainable(model, parts, keep_reader: bool = False) -> None:
     """Train ``parts`` and freeze the rest; frozen parts also stay in eval mode (no dropout, a
     frozen BatchNorm keeps its statistics), as ``model.frozen_parts`` tells ``model.train()``.
-    ``keep_reader``: the attend connector stays frozen even where its image projector trains."""
+    ``keep_reader``: what stage 0 taught the image projector (``attend_reader``) stays frozen
+    even where the projector trains."""
     model.requires_grad_(False)
     for name in parts:
         if (part := model.part(name)) is not None:
             part.requires_grad_(True)
-    if keep_reader and (reader := attend_reader(model)) is not None:
+    for reader in attend_reader(model) if keep_reader else []:
         reader.requires_grad_(False)  # no dropout or BatchNorm inside: train mode changes nothing
     model.frozen_parts = tuple(p for p in PARTS if p not in parts and model.part(p) is not None)
     model.train()
@@ -165,8 +171,7 @@ def set_trainable(model, parts, keep_reader: bool = False) -> None:
 def parameter_counts(model, parts=None, keep_reader: bool = False) -> pd.DataFrame:
     """Parameters per part: total, and trainable under ``parts`` (and ``keep_reader``, as
     ``set_trainable`` takes them; None: as the model is now)."""
-    reader = attend_reader(model) if keep_reader else None
-    kept = {id(p) for p in reader.parameters()} if reader is not None else set()
+    kept = {id(p) for reader in (attend_reader(model) if keep_reader else []) for p in reader.parameters()}
     rows = []
     for name in PARTS:
         part = model.part(name)
@@ -350,7 +355,7 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
         audio_config=audio_tower.config if audio_tower is not None else None, fusion=values["fusion"],
         image_size=image_size, image_connector=values["image_connector"],
         image_prefix_length=values["image_prefix_length"], image_projector=values["projector"],
-        attend_dim=values["attend_dim"],
+        attend_dim=values["attend_dim"], attend_mix=values["attend_mix"],
         resampler_queries=values["resampler_queries"], early_patch_size=values["early_patch_size"],
         early_audio_frames=values["early_audio_frames"],
         cross_attention_layers=cross_attention_layers(lm.config.num_hidden_layers, values["cross_attention_every"]),

@@ -93,7 +93,11 @@ class Reader(nn.Module):
         super().__init__()
         self.base = model.model
         attend = self.base.image_projector.attend
-        self.head = nn.Sequential(nn.Linear(attend.heads * attend.dim, hidden), nn.GELU(), nn.Linear(hidden, answers))
+        mix = getattr(self.base.image_projector, "mix", None)
+        if mix is not None:  # its hidden layer is the connector's mixing layer, which the GPT reads after
+            self.head = nn.Sequential(mix[0], mix[1], nn.Linear(mix[0].out_features, answers))
+        else:
+            self.head = nn.Sequential(nn.Linear(attend.heads * attend.dim, hidden), nn.GELU(), nn.Linear(hidden, answers))
 
     def forward(self, pixel_values, ids, mask, image_index):
         embeds, lengths = self.base.image_prompts(ids, mask)  # the connector's own word table
@@ -110,6 +114,23 @@ def _correct(reader, rows, ids, mask, pixels) -> torch.Tensor:
             predicted = reader(pixels[chosen], ids[row_index], mask[row_index], image_index).argmax(-1)
             right[row_index] = predicted == rows.answers[row_index]
     return right
+
+
+def taught_parts(model) -> list[nn.Module]:
+    """What stage 0 teaches and keeps: the vision tower, the attend connector, and the connector's
+    mixing layer's first layer where it has one (the classifier's hidden layer)."""
+    projector = model.model.image_projector
+    mix = getattr(projector, "mix", None)
+    return [model.model.vision_tower, projector.attend] + ([mix[0]] if mix is not None else [])
+
+
+def snapshot(parts: list[nn.Module]) -> list[dict]:
+    return copy.deepcopy([part.state_dict() for part in parts])
+
+
+def restore(parts: list[nn.Module], states: list[dict]) -> None:
+    for part, state in zip(parts, states, strict=True):
+        part.load_state_dict(state)
 
 
 def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.Tensor, validation: list[Example],
@@ -137,21 +158,18 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
     rows, validation_rows = Rows.of(train, vocabulary), Rows.of(validation, vocabulary)
     (ids, mask), (validation_ids, validation_mask) = prompts(processor, train), prompts(processor, validation)
     tower, attend = model.model.vision_tower, model.model.image_projector.attend
+    taught = taught_parts(model)  # what stage 0 teaches and keeps
     flags = {p: p.requires_grad for p in model.parameters()}
-    begin = copy.deepcopy([tower.state_dict(), attend.state_dict()])  # where every restart starts
-    runs, checks = [], []
+    begin = snapshot(taught)  # where every restart starts
+    runs, readers = [], []
     for restart in range(restarts):
-        tower.load_state_dict(begin[0])
-        attend.load_state_dict(begin[1])
+        restore(taught, begin)
         torch.manual_seed(seed + restart)
         reader = Reader(model, len(vocabulary.answers))
         for part in (tower, attend, reader.head):
             part.requires_grad_(True)
         optimiser = torch.optim.Adam([p for part in (tower, attend, reader.head) for p in part.parameters()],
                                      lr=learning_rate)
-
-        def check(reader=reader):
-            return _correct(reader, validation_rows, validation_ids, validation_mask, validation_pixels)
 
         flips = Mirror.of(train, rows, vocabulary, len(train_pixels), MIRROR_SEED + seed + restart) if mirror else None
 
@@ -161,16 +179,19 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
                 pixels, answers = flips(pixels, chosen, rows_, images, answers)
             return reader(pixels, ids[rows_], mask[rows_], images), answers
 
+        def check(reader=reader):
+            return _correct(reader, validation_rows, validation_ids, validation_mask, validation_pixels)
+
         runs.append(early_stopped(
             forward, rows, optimiser, tower.train, lambda check=check: float(check().float().mean()),
-            lambda: copy.deepcopy([tower.state_dict(), attend.state_dict()]), images_per_batch=images_per_batch,
+            lambda reader=reader: snapshot(taught + [reader.head]), images_per_batch=images_per_batch,
             generator=torch.Generator().manual_seed(seed + restart), max_epochs=max_epochs, patience=patience))
-        checks.append(check)
+        readers.append(reader)
     kept = max(range(restarts), key=lambda k: runs[k].best_score)  # the first of equals
     run = runs[kept]
-    tower.load_state_dict(run.best[0])
-    attend.load_state_dict(run.best[1])
-    right, types = checks[kept](), pd.Series([e.question_type or "all" for e in validation])
+    restore(taught + [readers[kept].head], run.best)  # the head too: the per-type score is the best epoch's
+    right = _correct(readers[kept], validation_rows, validation_ids, validation_mask, validation_pixels)
+    types = pd.Series([e.question_type or "all" for e in validation])
     by_type = {kind: float(right.numpy()[(types == kind).to_numpy()].mean()) for kind in sorted(types.unique())}
     for parameter, flag in flags.items():
         parameter.requires_grad_(flag)

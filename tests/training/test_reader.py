@@ -207,3 +207,39 @@ def test_stage0_mirror_flips_images_and_their_spatial_answers_together_and_never
         assert names[1] == "red"
         assert names[3] == ("yes" if torch.equal(out[2], pixels[2].flip(-1)) else "no")
     assert seen == {0: {True, False}, 1: {False}, 2: {True, False}}
+
+
+def test_the_mixing_layer_is_stage0s_hidden_layer_starts_silent_and_survives_a_reload(tokenizer, tmp_path):
+    """``attend_mix``: stage 0 trains the mixing layer's first layer as its classifier's hidden
+    layer (and nothing else of the projector); its output layer starts at zero, so before stages
+    1–2 the GPT's image tokens are the head-by-head projection's; the layer is saved and reloaded
+    with the model; ``keep_reader`` freezes it with the connector. Mutations: ``Reader`` given a
+    head of its own (not ``mix[0]``) → the "mix.0 changed" assert fails; ``starts_at_zero`` not
+    honoured in ``_init_weights`` → the silent-start assert fails (both run)."""
+    from mbmlab.models import MbmForConditionalGeneration
+    from mbmlab.training import fused
+
+    model, processor = family.build(tokenizer, "gpt2", "resnet", with_audio=False, image_connector="attend",
+                                    attend_dim=16, image_prefix_length=2, attend_mix=24)
+    projector = model.model.image_projector
+    assert projector.mix[0].in_features == 2 * 16 and projector.mix[2].out_features == 2 * model.config.text_config.hidden_size
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_px, train = two_squares(32, seed=0)
+    val_px, val = two_squares(16, seed=1)
+    reader.pretrain_reader(model, processor, train, train_px, val, val_px, seed=0, max_epochs=2, patience=3)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert "model.image_projector.mix.0.weight" in changed
+    assert not any(k.startswith(("model.image_projector.mix.2", "model.image_projector.projector")) for k in changed)
+    grid = model.model.image_grid(train_px[:2])  # images 0 and 1, each asked its left colour
+    embeds, lengths = model.model.image_prompts(*reader.prompts(processor, [train[0], train[3]]))
+    heads = projector.attend(grid, embeds, lengths)
+    assert torch.equal(projector(grid, embeds, lengths), projector.projector(heads))  # the mix starts silent
+    torch.nn.init.normal_(projector.mix[2].weight)  # as stages 1–2 would leave it: not silent
+    tokens = projector(grid, embeds, lengths)
+    assert not torch.allclose(tokens, projector.projector(heads))
+    model.save_pretrained(tmp_path / "m")
+    again = MbmForConditionalGeneration.from_pretrained(tmp_path / "m").eval()
+    assert torch.equal(again.model.image_projector(grid, embeds, lengths), tokens)
+    fused.set_trainable(model, ["image_projector"], keep_reader=True)
+    assert not projector.mix[0].weight.requires_grad and not projector.attend.embed.weight.requires_grad
+    assert projector.mix[2].weight.requires_grad
