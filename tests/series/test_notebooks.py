@@ -414,3 +414,14 @@ def test_reports_render_in_a_browser_without_errors(tiny_run, tmp_path):
         opened = browser.open_page(page, ARTIFACTS / f"{name}.png")
         assert opened.errors == [], (name, opened.errors)
         assert opened.screenshot.stat().st_size > 20_000, name
+
+
+def test_stage0_probe_prints_stage0_and_the_probe_of_its_reading_by_type(tiny_run):
+    """``benchmarks/stage0_probe.py`` (docs/results.md quotes it) on the tiny run: one epoch of
+    stage 0 with mirrored images and a mixing layer, then the probe of the frozen reading on test."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stage0_probe.py"), "--run", str(tiny_run),
+                           "--set", "fuse_stage0_epochs=1", "--set", "fuse_stage0_mirror=true", "--set", "attend_mix=16",
+                           "--probe-epochs", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stage 0: 1 epochs" in done.stdout and "probe of the frozen reading: validation" in done.stdout
+    assert "'colour':" in done.stdout.splitlines()[-1]
