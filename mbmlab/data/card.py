@@ -1,6 +1,7 @@
 """The data card: what is in each split, as numbers and plots."""
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 
 import datasets
@@ -200,14 +201,14 @@ def plot_gallery(dataset: datasets.Dataset, qa: pd.DataFrame, captions: pd.DataF
         min(n, qa["image_id"].nunique()), random_state=seed)
     row_of = {image_id: row for row, image_id in enumerate(dataset["image_id"])}
     caption_of = dict(zip(captions["image_id"], captions["prediction"]))
-    fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 3.6), squeeze=False)
     for ax, pick in zip(axes[0], picks.itertuples()):
         ax.imshow(dataset[row_of[pick.image_id]]["image"])
         ok = pick.prediction.strip().lower() == pick.answer.lower()
         ax.set_title(f"{pick.question}\ntrue: {pick.answer} · model: {pick.prediction}", fontsize=7,
                      color="black" if ok else "red")
         shown = caption_of[pick.image_id] if pick.image_id in caption_of else '— (no reference, not generated)'
-        ax.set_xlabel(f"caption: {shown}", fontsize=7)
+        ax.set_xlabel(textwrap.fill(f"caption: {shown}", 36), fontsize=7)  # a 3-object caption spans 2–3 lines
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
