@@ -6,6 +6,9 @@ validation, scored once on test, per question type. The probe says how much of a
 reading holds; the fused model's test score says how much of it the GPT says.
 
     .venv/bin/python benchmarks/stage0_probe.py --run reports/RUN [--set fuse_stage0_mirror=true …]
+
+(the run's parameters must ask for stage 0 — ``image_connector=attend``, ``fuse_stage0_epochs`` > 0 —
+or ``--set`` must; otherwise the parameters are refused as ``mbmlab run`` refuses them)
 """
 from __future__ import annotations
 
@@ -72,8 +75,6 @@ def main() -> None:
     args = parser.parse_args()
     values = json.loads((args.run / "run.json").read_text())["params"]
     values = P.resolve("default", {k: v for k, v in values.items() if k in P.SCHEMA} | dict(P.parse_override(s) for s in args.set))
-    values["image_connector"] = "attend"
-    values["fuse_stage0_epochs"] = max(values["fuse_stage0_epochs"], 1)
     torch.manual_seed(values["seed"])
     prepared = fused.prepare(args.run, values, splits=("train", "validation", "test"))
     start = time.perf_counter()

@@ -43,7 +43,9 @@ def launch_two_cpu_processes(module: str, *args: str):
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    ranks = sorted(line.split(" (pid")[0] for line in done.stdout.splitlines() if line.startswith("rank "))
+    import re  # the two ranks print at once: their lines can run together
+
+    ranks = sorted(re.findall(r"rank \d+ of \d+(?= \(pid)", done.stdout))
     assert ranks == ["rank 0 of 2", "rank 1 of 2"], done.stdout[-2000:]
     return done
 
