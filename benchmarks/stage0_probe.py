@@ -18,14 +18,13 @@ import json
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 from torch import nn
 
 from mbmlab.lab import params as P
 from mbmlab.models.cnn_bow import Vocabulary
 from mbmlab.training import fused
-from mbmlab.training.reader import prompts
+from mbmlab.training.reader import exact_match_by_type, prompts
 
 
 @torch.no_grad()
@@ -62,11 +61,6 @@ def probe(features: dict, answers: dict, epochs: int, seed: int) -> tuple[float,
         return best_score, head(features["test"]).argmax(-1) == answers["test"]
 
 
-def by_type(right: torch.Tensor, examples) -> dict[str, float]:
-    types = pd.Series([e.question_type or "all" for e in examples])
-    return {kind: round(float(right.numpy()[(types == kind).to_numpy()].mean()), 4) for kind in sorted(types.unique())}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True)
@@ -89,7 +83,7 @@ def main() -> None:
     answers = {s: vocabulary.answer_ids([e.target for e in vqa[s]]) for s in vqa}
     validation, right = probe(features, answers, args.probe_epochs, values["seed"])
     print(f"probe of the frozen reading: validation {validation:.4f}; test {float(right.float().mean()):.4f} "
-          f"{by_type(right, vqa['test'])}")
+          f"{ {k: round(v, 4) for k, v in exact_match_by_type(right, vqa['test']).items()} }")
 
 
 if __name__ == "__main__":

@@ -90,8 +90,8 @@ class EarlyStopped:
 def early_stopped(forward, rows: Rows, optimiser, train_mode, score, snapshot, *, images_per_batch: int,
                   generator: torch.Generator, max_epochs: int, patience: int) -> EarlyStopped:
     """Epochs of cross-entropy steps on batches of whole images (``forward(chosen, row_index,
-    image_index)`` → the batch's logits and the answer ids they are scored against), each followed by ``score()`` on validation, until it has not improved for
-    ``patience`` epochs (at most ``max_epochs``); ``snapshot()`` of the best epoch is returned.
+    image_index)`` → the batch's logits and the answer ids they are scored against), each followed
+    by ``score()`` on validation, until it has not improved for ``patience`` epochs (at most ``max_epochs``); ``snapshot()`` of the best epoch is returned.
     ``train_mode()`` is called before each epoch (``score`` may switch to evaluation)."""
     best, best_score, best_epoch, steps, history, since = None, -1.0, 0, 0, [], 0
     for epoch in range(1, max_epochs + 1):

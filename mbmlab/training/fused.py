@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import trainer as T
+from .reader import attend_reader
 from ..data.tasks import Example, Unit, units
 from ..models.processing_mbm import pad
 from ..names import PARTS, TASKS
@@ -141,16 +142,6 @@ def plan(values: dict, *, epochs: float | None = None, scale: float = 1.0, stage
 def reader_kept(values: dict) -> bool:
     """Whether stages 1–2 keep stage 0's reading (``fuse_stage0_keep_reader``; only when stage 0 runs)."""
     return values["fuse_stage0_epochs"] > 0 and values["fuse_stage0_keep_reader"]
-
-
-def attend_reader(model) -> list:
-    """What stage 0 teaches inside the image projector (the attend connector, and the first layer
-    of its mixing layer where it has one: ``reader.taught_parts`` less the tower); empty without one."""
-    projector = getattr(model.model, "image_projector", None)
-    if getattr(projector, "attend", None) is None:
-        return []
-    mix = getattr(projector, "mix", None)
-    return [projector.attend] + ([mix[0]] if mix is not None else [])
 
 
 def set_trainable(model, parts, keep_reader: bool = False) -> None:

@@ -116,12 +116,26 @@ def _correct(reader, rows, ids, mask, pixels) -> torch.Tensor:
     return right
 
 
-def taught_parts(model) -> list[nn.Module]:
-    """What stage 0 teaches and keeps: the vision tower, the attend connector, and the connector's
-    mixing layer's first layer where it has one (the classifier's hidden layer)."""
-    projector = model.model.image_projector
+def attend_reader(model) -> list[nn.Module]:
+    """What stage 0 teaches inside the image projector: the attend connector, and the first layer
+    of its mixing layer where it has one; empty without an attend connector."""
+    projector = getattr(model.model, "image_projector", None)
+    if getattr(projector, "attend", None) is None:
+        return []
     mix = getattr(projector, "mix", None)
-    return [model.model.vision_tower, projector.attend] + ([mix[0]] if mix is not None else [])
+    return [projector.attend] + ([mix[0]] if mix is not None else [])
+
+
+def taught_parts(model) -> list[nn.Module]:
+    """What stage 0 teaches and keeps: the vision tower and, in the image projector, the attend
+    connector and its mixing layer's first layer (``attend_reader``)."""
+    return [model.model.vision_tower] + attend_reader(model)
+
+
+def exact_match_by_type(right: torch.Tensor, examples: list[Example]) -> dict[str, float]:
+    """The share of ``right`` per question type of ``examples`` (untyped rows: ``all``)."""
+    types = pd.Series([e.question_type or "all" for e in examples])
+    return {kind: float(right.numpy()[(types == kind).to_numpy()].mean()) for kind in sorted(types.unique())}
 
 
 def snapshot(parts: list[nn.Module]) -> list[dict]:
@@ -191,8 +205,7 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
     run = runs[kept]
     restore(taught + [readers[kept].head], run.best)  # the head too: the per-type score is the best epoch's
     right = _correct(readers[kept], validation_rows, validation_ids, validation_mask, validation_pixels)
-    types = pd.Series([e.question_type or "all" for e in validation])
-    by_type = {kind: float(right.numpy()[(types == kind).to_numpy()].mean()) for kind in sorted(types.unique())}
+    by_type = exact_match_by_type(right, validation)
     for parameter, flag in flags.items():
         parameter.requires_grad_(flag)
     model.eval()
