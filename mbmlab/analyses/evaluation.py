@@ -38,6 +38,8 @@ class TestSplit:
     limits: dict[str, int]  # new-token limit per task, from the training targets
     predictions: list[str]
     notes: list[str] = field(default_factory=list)
+    batch_size: int = 256
+    num_beams: int = 1
 
     def frame(self, task: str) -> pd.DataFrame:
         """One row per test example of ``task``: target, prediction, the image's and the clip's columns."""
@@ -63,9 +65,10 @@ def voice_groups(frame: pd.DataFrame, trained_voices: set[str]) -> dict[str, pd.
     return {name: rows for name, rows in (("seen_voices", ~heldout), ("heldout_voices", heldout)) if rows.any()}
 
 
-def generate_test_split(run: Path, batch_size: int, num_beams: int) -> TestSplit:
+def generate_test_split(run: Path, batch_size: int, num_beams: int, ctc_weight: float = 0.0) -> TestSplit:
     """Load the run's fused model (through the Auto classes) and its data; generate every test
-    example of every task it was trained on (batched, KV cache on)."""
+    example of every task it was trained on (batched, KV cache on); transcripts decoded jointly
+    with the CTC head at ``ctc_weight`` (``metrics.joint_decoding``; 0: the GPT alone)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from .. import models  # noqa: F401  (registers the family)
@@ -76,7 +79,7 @@ def generate_test_split(run: Path, batch_size: int, num_beams: int) -> TestSplit
     model = AutoModelForImageTextToText.from_pretrained(check_model_folder(run / "fused", "03_fuse"))
     processor = AutoProcessor.from_pretrained(run / "fused")
     tasks = load_json(run, "fuse.json")["tasks"]
-    pixels, features = split_inputs(processed, processor, ("test",), model.config.modalities)
+    pixels, features, masks = split_inputs(processed, processor, ("test",), model.config.modalities, with_masks=True)
     images = processed.images["test"] if "image" in model.config.modalities else None
     speech = processed.speech["test"] if "audio" in model.config.modalities else None
     examples = task_examples(images, speech, tasks)
@@ -85,11 +88,12 @@ def generate_test_split(run: Path, batch_size: int, num_beams: int) -> TestSplit
     limits = {task: max_target_tokens(processor, [e.target for e in train_examples if e.task == task])
               for task in tasks}
     predictions = generate(model, processor, examples, pixels.get("test"), features.get("test"),
-                           batch_size=batch_size, num_beams=num_beams, max_new_tokens=limits)
+                           batch_size=batch_size, num_beams=num_beams, max_new_tokens=limits,
+                           frame_mask=masks.get("test"), ctc_weight=ctc_weight)
     present = sorted({e.task for e in examples})
     notes = [f"note: no test data for {task!r}; its metrics are left out" for task in tasks if task not in present]
     return TestSplit(model, processor, processed, tasks, present, images, speech, pixels, features, examples,
-                     train_examples, limits, predictions, notes)
+                     train_examples, limits, predictions, notes, batch_size, num_beams)
 
 
 def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
@@ -221,7 +225,39 @@ def spoken_vqa_section(split: TestSplit, qa: pd.DataFrame | None):
         same = spoken.join(typed.rename("typed"), on=["image_id", "question"])
         metrics |= intervals.accuracy_metrics(intervals.answers_correct(same["typed"], same["answer"]),
                                               prefix="spoken_vqa/typed_exact_match", clusters=same["image_id"])
-    return spoken, metrics
+    return spoken, metrics | spoken_cascade(split, spoken)
+
+
+def spoken_lines(metrics: dict, questions: int) -> list[str]:
+    """What 04 prints of spoken VQA: end to end (by seen and held-out voices), the same questions
+    typed, and the cascade, each where it was measured."""
+    lines = [f"{questions} spoken test questions, answered from the clip: exact match "
+             f"{show_interval(metrics, 'spoken_vqa/exact_match')}", *voice_lines(metrics, "spoken_vqa/exact_match")]
+    if "spoken_vqa/typed_exact_match" in metrics:
+        lines.append(f"the same questions typed: exact match {show_interval(metrics, 'spoken_vqa/typed_exact_match')}")
+    if "spoken_vqa/cascade/exact_match" in metrics:
+        lines.append("transcribed by the model, then asked typed (the cascade): exact match "
+                     f"{show_interval(metrics, 'spoken_vqa/cascade/exact_match')}")
+    return lines
+
+
+def spoken_cascade(split: TestSplit, spoken: pd.DataFrame) -> dict:
+    """The cascade beside the end-to-end answers: each spoken question as the model itself
+    transcribed its clip (the ``asr`` predictions), asked typed about the image. Adds the
+    ``heard`` and ``cascade`` columns to ``spoken`` (the rows of ``split.frame("spoken_vqa")``) and
+    returns ``spoken_vqa/cascade/exact_match`` with its interval (resampled by image); nothing when
+    the model was not trained to transcribe."""
+    heard = {e.clip: p for e, p in zip(split.examples, split.predictions, strict=True) if e.task == "asr"}
+    asked = [e for e in split.examples if e.task == "spoken_vqa"]
+    if not asked or any(e.clip not in heard for e in asked):
+        return {}
+    typed = [Example("vqa", e.image, None, heard[e.clip], e.target, e.question_type) for e in asked]
+    spoken["heard"] = [heard[e.clip] for e in asked]
+    spoken["cascade"] = generate(split.model, split.processor, typed, split.pixels["test"], batch_size=split.batch_size,
+                                 num_beams=split.num_beams, max_new_tokens=split.limits.get("vqa", split.limits["spoken_vqa"]),
+                                 progress=False)
+    return intervals.accuracy_metrics(intervals.answers_correct(spoken["cascade"], spoken["answer"]),
+                                      prefix="spoken_vqa/cascade/exact_match", clusters=spoken["image_id"])
 
 
 def show_interval(metrics: dict, name: str) -> str:

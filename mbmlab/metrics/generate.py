@@ -12,6 +12,8 @@ from tqdm import tqdm  # text bars: readable in JupyterLab and in the rendered H
 from ..models.processing_mbm import pad
 from ..names import TASKS
 
+TRANSCRIBES = ("asr",)  # the tasks whose target is the clip's transcript (what the CTC head spells)
+
 
 class AskError(ValueError):
     """Inputs ``ask`` cannot use; the message says what to change."""
@@ -28,11 +30,14 @@ class Answer:
 def generate(model, processor, examples, pixel_values: torch.Tensor | None = None,
              input_features: torch.Tensor | None = None, *, batch_size: int = 256,
              max_new_tokens: int | dict[str, int] = 8, num_beams: int = 1, use_cache: bool = True,
-             progress: bool = True, desc: str = "generating") -> list[str]:
+             progress: bool = True, desc: str = "generating", frame_mask: torch.Tensor | None = None,
+             ctc_weight: float = 0.0) -> list[str]:
     """The model's text for each example (``mbmlab.data.tasks.Example``), in order, stripped.
 
     ``pixel_values`` / ``input_features`` hold the split's images / clips; an example's ``image``
-    and ``clip`` are rows of them. ``max_new_tokens`` may be given per task.
+    and ``clip`` are rows of them. ``max_new_tokens`` may be given per task. With ``ctc_weight`` > 0
+    and the clips' ``frame_mask``, transcripts are decoded jointly with the audio tower's CTC head
+    (``joint_decoding``; a model without the head decodes with the GPT alone).
     """
     model.eval()
     outputs: list[str | None] = [None] * len(examples)
@@ -56,13 +61,34 @@ def generate(model, processor, examples, pixel_values: torch.Tensor | None = Non
             if "audio" in needs:
                 batch["input_features"] = input_features[[examples[i].clip for i in chunk]]
             width = batch["input_ids"].shape[1]
+            joint = joint_scores(model, tokenizer, batch, [examples[i].clip for i in chunk], frame_mask, width,
+                                 ctc_weight, num_beams) if task in TRANSCRIBES else None
             generated = model.generate(**batch, max_new_tokens=limit, num_beams=num_beams, do_sample=False,
-                                       use_cache=use_cache, pad_token_id=tokenizer.pad_token_id,
+                                       use_cache=use_cache, logits_processor=joint, pad_token_id=tokenizer.pad_token_id,
                                        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
             texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
             for i, text in zip(chunk, texts, strict=True):
                 outputs[i] = text.strip()
     return outputs
+
+
+def joint_scores(model, tokenizer, batch: dict, clips: list[int], frame_mask: torch.Tensor | None, width: int,
+                 weight: float, beams: int):
+    """The joint CTC–attention scorer for a batch of clips (``None``: the GPT decodes alone — no
+    weight, no frame mask, or no CTC head)."""
+    head = getattr(model.model, "audio_ctc_head", None)
+    if not weight or frame_mask is None or head is None:
+        return None
+    from transformers import LogitsProcessorList
+
+    from ..models.ctc import frame_lengths
+    from .joint_decoding import JointCtcScores, token_texts
+
+    frames = model.model.get_audio_frames(batch["input_features"])
+    texts, special = token_texts(tokenizer)
+    scorer = JointCtcScores(head(frames), frame_lengths(frame_mask[clips], frames.shape[1]), texts,
+                            tokenizer.eos_token_id, width, weight, head.characters, beams, special_ids=special)
+    return LogitsProcessorList([scorer])
 
 
 def max_target_tokens(processor, targets: list[str]) -> int:

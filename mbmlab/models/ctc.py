@@ -18,6 +18,8 @@ batches are augmented.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -128,3 +130,71 @@ def spec_augment(features: torch.Tensor, frame_mask: torch.Tensor | None = None,
             start = draw(length - width)
             out[i, :, start:start + width] = fill
     return out
+
+
+# -- prefix scores, for decoding jointly with the GPT (mbmlab.metrics.joint_decoding) ---------------
+#
+# Watanabe, Hori, Kim, Hershey & Hayashi 2017, "Hybrid CTC/Attention Architecture for End-to-End
+# Speech Recognition", Algorithm 2 (ESPnet's ``CTCPrefixScore``): for a prefix g of characters,
+# r^n_t(g) / r^b_t(g) are the probabilities of the frame-level paths over frames 1..t that collapse to
+# g and end in a non-blank / blank symbol. Extending g by a character c:
+#   Φ_t = r^b_t(g) + r^n_t(g)  (only r^b_t(g) when c repeats g's last character: a repeat needs a blank)
+#   r^n_t(h) = (r^n_{t−1}(h) + Φ_{t−1}) · x_t(c),   r^b_t(h) = (r^n_{t−1}(h) + r^b_{t−1}(h)) · x_t(blank)
+#   ψ(h) = Σ_t Φ_{t−1} · x_t(c)   — the probability of every transcript that starts with h.
+# Here a virtual frame 0 starts the empty prefix (r^b_0(∅) = 1), and both recursions are unrolled with
+# cumulative sums (r^n_t(h) = Σ_{τ<t} Φ_τ Π_{s=τ+1..t} x_s(c)), so one extension is a few vector
+# operations over the frames rather than a loop over them.
+
+class PrefixState:
+    """r^n and r^b of one prefix over frames 0..T (log, float64), and ψ, its log prefix probability."""
+
+    __slots__ = ("n", "b", "psi")
+
+    def __init__(self, n: torch.Tensor, b: torch.Tensor, psi: float):
+        self.n, self.b, self.psi = n, b, psi
+
+    @property
+    def full(self) -> float:
+        """log p(transcript = this prefix, nothing after it)."""
+        return float(torch.logaddexp(self.n[-1], self.b[-1]))
+
+
+def empty_prefix(log_probs: torch.Tensor) -> PrefixState:
+    """The state of the empty transcript over one clip's ``log_probs`` (T, C), its frames only."""
+    blank = torch.cat([log_probs.new_zeros(1, dtype=torch.float64), log_probs[:, BLANK].double().cumsum(0)])
+    return PrefixState(torch.full_like(blank, -math.inf), blank, 0.0)
+
+
+def extend_prefix(log_probs: torch.Tensor, state: PrefixState, symbol: int, repeats: bool) -> PrefixState:
+    """The state of the prefix extended by ``symbol`` (a character's index, not the blank);
+    ``repeats``: the prefix ends with the same character."""
+    x = log_probs[:, symbol].double()
+    phi = state.b if repeats else torch.logaddexp(state.n, state.b)  # frames 0..T
+    s = torch.cat([x.new_zeros(1), x.cumsum(0)])  # S_t = Σ_{s≤t} x_s(c), S_0 = 0
+    n = torch.cat([x.new_full((1,), -math.inf), s[1:] + torch.logcumsumexp(phi[:-1] - s[:-1], 0)])
+    psi = float(torch.logsumexp(phi[:-1] + x, 0))
+    blank = torch.cat([x.new_zeros(1), log_probs[:, BLANK].double().cumsum(0)])
+    b = torch.cat([x.new_full((1,), -math.inf), blank[1:] + torch.logcumsumexp(n[:-1] - blank[:-1], 0)])
+    return PrefixState(n, b, psi)
+
+
+class PrefixScorer:
+    """ψ of character strings over one clip, each prefix's state computed once (strings that share
+    a beginning share its states)."""
+
+    def __init__(self, log_probs: torch.Tensor, characters: str = CHARACTERS):
+        self.log_probs, self.index = log_probs, {c: i + 1 for i, c in enumerate(characters)}
+        self.states = {"": empty_prefix(log_probs)}
+
+    def state(self, text: str) -> PrefixState | None:
+        """None when ``text`` holds a character the head cannot spell."""
+        if text in self.states:
+            return self.states[text]
+        if any(c not in self.index for c in text):
+            return None
+        done = max(i for i in range(len(text)) if text[:i] in self.states)
+        state = self.states[text[:done]]
+        for i in range(done, len(text)):
+            state = extend_prefix(self.log_probs, state, self.index[text[i]], i > 0 and text[i - 1] == text[i])
+            self.states[text[:i + 1]] = state
+        return state

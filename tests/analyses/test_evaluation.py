@@ -9,10 +9,12 @@ from mbmlab.data.tasks import Example
 
 
 class FakeSplit:
-    """What the sections read of a ``TestSplit``: its per-task frames and its training examples."""
+    """What the sections read of a ``TestSplit``: its per-task frames and its training examples
+    (no test examples generated: the spoken cascade has no transcripts to ask)."""
 
     def __init__(self, frames, train_examples, trained_voices=()):
         self.frames, self.train_examples, self.trained_voices = frames, train_examples, set(trained_voices)
+        self.examples, self.predictions = [], []
 
     def frame(self, task):
         return self.frames[task].copy()

@@ -103,3 +103,40 @@ def test_speed_perturbation_resamples_the_clip_in_time_and_moves_its_mask():
     too_long, too_long_mask = ctc.speed_perturb(features, mask, factors=(0.5,))  # 200 frames: does not fit
     assert torch.equal(too_long, features) and torch.equal(too_long_mask, mask)
     assert mask.sum().item() == 200  # the input mask is not touched
+
+
+def brute_force(rows, characters):
+    """{transcript: probability} over every frame-level path of ``rows`` (per-frame [blank, chars…])."""
+    import itertools
+
+    out = {}
+    for path in itertools.product(range(len(rows[0])), repeat=len(rows)):
+        chars, previous = [], 0
+        for s in path:
+            if s != previous and s != 0:
+                chars.append(characters[s - 1])
+            previous = s
+        p = math.prod(rows[t][s] for t, s in enumerate(path))
+        out["".join(chars)] = out.get("".join(chars), 0.0) + p
+    return out
+
+
+def test_prefix_scores_sum_every_transcript_that_starts_with_the_prefix():
+    # four frames over blank, 'a', 'b': ψ(h) by enumerating all 81 paths (Watanabe et al. 2017, Alg. 2)
+    rows = [[0.5, 0.3, 0.2], [0.2, 0.2, 0.6], [0.1, 0.7, 0.2], [0.6, 0.1, 0.3]]
+    totals = brute_force(rows, "ab")
+    scorer = ctc.PrefixScorer(log_probs(rows)[0], "ab")
+    for prefix in ["a", "b", "aa", "ab", "ba", "bab", "aab", "abab"]:
+        psi = sum(p for text, p in totals.items() if text.startswith(prefix))
+        assert math.exp(scorer.state(prefix).psi) == pytest.approx(psi, rel=1e-9), prefix
+        assert math.exp(scorer.state(prefix).full) == pytest.approx(totals.get(prefix, 0.0), rel=1e-9, abs=1e-15)
+    assert math.exp(scorer.state("").full) == pytest.approx(totals[""], rel=1e-9)  # all blanks
+    assert scorer.state("a c") is None  # characters the head cannot spell
+
+
+def test_a_prefix_full_probability_equals_the_ctc_loss():
+    torch.manual_seed(0)
+    lp = torch.randn(12, 6, dtype=torch.float64).log_softmax(-1)
+    scorer = ctc.PrefixScorer(lp, "abcde")
+    loss = ctc.ctc_loss(lp[None], torch.tensor([12]), torch.tensor([1, 2, 2, 3]), torch.tensor([4]))
+    assert -scorer.state("abbc").full / 4 == pytest.approx(loss.item(), rel=1e-6)  # ctc_loss runs in float32

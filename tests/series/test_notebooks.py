@@ -38,6 +38,7 @@ def test_tiny_series_writes_the_report(tiny_run):
     for name in ("vqa/exact_match", "baseline/majority/vqa/exact_match", "caption/BLEU-4", "caption/CIDEr",
                  "asr/wer", "asr/cer", "baseline/pocketsphinx/asr/wer", "baseline/pocketsphinx/asr/wer/ci95_high",
                  "asr/on_pocketsphinx_clips/wer", "vqa/minus_cnn_bow/exact_match", "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match",
+                 "spoken_vqa/cascade/exact_match", "spoken_vqa/cascade/exact_match/ci95_low",
                  "lm/perplexity", "data/test/images", "bias/vqa_accuracy_gap/colour",
                  "bias/amplification", "bias/amplification/ci95_low", "bias/directional_amplification/A->T",
                  "bias/directional_amplification/T->A", "bias/caption_joint_tv_distance",

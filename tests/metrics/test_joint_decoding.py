@@ -1,0 +1,77 @@
+"""Joint CTC–attention decoding: the CTC head overrules the GPT where the clip spells something
+else, and ends the transcript where the clip ends; 04's generation uses it for transcripts only."""
+import math
+
+import pytest
+import torch
+
+from mbmlab.metrics import joint_decoding
+from mbmlab.metrics.generate import generate
+from mbmlab.metrics.vqa import normalise_answer
+from mbmlab.models import ctc
+
+TEXTS = ["", "a", " red", " blue", " circle", " bl", ""]  # id 0 the end of text, id 6 a prompt token
+EOS, PROMPT = 0, 6
+
+
+def spelling(text: str, peak: float = 0.9) -> torch.Tensor:
+    """(T, C) log-probabilities of a clip that spells ``text``: one frame per character, a blank
+    frame after each, ``peak`` on the frame's symbol and the rest spread evenly."""
+    symbols = [s for c in text for s in (ctc.CHARACTERS.index(c) + 1, ctc.BLANK)]
+    classes = len(ctc.CHARACTERS) + 1
+    rows = torch.full((len(symbols), classes), (1 - peak) / (classes - 1), dtype=torch.float64)
+    rows[torch.arange(len(symbols)), symbols] = peak
+    return rows.log()
+
+
+def choose(weight: float, generated: list[int], gpt: dict[int, float], heard: str = "a blue") -> int:
+    lp = spelling(heard)
+    scorer = joint_decoding.JointCtcScores(lp[None], torch.tensor([len(lp)]), TEXTS, EOS, 2, weight,
+                                           special_ids=frozenset({EOS, PROMPT}))
+    logits = torch.zeros(1, len(TEXTS))
+    for token, value in gpt.items():
+        logits[0, token] = value
+    scores = scorer(torch.tensor([[PROMPT, PROMPT, *generated]]), logits)
+    assert scores[0, PROMPT] == -math.inf  # the prompt's own tokens are never written
+    return int(scores.argmax())
+
+
+def test_the_ctc_head_overrules_the_gpt_where_the_clip_spells_another_word():
+    gpt = {2: 2.0, 3: 1.5}  # after "a" the GPT prefers " red"; the clip says "a blue"
+    assert choose(0.0, [1], gpt) == 2
+    assert choose(0.5, [1], gpt) == 3
+    assert choose(0.5, [1], gpt, heard="a red") == 2
+
+
+def test_the_transcript_ends_where_the_clip_ends():
+    gpt = {4: 2.0, EOS: 1.0}  # after "a blue" the GPT would go on with " circle"
+    assert choose(0.0, [1, 3], gpt) == 4
+    assert choose(0.5, [1, 3], gpt) == EOS
+    assert choose(0.5, [1, 3], gpt, heard="a blue circle") == 4
+
+
+def test_a_finished_row_only_pads_and_a_weight_outside_zero_to_one_is_refused():
+    assert choose(0.5, [1, 3, EOS], {4: 5.0}) == EOS
+    with pytest.raises(ValueError, match="share in"):
+        joint_decoding.JointCtcScores(spelling("a")[None], torch.tensor([2]), TEXTS, EOS, 2, 1.5)
+
+
+def test_generation_decodes_jointly_only_the_transcripts(tokenizer, monkeypatch):
+    import family
+
+    model, processor = family.build(tokenizer, "gpt2", "resnet", ctc_characters=ctc.CHARACTERS)
+    pixels = processor.pixel_values(family.pictures(3))
+    out = processor.feature_extractor(family.clips(2), sampling_rate=16000, return_tensors="pt",
+                                      padding="max_length", truncation=True, return_attention_mask=True)
+    rows = []
+    real = joint_decoding.JointCtcScores.__call__
+    monkeypatch.setattr(joint_decoding.JointCtcScores, "__call__",
+                        lambda self, ids, scores: rows.append(len(ids)) or real(self, ids, scores))
+    kwargs = dict(max_new_tokens=4, progress=False, frame_mask=out["attention_mask"])
+    plain = generate(model, processor, family.EXAMPLES, pixels, out["input_features"], **kwargs)
+    assert not rows  # no weight: the GPT alone
+    joint = generate(model, processor, family.EXAMPLES, pixels, out["input_features"], ctc_weight=0.3, **kwargs)
+    asr = [i for i, e in enumerate(family.EXAMPLES) if e.task == "asr"]
+    assert rows and set(rows) == {len(asr)}  # called for the ASR batch's rows, no other task's
+    assert [p for i, p in enumerate(joint) if i not in asr] == [p for i, p in enumerate(plain) if i not in asr]
+    assert all(set(normalise_answer(joint[i])) <= set(ctc.CHARACTERS) for i in asr)  # what the head can spell
