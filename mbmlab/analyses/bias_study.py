@@ -149,11 +149,12 @@ def evaluate_at(trained: Trained, processed, batch_size: int = 256, seed: int = 
     return qa, metrics
 
 
-def speech_at(trained: Trained, processed, batch_size: int = 256, seed: int = 0):
+def speech_at(trained: Trained, processed, batch_size: int = 256, seed: int = 0, ctc_weight: float = 0.0):
     """ASR and spoken VQA on the test clips, when the study's data has speech and its model was
     trained on those tasks: (``{task: predictions}``, fairness tables, metrics — WER, spoken-VQA
     exact match and ``fairness/<task>/<group>/difference|ratio`` by voice, accent, gender and
-    engine, as 05_bias reports them for the default run). ``({}, {}, {})`` without speech."""
+    engine, as 05_bias reports them for the default run). ``({}, {}, {})`` without speech.
+    Transcripts are decoded as 04 decodes them (the CTC head's share ``ctc_weight``)."""
     from ..data.tasks import task_examples
     from ..metrics import generate, max_target_tokens, predictions_frame
     from ..metrics.intervals import accuracy_metrics, answers_correct, error_rate_metrics
@@ -163,12 +164,13 @@ def speech_at(trained: Trained, processed, batch_size: int = 256, seed: int = 0)
     if processed.speech is None or not tasks:
         return {}, {}, {}
     images, clips = processed.images["test"], processed.speech["test"]
-    pixels, features = fused.split_inputs(processed, trained.processor, ("test",))
+    pixels, features, masks = fused.split_inputs(processed, trained.processor, ("test",), with_masks=True)
     examples = task_examples(images, clips, tasks)
     train = task_examples(processed.images["train"], processed.speech["train"], tasks)
     limits = {t: max_target_tokens(trained.processor, [e.target for e in train if e.task == t]) for t in tasks}
     answers = generate(trained.model, trained.processor, examples, pixels["test"], features["test"],
-                       batch_size=batch_size, max_new_tokens=limits, progress=False)
+                       batch_size=batch_size, max_new_tokens=limits, progress=False, frame_mask=masks["test"],
+                       ctc_weight=ctc_weight)
     frames, metrics = {}, {}
     if "asr" in tasks:
         asr = predictions_frame(examples, answers, "asr", images, clips).rename(columns={"answer": "reference"})
@@ -508,7 +510,8 @@ def run_plan(run: Path, params: dict, collected: dict, pairs: dict, plan, data_r
             arms[(strength, mitigation, seed)] = (trained.train_objects, qa, objects_frame(processed.images["test"]))
             probe = counterfactuals(trained, processed, pairs, collected["scene_image_size"], params["probe_images"])
             probes.append(probe.assign(strength=strength, mitigation=mitigation, seed=seed))
-            frames, tables, heard = speech_at(trained, processed, params["eval_batch_size"], params["seed"])
+            frames, tables, heard = speech_at(trained, processed, params["eval_batch_size"], params["seed"],
+                                              params.get("asr_ctc_weight", 0.0))
             for task, frame in frames.items():
                 frame.to_csv(out / f"{task}_predictions.csv", index=False)
             spoken[(strength, mitigation, seed)] = (tables, heard)

@@ -40,6 +40,7 @@ class TestSplit:
     notes: list[str] = field(default_factory=list)
     batch_size: int = 256
     num_beams: int = 1
+    ctc_weight: float = 0.0  # the CTC head's share in decoding transcripts
 
     def frame(self, task: str) -> pd.DataFrame:
         """One row per test example of ``task``: target, prediction, the image's and the clip's columns."""
@@ -93,7 +94,7 @@ def generate_test_split(run: Path, batch_size: int, num_beams: int, ctc_weight: 
     present = sorted({e.task for e in examples})
     notes = [f"note: no test data for {task!r}; its metrics are left out" for task in tasks if task not in present]
     return TestSplit(model, processor, processed, tasks, present, images, speech, pixels, features, examples,
-                     train_examples, limits, predictions, notes, batch_size, num_beams)
+                     train_examples, limits, predictions, notes, batch_size, num_beams, ctc_weight)
 
 
 def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
@@ -279,7 +280,8 @@ def first_spoken_question(split: TestSplit):
 
 def ask_examples(split: TestSplit) -> list[str]:
     """The seed's application on test data: a typed question and a caption for the first test
-    image, and the first spoken question with its true answer."""
+    image, and the first spoken question (as ``mbmlab ask`` answers it: transcribed, then asked)
+    with its true answer."""
     model, processor, images, lines = split.model, split.processor, split.images, []
     if images is not None and len(images):
         picture = images[0]["image"]
@@ -291,6 +293,7 @@ def ask_examples(split: TestSplit) -> list[str]:
         if found is not None:
             picture, clip = found
             samples = clip["audio"].get_all_samples().data.mean(0).numpy()
-            lines.append(f"spoken: {clip['transcript']!r} → " + ask(model, processor, image=picture, audio=samples).text
-                         + f" (true: {clip['answer']})")
+            answer = ask(model, processor, image=picture, audio=samples, ctc_weight=split.ctc_weight)
+            heard = f" (heard {answer.heard!r})" if answer.heard is not None else ""
+            lines.append(f"spoken: {clip['transcript']!r}{heard} → {answer.text} (true: {clip['answer']})")
     return lines

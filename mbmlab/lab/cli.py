@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("--audio", type=Path, help="a spoken question (any format FFmpeg reads); alone: transcribe it")
     ask.add_argument("--speak", type=Path, help="also speak the answer into this WAV file (espeak-ng)")
     ask.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
+    ask.add_argument("--ctc-weight", type=float, default=0.3,
+                     help="the CTC head's share when transcribing (joint decoding, as 04's asr_ctc_weight); 0: the GPT alone")
+    ask.add_argument("--end-to-end", action="store_true",
+                     help="answer a spoken question from the clip directly, not from the model's transcript of it")
     for p in (run, params, sweep):
         p.add_argument("--preset", default="default", help=f"one of {', '.join(P.PRESETS)} (default: default)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -167,8 +171,13 @@ def _ask(args) -> int:
         image = read_image(args.image) if args.image else None
         audio = read_audio(args.audio) if args.audio else None
         model, processor = load_fused(args.run)
-        answer = ask(model, processor, image=image, audio=audio, question=args.question, num_beams=args.beams)
+        if not 0.0 <= args.ctc_weight <= 1.0:
+            raise AskError(f"--ctc-weight is a share in [0, 1], got {args.ctc_weight}")
+        answer = ask(model, processor, image=image, audio=audio, question=args.question, num_beams=args.beams,
+                     ctc_weight=args.ctc_weight, cascade=not args.end_to_end)
         print(f"{answer.task}: {answer.text}")
+        if answer.heard is not None:
+            print(f"heard: {answer.heard}")
         if args.speak:
             print(f"spoken answer: {speak(answer.text, args.speak)}")
     except AskError as err:

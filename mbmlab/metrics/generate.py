@@ -24,6 +24,7 @@ class Answer:
     task: str
     prompt: str
     text: str
+    heard: str | None = None  # a spoken question as the model transcribed it (the cascade), else None
 
 
 @torch.no_grad()
@@ -110,20 +111,39 @@ def task_for(image: bool, audio: bool, question: bool) -> str:
 
 
 def ask(model, processor, image=None, audio=None, question: str = "", max_new_tokens: int = 24,
-        num_beams: int = 1) -> Answer:
-    """The model's answer for a PIL image and/or 16 kHz samples and/or a typed question."""
+        num_beams: int = 1, ctc_weight: float = 0.3, cascade: bool = True) -> Answer:
+    """The model's answer for a PIL image and/or 16 kHz samples and/or a typed question.
+
+    A clip alone is transcribed jointly with the CTC head at ``ctc_weight`` (as 04 transcribes). A
+    spoken question about an image is, with ``cascade`` and a model that transcribes that way,
+    transcribed first and then asked typed (``Answer.heard`` holds what was heard; 04 measures this
+    path as ``spoken_vqa/cascade``); without, the answer comes from the clip directly."""
     task = task_for(image is not None, audio is not None, bool(question))
     missing = [m for m in (("image",) if image is not None else ()) + (("audio",) if audio is not None else ())
                if m not in model.config.modalities]
     if missing:
         raise AskError(f"this model was trained without {' and '.join(missing)} input; "
                        f"its inputs are {', '.join(model.config.modalities) or 'text only'}")
+    if task == "spoken_vqa" and cascade and ctc_weight and getattr(model.model, "audio_ctc_head", None) is not None:
+        heard = ask(model, processor, audio=audio, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                    ctc_weight=ctc_weight).text
+        if not heard:
+            return Answer(task, "", "", heard)
+        typed = ask(model, processor, image=image, question=heard, max_new_tokens=max_new_tokens, num_beams=num_beams)
+        return Answer(task, typed.prompt, typed.text, heard)
     prompt = processor.prompt(task, question)
     inputs = processor(text=prompt, images=[image] if image is not None else None,
                        audio=[audio] if audio is not None else None)
     tokenizer = processor.tokenizer
     with torch.no_grad():
+        joint = None
+        if task in TRANSCRIBES:
+            mask = processor.feature_extractor([audio], sampling_rate=processor.feature_extractor.sampling_rate,
+                                               return_tensors="pt", padding="max_length", truncation=True,
+                                               return_attention_mask=True)["attention_mask"]
+            joint = joint_scores(model, tokenizer, inputs, [0], mask, inputs["input_ids"].shape[1], ctc_weight, num_beams)
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                             logits_processor=joint)
     text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
     return Answer(task, prompt, text)

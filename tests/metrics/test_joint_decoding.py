@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mbmlab.metrics import joint_decoding
-from mbmlab.metrics.generate import generate
+from mbmlab.metrics.generate import ask, generate
 from mbmlab.metrics.vqa import normalise_answer
 from mbmlab.models import ctc
 
@@ -75,3 +75,25 @@ def test_generation_decodes_jointly_only_the_transcripts(tokenizer, monkeypatch)
     assert rows and set(rows) == {len(asr)}  # called for the ASR batch's rows, no other task's
     assert [p for i, p in enumerate(joint) if i not in asr] == [p for i, p in enumerate(plain) if i not in asr]
     assert all(set(normalise_answer(joint[i])) <= set(ctc.CHARACTERS) for i in asr)  # what the head can spell
+
+
+def test_ask_transcribes_jointly_and_answers_a_spoken_question_from_its_transcript(tokenizer, monkeypatch):
+    import family
+
+    model, processor = family.build(tokenizer, "gpt2", "resnet", ctc_characters=ctc.CHARACTERS)
+    picture, clip = family.pictures(1)[0], family.clips(1)[0]
+    calls = []
+    real = joint_decoding.JointCtcScores.__call__
+    monkeypatch.setattr(joint_decoding.JointCtcScores, "__call__",
+                        lambda self, ids, scores: calls.append(1) or real(self, ids, scores))
+    heard = ask(model, processor, audio=clip, max_new_tokens=4)
+    assert heard.task == "asr" and calls  # the clip alone: transcribed jointly
+    spoken = ask(model, processor, image=picture, audio=clip, max_new_tokens=4)
+    assert spoken.task == "spoken_vqa" and spoken.heard == heard.text
+    if heard.text:  # then asked typed: the same answer as the transcript typed
+        assert spoken.text == ask(model, processor, image=picture, question=heard.text, max_new_tokens=4).text
+    direct = ask(model, processor, image=picture, audio=clip, max_new_tokens=4, cascade=False)
+    assert direct.heard is None and direct.prompt == processor.prompt("spoken_vqa", "")
+    calls.clear()
+    ask(model, processor, audio=clip, max_new_tokens=4, ctc_weight=0.0)
+    assert not calls  # no weight: the GPT alone

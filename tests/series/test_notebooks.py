@@ -249,6 +249,9 @@ def test_ask_answers_a_typed_and_a_spoken_question(tiny_run, tmp_path):
     assert typed.returncode == 0 and typed.stdout.startswith("vqa: "), typed.stderr[-2000:]
     spoken = mbmlab("ask", tiny_run, "--image", picture, "--audio", question, "--speak", tmp_path / "answer.wav")
     assert spoken.returncode == 0 and spoken.stdout.startswith("spoken_vqa: "), spoken.stderr[-2000:]
+    assert spoken.stdout.splitlines()[1].startswith("heard: ")  # transcribed first (the cascade)
+    direct = mbmlab("ask", tiny_run, "--image", picture, "--audio", question, "--end-to-end")
+    assert direct.returncode == 0 and "heard: " not in direct.stdout, direct.stderr[-2000:]
     answer = spoken.stdout.splitlines()[0].split(": ", 1)[1]
     if answer:
         assert (tmp_path / "answer.wav").stat().st_size > 1000
