@@ -224,8 +224,11 @@ def spoken_vqa_section(split: TestSplit, qa: pd.DataFrame | None):
     if qa is not None:
         typed = qa.drop_duplicates(["image_id", "question"]).set_index(["image_id", "question"])["prediction"]
         same = spoken.join(typed.rename("typed"), on=["image_id", "question"])
-        metrics |= intervals.accuracy_metrics(intervals.answers_correct(same["typed"], same["answer"]),
-                                              prefix="spoken_vqa/typed_exact_match", clusters=same["image_id"])
+        spoken["typed_correct"] = intervals.answers_correct(same["typed"], same["answer"])
+        metrics |= intervals.accuracy_metrics(spoken["typed_correct"], prefix="spoken_vqa/typed_exact_match",
+                                              clusters=spoken["image_id"])
+        metrics |= intervals.paired_difference(spoken["correct"], spoken["typed_correct"], spoken["image_id"],
+                                               "spoken_vqa/minus_typed/exact_match")
     return spoken, metrics | spoken_cascade(split, spoken)
 
 
@@ -239,6 +242,12 @@ def spoken_lines(metrics: dict, questions: int) -> list[str]:
     if "spoken_vqa/cascade/exact_match" in metrics:
         lines.append("transcribed by the model, then asked typed (the cascade): exact match "
                      f"{show_interval(metrics, 'spoken_vqa/cascade/exact_match')}")
+    for name, what in (("spoken_vqa/minus_typed/exact_match", "answered from the clip"),
+                       ("spoken_vqa/cascade_minus_typed/exact_match", "the cascade")):
+        if name in metrics:
+            d, low, high = (100 * metrics[f"{name}{end}"] for end in ("", "/ci95_low", "/ci95_high"))
+            lines.append(f"{what} minus typed, the same questions: {d:+.1f} points [{low:+.1f}, {high:+.1f}] "
+                         "(95% interval, images resampled)")
     return lines
 
 
@@ -257,8 +266,13 @@ def spoken_cascade(split: TestSplit, spoken: pd.DataFrame) -> dict:
     spoken["cascade"] = generate(split.model, split.processor, typed, split.pixels["test"], batch_size=split.batch_size,
                                  num_beams=split.num_beams, max_new_tokens=split.limits.get("vqa", split.limits["spoken_vqa"]),
                                  progress=False)
-    return intervals.accuracy_metrics(intervals.answers_correct(spoken["cascade"], spoken["answer"]),
-                                      prefix="spoken_vqa/cascade/exact_match", clusters=spoken["image_id"])
+    spoken["cascade_correct"] = intervals.answers_correct(spoken["cascade"], spoken["answer"])
+    out = intervals.accuracy_metrics(spoken["cascade_correct"], prefix="spoken_vqa/cascade/exact_match",
+                                     clusters=spoken["image_id"])
+    if "typed_correct" in spoken:
+        out |= intervals.paired_difference(spoken["cascade_correct"], spoken["typed_correct"], spoken["image_id"],
+                                           "spoken_vqa/cascade_minus_typed/exact_match")
+    return out
 
 
 def show_interval(metrics: dict, name: str) -> str:

@@ -13,6 +13,7 @@ HEADLINE = ("vqa/exact_match", "vqa/exact_match/colour", "vqa/exact_match/shape"
             "baseline/majority/vqa/exact_match", "baseline/majority_by_type/vqa/exact_match",
             "baseline/blind/vqa/exact_match", "baseline/image_only/vqa/exact_match", "baseline/random_init/vqa/exact_match",
             "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match", "spoken_vqa/cascade/exact_match",
+            "spoken_vqa/cascade_minus_typed/exact_match",
             "explain/object_share", "explain/object_share/randomised", "explain/object_area", "asr/wer", "asr/cer",
             "asr/wer/seen_voices", "asr/wer/heldout_voices", "ctc/audio/wer", "spoken_vqa/exact_match/heldout_voices",
             "caption/exact_match", "baseline/majority/caption/exact_match", "caption/BLEU-3", "caption/BLEU-4",

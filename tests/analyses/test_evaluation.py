@@ -61,6 +61,8 @@ def test_spoken_questions_are_compared_with_the_same_questions_typed():
     frame, metrics = evaluation.spoken_vqa_section(split, qa)
     assert metrics["spoken_vqa/exact_match"] == 1.0
     assert metrics["spoken_vqa/typed_exact_match"] == pytest.approx(1 / 2)  # typed: circle right, star wrong
+    assert metrics["spoken_vqa/minus_typed/exact_match"] == pytest.approx(1 / 2)  # paired: (1 − 1 + 1 − 0) / 2
+    assert evaluation.spoken_lines(metrics, 2)[-1].startswith("answered from the clip minus typed, the same questions: +50.0 points [")
     assert list(frame["correct"]) == [1.0, 1.0]
     assert "spoken_vqa/typed_exact_match" not in evaluation.spoken_vqa_section(split, None)[1]
 

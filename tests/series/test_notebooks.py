@@ -39,6 +39,7 @@ def test_tiny_series_writes_the_report(tiny_run):
                  "asr/wer", "asr/cer", "baseline/pocketsphinx/asr/wer", "baseline/pocketsphinx/asr/wer/ci95_high",
                  "asr/on_pocketsphinx_clips/wer", "vqa/minus_cnn_bow/exact_match", "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match",
                  "spoken_vqa/cascade/exact_match", "spoken_vqa/cascade/exact_match/ci95_low",
+                 "spoken_vqa/cascade_minus_typed/exact_match", "spoken_vqa/minus_typed/exact_match/ci95_high",
                  "lm/perplexity", "data/test/images", "bias/vqa_accuracy_gap/colour",
                  "bias/amplification", "bias/amplification/ci95_low", "bias/directional_amplification/A->T",
                  "bias/directional_amplification/T->A", "bias/caption_joint_tv_distance",
