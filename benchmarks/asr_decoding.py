@@ -1,8 +1,10 @@
 """How a run's fused model transcribes with the CTC head's share of the score (``asr_ctc_weight``,
 joint CTC–attention decoding, ``mbmlab.metrics.joint_decoding``) at several weights, on one split:
 WER and CER with intervals (resampled by clip), for the voices trained on and the held-out ones
-apart, and the seconds each weight took. Choose the weight on ``validation``; score the chosen one
-on ``test`` once (04 does, with ``asr_ctc_weight``).
+apart, and the seconds each weight took. With ``--spoken``, also the split's spoken questions
+through the cascade (each transcribed at that weight, then asked typed about its image) beside the
+same questions typed, with the paired difference (images resampled). Choose the weight on
+``validation``; score the chosen one on ``test`` once (04 does, with ``asr_ctc_weight``).
 
     .venv/bin/python benchmarks/asr_decoding.py --run reports/RUN --split validation --weights 0,0.1,0.3,0.5,0.7,0.9
 """
@@ -30,6 +32,7 @@ def main(argv=None) -> None:
     parser.add_argument("--weights", default="0,0.1,0.3,0.5,0.7,0.9", help="comma-separated CTC weights in [0, 1]")
     parser.add_argument("--clips", type=int, default=0, help="the split's first N clips (0: all)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--spoken", action="store_true", help="also the spoken questions through the cascade")
     args = parser.parse_args(argv)
     weights = [float(w) for w in args.weights.split(",")]
     if any(not 0.0 <= w <= 1.0 for w in weights):
@@ -65,6 +68,32 @@ def main(argv=None) -> None:
             line.append(f"{name}: WER {rates['wer']:.4f} [{rates['wer/ci95_low']:.4f}, {rates['wer/ci95_high']:.4f}] "
                         f"CER {rates['cer']:.4f}")
         print(" | ".join(line + [f"{seconds:.1f} s"]), flush=True)
+        if args.spoken:
+            print("  " + cascade(model, processor, processed, args.split, features, masks, limit, weight, args.batch_size),
+                  flush=True)
+
+
+def cascade(model, processor, processed, split: str, features, masks, limit: int, weight: float, batch_size: int) -> str:
+    """The split's spoken questions transcribed at ``weight`` and asked typed, beside the same
+    questions typed (exact match, and the paired difference with images resampled)."""
+    from mbmlab.data.tasks import Example
+    from mbmlab.metrics.vqa import answers_correct
+
+    if processed.images is None:
+        return "no images: no spoken questions to ask"
+    pixels = split_inputs(processed, processor, (split,), ("image",))[0][split]
+    asked = task_examples(processed.images[split], processed.speech[split], ["spoken_vqa"])
+    heard = generate(model, processor, [Example("asr", None, e.clip, "", "") for e in asked], None, features[split],
+                     batch_size=batch_size, max_new_tokens=limit, frame_mask=masks[split], ctc_weight=weight,
+                     progress=False)
+    answers = {name: generate(model, processor, [Example("vqa", e.image, None, q, e.target) for e, q in zip(asked, questions)],
+                              pixels, batch_size=batch_size, max_new_tokens=8, progress=False)
+               for name, questions in (("cascade", heard), ("typed", [e.question for e in asked]))}
+    right = {name: answers_correct(a, [e.target for e in asked]) for name, a in answers.items()}
+    images = [processed.images[split][e.image]["image_id"] for e in asked]
+    d = intervals.paired_difference(right["cascade"], right["typed"], images, "d")
+    return (f"{len(asked)} spoken questions: cascade {right['cascade'].mean():.4f}, typed {right['typed'].mean():.4f}, "
+            f"cascade − typed {d['d']:+.4f} [{d['d/ci95_low']:+.4f}, {d['d/ci95_high']:+.4f}]")
 
 
 if __name__ == "__main__":

@@ -423,6 +423,17 @@ def test_reports_render_in_a_browser_without_errors(tiny_run, tmp_path):
         assert opened.screenshot.stat().st_size > 20_000, name
 
 
+def test_asr_decoding_compares_ctc_weights_and_the_spoken_cascade(tiny_run):
+    """``benchmarks/asr_decoding.py`` (docs/results.md quotes it) on the tiny run's validation clips."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "asr_decoding.py"), "--run", str(tiny_run),
+                           "--split", "validation", "--weights", "0,0.5", "--spoken"],
+                          capture_output=True, text=True, timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert [line.split(" | ")[0] for line in lines if line.startswith("weight")] == ["weight 0.00", "weight 0.50"]
+    assert sum("spoken questions: cascade" in line for line in lines) == 2
+
+
 def test_stage0_probe_prints_stage0_and_the_probe_of_its_reading_by_type(tiny_run):
     """``benchmarks/stage0_probe.py`` (docs/results.md quotes it) on the tiny run: one epoch of
     stage 0 with mirrored images and a mixing layer, then the probe of the frozen reading on test."""
