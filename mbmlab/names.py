@@ -21,6 +21,11 @@ TASKS = {
     "spoken_vqa": ("image", "audio"),
 }
 
+# transcripts decoded jointly by the GPT and the audio tower's CTC head: the head's share of each
+# candidate token's score (mbmlab.metrics.joint_decoding; chosen on validation clips, docs/results.md);
+# 04's asr_ctc_weight, 07's, and mbmlab ask's --ctc-weight default to it
+ASR_CTC_WEIGHT = 0.3
+
 SOURCES = ("easyvqa", "scenes", "speech", "user")  # mbmlab.data.collect
 IMAGE_SOURCES = ("easyvqa", "scenes", "user")  # the sources whose text the speech source speaks
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("--audio", type=Path, help="a spoken question (any format FFmpeg reads); alone: transcribe it")
     ask.add_argument("--speak", type=Path, help="also speak the answer into this WAV file (espeak-ng)")
     ask.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
-    ask.add_argument("--ctc-weight", type=float, default=0.3,
+    ask.add_argument("--ctc-weight", type=float, default=P.SCHEMA["asr_ctc_weight"].default,
                      help="the CTC head's share when transcribing (joint decoding, as 04's asr_ctc_weight); 0: the GPT alone")
     ask.add_argument("--end-to-end", action="store_true",
                      help="answer a spoken question from the clip directly, not from the model's transcript of it")

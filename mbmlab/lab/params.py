@@ -14,7 +14,7 @@ from typing import Any
 
 from ..data.sources import SourceError, check_sources
 from ..data.voices import VOICE_NAMES, trained_voices
-from ..names import (BASELINES, FUSIONS, IMAGE_CONNECTORS, MITIGATIONS, PARTS, PROJECTORS, SOURCES, TASKS,
+from ..names import (ASR_CTC_WEIGHT, BASELINES, FUSIONS, IMAGE_CONNECTORS, MITIGATIONS, PARTS, PROJECTORS, SOURCES, TASKS,
                      TOWERS)
 
 
@@ -268,7 +268,7 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     # 04_evaluate
     Param("eval_batch_size", int, 256, "sequences per generation batch", (NB_EVALUATE,), minimum=1),
     Param("num_beams", int, 1, "beam width for generation; 1 means greedy", (NB_EVALUATE,), minimum=1),
-    Param("asr_ctc_weight", float, 0.3, "transcripts decoded jointly with the audio tower's CTC head: its share "
+    Param("asr_ctc_weight", float, ASR_CTC_WEIGHT, "transcripts decoded jointly with the audio tower's CTC head: its share "
           "of each candidate token's score beside the GPT's (Watanabe et al. 2017); 0: the GPT alone "
           "(0.3 chosen on validation clips, docs/results.md)", (NB_EVALUATE, NB_BIAS_STUDY), minimum=0.0, maximum=1.0),
     Param("gallery_size", int, 8, "test examples shown with their predictions", (NB_EVALUATE,), minimum=0),

@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm  # text bars: readable in JupyterLab and in the rendered HTML
 
 from ..models.processing_mbm import pad
-from ..names import TASKS
+from ..names import ASR_CTC_WEIGHT, TASKS
 
 TRANSCRIBES = ("asr",)  # the tasks whose target is the clip's transcript (what the CTC head spells)
 
@@ -111,7 +111,7 @@ def task_for(image: bool, audio: bool, question: bool) -> str:
 
 
 def ask(model, processor, image=None, audio=None, question: str = "", max_new_tokens: int = 24,
-        num_beams: int = 1, ctc_weight: float = 0.3, cascade: bool = True) -> Answer:
+        num_beams: int = 1, ctc_weight: float = ASR_CTC_WEIGHT, cascade: bool = True) -> Answer:
     """The model's answer for a PIL image and/or 16 kHz samples and/or a typed question.
 
     A clip alone is transcribed jointly with the CTC head at ``ctc_weight`` (as 04 transcribes). A
