@@ -75,6 +75,9 @@ def test_generation_decodes_jointly_only_the_transcripts(tokenizer, monkeypatch)
     assert rows and set(rows) == {len(asr)}  # called for the ASR batch's rows, no other task's
     assert [p for i, p in enumerate(joint) if i not in asr] == [p for i, p in enumerate(plain) if i not in asr]
     assert all(set(normalise_answer(joint[i])) <= set(ctc.CHARACTERS) for i in asr)  # what the head can spell
+    rows.clear()
+    generate(model, processor, family.EXAMPLES, pixels, out["input_features"], ctc_weight=0.3, num_beams=2, **kwargs)
+    assert set(rows) == {2 * len(asr)}  # beam search: each clip's beams are rows of the scorer's batch
 
 
 def test_ask_transcribes_jointly_and_answers_a_spoken_question_from_its_transcript(tokenizer, monkeypatch):
