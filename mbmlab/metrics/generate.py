@@ -46,6 +46,7 @@ def generate(model, processor, examples, pixel_values: torch.Tensor | None = Non
     for i, ex in enumerate(examples):
         by_task.setdefault(ex.task, []).append(i)
     tokenizer = processor.tokenizer
+    vocabulary = None  # each id's text, for joint decoding: decoded once per call, not per batch
     for task, indices in by_task.items():
         needs = TASKS[task]
         if "image" in needs and pixel_values is None or "audio" in needs and input_features is None:
@@ -62,8 +63,12 @@ def generate(model, processor, examples, pixel_values: torch.Tensor | None = Non
             if "audio" in needs:
                 batch["input_features"] = input_features[[examples[i].clip for i in chunk]]
             width = batch["input_ids"].shape[1]
+            if task in TRANSCRIBES and ctc_weight and vocabulary is None:
+                from .joint_decoding import token_texts
+
+                vocabulary = token_texts(tokenizer)
             joint = joint_scores(model, tokenizer, batch, [examples[i].clip for i in chunk], frame_mask, width,
-                                 ctc_weight, num_beams) if task in TRANSCRIBES else None
+                                 ctc_weight, num_beams, vocabulary) if task in TRANSCRIBES else None
             generated = model.generate(**batch, max_new_tokens=limit, num_beams=num_beams, do_sample=False,
                                        use_cache=use_cache, logits_processor=joint, pad_token_id=tokenizer.pad_token_id,
                                        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
@@ -74,9 +79,10 @@ def generate(model, processor, examples, pixel_values: torch.Tensor | None = Non
 
 
 def joint_scores(model, tokenizer, batch: dict, clips: list[int], frame_mask: torch.Tensor | None, width: int,
-                 weight: float, beams: int):
+                 weight: float, beams: int, vocabulary: tuple[list[str], frozenset[int]] | None = None):
     """The joint CTC–attention scorer for a batch of clips (``None``: the GPT decodes alone — no
-    weight, no frame mask, or no CTC head)."""
+    weight, no frame mask, or no CTC head); ``vocabulary``: ``joint_decoding.token_texts(tokenizer)``
+    when the caller already has it."""
     head = getattr(model.model, "audio_ctc_head", None)
     if not weight or frame_mask is None or head is None:
         return None
@@ -86,7 +92,7 @@ def joint_scores(model, tokenizer, batch: dict, clips: list[int], frame_mask: to
     from .joint_decoding import JointCtcScores, token_texts
 
     frames = model.model.get_audio_frames(batch["input_features"])
-    texts, special = token_texts(tokenizer)
+    texts, special = vocabulary or token_texts(tokenizer)
     scorer = JointCtcScores(head(frames), frame_lengths(frame_mask[clips], frames.shape[1]), texts,
                             tokenizer.eos_token_id, width, weight, head.characters, beams, special_ids=special)
     return LogitsProcessorList([scorer])

@@ -161,19 +161,25 @@ class PrefixState:
 
 def empty_prefix(log_probs: torch.Tensor) -> PrefixState:
     """The state of the empty transcript over one clip's ``log_probs`` (T, C), its frames only."""
-    blank = torch.cat([log_probs.new_zeros(1, dtype=torch.float64), log_probs[:, BLANK].double().cumsum(0)])
+    blank = blank_sums(log_probs)
     return PrefixState(torch.full_like(blank, -math.inf), blank, 0.0)
 
 
-def extend_prefix(log_probs: torch.Tensor, state: PrefixState, symbol: int, repeats: bool) -> PrefixState:
+def blank_sums(log_probs: torch.Tensor) -> torch.Tensor:
+    """B_t = Σ_{s≤t} log x_s(blank) over frames 0..T (B_0 = 0): one clip's, shared by every extension."""
+    return torch.cat([log_probs.new_zeros(1, dtype=torch.float64), log_probs[:, BLANK].double().cumsum(0)])
+
+
+def extend_prefix(log_probs: torch.Tensor, state: PrefixState, symbol: int, repeats: bool,
+                  blank: torch.Tensor | None = None) -> PrefixState:
     """The state of the prefix extended by ``symbol`` (a character's index, not the blank);
-    ``repeats``: the prefix ends with the same character."""
+    ``repeats``: the prefix ends with the same character; ``blank``: the clip's ``blank_sums``."""
     x = log_probs[:, symbol].double()
     phi = state.b if repeats else torch.logaddexp(state.n, state.b)  # frames 0..T
     s = torch.cat([x.new_zeros(1), x.cumsum(0)])  # S_t = Σ_{s≤t} x_s(c), S_0 = 0
     n = torch.cat([x.new_full((1,), -math.inf), s[1:] + torch.logcumsumexp(phi[:-1] - s[:-1], 0)])
     psi = float(torch.logsumexp(phi[:-1] + x, 0))
-    blank = torch.cat([x.new_zeros(1), log_probs[:, BLANK].double().cumsum(0)])
+    blank = blank_sums(log_probs) if blank is None else blank
     b = torch.cat([x.new_full((1,), -math.inf), blank[1:] + torch.logcumsumexp(n[:-1] - blank[:-1], 0)])
     return PrefixState(n, b, psi)
 
@@ -185,6 +191,7 @@ class PrefixScorer:
     def __init__(self, log_probs: torch.Tensor, characters: str = CHARACTERS):
         self.log_probs, self.index = log_probs, {c: i + 1 for i, c in enumerate(characters)}
         self.states = {"": empty_prefix(log_probs)}
+        self.blank = self.states[""].b  # the empty prefix's r^b is the clip's blank_sums
 
     def state(self, text: str) -> PrefixState | None:
         """None when ``text`` holds a character the head cannot spell."""
@@ -195,6 +202,7 @@ class PrefixScorer:
         done = max(i for i in range(len(text)) if text[:i] in self.states)
         state = self.states[text[:done]]
         for i in range(done, len(text)):
-            state = extend_prefix(self.log_probs, state, self.index[text[i]], i > 0 and text[i - 1] == text[i])
+            state = extend_prefix(self.log_probs, state, self.index[text[i]], i > 0 and text[i - 1] == text[i],
+                                  self.blank)
             self.states[text[:i + 1]] = state
         return state
