@@ -175,9 +175,9 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("lm_epochs", float, 1.0, "language-model pretraining epochs", (NB_TRAIN,), minimum=0.01),
     Param("lm_batch_size", int, 64, "language-model batch size (sequences)", (NB_TRAIN,), minimum=1),
     Param("lm_learning_rate", float, 2e-3, "language-model peak learning rate", (NB_TRAIN,), minimum=0.0),
-    Param("bf16", str, "auto", "bf16 autocast for training: auto, on only where it is native (a CPU with AMX or "
-          "AVX512-BF16, or a GPU; elsewhere bf16 is many times slower than fp32), true (warns where not native), "
-          "false", (NB_TRAIN, NB_FUSE), choices=("auto", "true", "false")),
+    Param("bf16", str, "auto", "bf16 autocast for training: auto, on a GPU only (on CPUs without AMX or AVX512-BF16 "
+          "bf16 is many times slower than fp32; with AVX512-BF16 it measured slower and less accurate), true "
+          "(warns where not native), false", (NB_TRAIN, NB_FUSE), choices=("auto", "true", "false")),
     Param("resume", bool, False, "continue each training from its newest checkpoint in run_dir", (NB_TRAIN, NB_FUSE)),
     Param("image_encoder", str, "", "pretrained image backbone name or path (ViT, ResNet, CLIP); empty: a new one",
           (NB_TRAIN,)),
