@@ -135,11 +135,28 @@ class SpeechPlan:
     heldout_voices: tuple[str, ...] = ()  # of ``voices``: these speak only test clips, never training ones
 
 
+def voice_per_text(kinds: list[str], voices: list[str], rng: random.Random) -> list[str]:
+    """A voice for each text: round-robin over ``voices`` within each kind of text, the texts of a
+    kind in a seeded random order, the count carried on from one kind to the next — so every voice
+    speaks an even share (±1) of the captions and of the questions, and of all texts. (Round-robin
+    over the texts in image order would tie a voice to a kind: the texts alternate caption,
+    question, and an even number of voices keeps each voice on one parity.)"""
+    out: list[str] = [""] * len(kinds)
+    turn = 0
+    for kind in sorted(set(kinds)):
+        order = [i for i, k in enumerate(kinds) if k == kind]
+        rng.shuffle(order)
+        for i in order:
+            out[i] = voices[turn % len(voices)]
+            turn += 1
+    return out
+
+
 def plan_clips(image_rows: dict[str, list[dict]], plan: SpeechPlan, seed: int) -> list[dict]:
     """Which text of which image each voice speaks, per split (clips inherit their image's split).
 
-    Voices are assigned round-robin over a seeded shuffle, so every voice gets an even share
-    of every split and of every kind of text — except ``plan.heldout_voices``, which speak only
+    Voices are assigned round-robin within each kind of text (``voice_per_text``), so every voice
+    gets an even share of every split and of every kind of text — except ``plan.heldout_voices``, which speak only
     in the test split (how a model hears a speaker it never trained on).
     """
     unknown = [v for v in plan.voices if v not in VOICES]
@@ -161,8 +178,9 @@ def plan_clips(image_rows: dict[str, list[dict]], plan: SpeechPlan, seed: int) -
             texts = [texts[i] for i in keep]
         voices = list(plan.voices) if split == "test" else seen
         rng.shuffle(voices)
+        speaker = voice_per_text([t[1] for t in texts], voices, rng)
         for i, (image_id, kind, text, answer, qtype) in enumerate(texts):
-            voice = VOICES[voices[i % len(voices)]]
+            voice = VOICES[speaker[i]]
             rate = 1 + rng.uniform(-plan.rate_jitter, plan.rate_jitter) if plan.rate_jitter else 1.0
             pitch = 1 + rng.uniform(-plan.pitch_jitter, plan.pitch_jitter) if plan.pitch_jitter else 1.0
             clips.append({"clip_id": f"speech-{split}-{i}", "split": split, "image_id": image_id,

@@ -78,6 +78,22 @@ def test_plan_balances_voices_and_follows_image_splits():
         speech.plan_clips(rows, speech.SpeechPlan(voices=("nobody",)), seed=0)
 
 
+def test_every_voice_speaks_an_even_share_of_captions_and_of_questions():
+    """Uncapped splits (texts in image order: caption, question, caption, …) with an even number of
+    voices: each voice speaks as many captions as questions (±1). Mutation: round-robin over the
+    texts in order (the old plan, which gave four of eight voices only questions in the default
+    run's validation split) → fails."""
+    rows = {split: [{"image_id": f"{split}-{i}", "caption": f"a red circle {i}", "questions": ["q1?", "q2?"],
+                     "answers": ["a", "b"], "question_types": ["t"] * 2} for i in range(40)]
+            for split in ("train", "validation")}
+    voices = tuple(speech.VOICES)[:8]
+    clips = speech.plan_clips(rows, speech.SpeechPlan(voices=voices, per_image=2), seed=0)
+    for split in rows:
+        for kind in ("caption", "question"):
+            count = Counter(c["voice"] for c in clips if c["split"] == split and c["kind"] == kind)
+            assert set(count) == set(voices) and max(count.values()) - min(count.values()) <= 1, (split, kind, count)
+
+
 def test_speak_adds_seeded_noise_per_clip(tmp_path):
     rows = {"train": [{"image_id": "i0", "caption": "a red circle", "questions": [], "answers": [],
                        "question_types": []}]}
