@@ -190,7 +190,7 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("audio_dim", int, 64, "audio encoder hidden size", (NB_TRAIN,), minimum=16),
     Param("audio_layers", int, 2, "audio encoder layers", (NB_TRAIN,), minimum=1),
     Param("audio_heads", int, 4, "audio encoder attention heads", (NB_TRAIN,), minimum=1),
-    Param("audio_ctc_epochs", float, 40.0, "CTC pretraining epochs of the audio encoder (a character head, "
+    Param("audio_ctc_epochs", float, 80.0, "CTC pretraining epochs of the audio encoder (a character head, "
           "SpecAugment) before alignment; 0 skips it", (NB_TRAIN,), minimum=0.0),
     Param("audio_ctc_batch_size", int, 16, "clips per CTC pretraining batch", (NB_TRAIN,), minimum=1),
     Param("audio_ctc_learning_rate", float, 4e-3, "CTC pretraining peak learning rate", (NB_TRAIN,), minimum=0.0),

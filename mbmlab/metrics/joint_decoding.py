@@ -8,7 +8,11 @@ The GPT proposes its ``candidates`` most likely next tokens; each is scored
 
 where ψ is the CTC prefix probability of the normalised text (``mbmlab.models.ctc.PrefixScorer``:
 every transcript the clip's frames spell that starts with it) and λ is ``weight``; the end of text
-scores the CTC probability of the prefix being the whole transcript. The GPT knows the language
+scores the CTC probability of the prefix being the whole transcript, and so does a token that adds
+nothing the head can spell (a "?", "."): the head cannot hear punctuation, so such a token is
+scored as a pause at the end of what was heard — at 0 it would be free, and a GPT that expects
+"shape?" wrote "is there a blue shape??????" over a clip that goes on "in the image" (measured on
+the default run, docs/results.md). The GPT knows the language
 (which words follow which), the CTC head where the sounds are; the GPT alone drifts to likely
 sentences its audio tokens do not hold, the CTC head alone misspells (measured on the scenes run:
 docs/results.md, "Transcribing with the CTC head too"). A ``transformers`` logits processor, so
@@ -57,17 +61,19 @@ class JointCtcScores(LogitsProcessor):
             if self.eos in ids:  # a finished row: generate pads it whatever is chosen
                 out[row, self.eos] = 0.0
                 continue
-            prefix = scorer.state(normalise_answer(so_far))
+            heard = normalise_answer(so_far)
+            prefix = scorer.state(heard)
             if prefix is None:  # cannot happen from the empty prefix: only spellable tokens are taken
                 out[row] = log_p[row]
                 continue
             for token in set(top[row]) | {self.eos}:
-                if token == self.eos:
-                    gain = prefix.full - prefix.psi
-                elif token in self.special:
+                if token in self.special and token != self.eos:
                     continue
+                text = heard if token == self.eos else normalise_answer(so_far + self.token_texts[token])
+                if text == heard:  # the end of text, or a token the head cannot spell: a pause at the end
+                    gain = prefix.full - prefix.psi
                 else:
-                    state = scorer.state(normalise_answer(so_far + self.token_texts[token]))
+                    state = scorer.state(text)
                     if state is None:
                         continue
                     gain = state.psi - prefix.psi

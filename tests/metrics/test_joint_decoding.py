@@ -10,8 +10,8 @@ from mbmlab.metrics.generate import ask, generate
 from mbmlab.metrics.vqa import normalise_answer
 from mbmlab.models import ctc
 
-TEXTS = ["", "a", " red", " blue", " circle", " bl", ""]  # id 0 the end of text, id 6 a prompt token
-EOS, PROMPT = 0, 6
+TEXTS = ["", "a", " red", " blue", " circle", " bl", "", "?"]  # id 0 the end of text, id 6 a prompt token
+EOS, PROMPT, QUESTION_MARK = 0, 6, 7
 
 
 def spelling(text: str, peak: float = 0.9) -> torch.Tensor:
@@ -48,6 +48,17 @@ def test_the_transcript_ends_where_the_clip_ends():
     assert choose(0.0, [1, 3], gpt) == 4
     assert choose(0.5, [1, 3], gpt) == EOS
     assert choose(0.5, [1, 3], gpt, heard="a blue circle") == 4
+
+
+def test_a_token_the_head_cannot_spell_is_scored_as_a_pause_at_the_end():
+    """The GPT expects "a blue?" where the clip goes on "circle": the "?" adds no character, and
+    scored as free (CTC gain 0) it beat " circle" and repeated until the token limit ("is there a
+    blue shape??????" on the default run). Scored as the end of what was heard, it loses there and
+    stays the GPT's choice where the clip does end. Mutation: gain 0 for such tokens → fails."""
+    gpt = {QUESTION_MARK: 3.0, 4: 1.0, EOS: 1.0}
+    assert choose(0.0, [1, 3], gpt, heard="a blue circle") == QUESTION_MARK
+    assert choose(0.5, [1, 3], gpt, heard="a blue circle") == 4
+    assert choose(0.5, [1, 3], gpt, heard="a blue") == QUESTION_MARK
 
 
 def test_a_finished_row_only_pads_and_a_weight_outside_zero_to_one_is_refused():
