@@ -196,6 +196,9 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("audio_ctc_learning_rate", float, 4e-3, "CTC pretraining peak learning rate", (NB_TRAIN,), minimum=0.0),
     Param("spec_augment", bool, True, "audio augmentation of training batches (CTC pretraining and fusion): speed "
           "perturbation 0.9/1.0/1.1, then SpecAugment's frequency and time masks", (NB_TRAIN, NB_FUSE)),
+    Param("vtlp_warp", float, 0.0, "with spec_augment: vocal tract length perturbation of training batches, each "
+          "clip's mel axis warped by a factor in [1 - w, 1 + w] (Jaitly & Hinton 2013 use 0.1); 0 turns it off",
+          (NB_TRAIN, NB_FUSE), minimum=0.0, maximum=0.2),
     Param("align_dim", int, 64, "shared embedding size of the contrastive alignment", (NB_TRAIN,), minimum=8),
     Param("align_epochs", float, 6.0, "contrastive alignment epochs (each encoder)", (NB_TRAIN,), minimum=0.01),
     Param("align_batch_size", int, 64, "pairs per contrastive batch", (NB_TRAIN,), minimum=2),

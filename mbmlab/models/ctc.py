@@ -94,12 +94,46 @@ def speed_perturb(features: torch.Tensor, frame_mask: torch.Tensor, factors=(0.9
     return out, mask
 
 
+VTLP_BOUNDARY = 0.8  # of the top mel bin: below it the warp is linear, above it pinned to the top
+
+
+def vocal_tract_perturb(features: torch.Tensor, warp: float,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Vocal tract length perturbation (Jaitly & Hinton 2013, "Vocal Tract Length Perturbation
+    (VTLP) improves speech recognition"): each clip's frequency axis warped by a factor α drawn
+    from [1 − ``warp``, 1 + ``warp``] — another speaker's vocal tract. They warp the linear
+    frequencies before the mel filterbank, piecewise linear with the top frequency fixed; here the
+    same piecewise-linear map is applied to the mel bins of ``features`` (N, bins, frames): bin k
+    reads bin k·α below ``VTLP_BOUNDARY`` × the top bin, and the segment from there to the top bin
+    is stretched to keep the top fixed (linear interpolation between bins)."""
+    if not 0.0 <= warp <= 0.2:
+        raise ValueError(f"the VTLP warp is a share in [0, 0.2], got {warp}")
+    if warp == 0.0:
+        return features
+    n, bins, _ = features.shape
+    top = bins - 1
+    k = torch.arange(bins, dtype=torch.float64)
+    boundary = VTLP_BOUNDARY * top
+    out = torch.empty_like(features)
+    for i in range(n):
+        alpha = 1 - warp + 2 * warp * float(torch.rand((), generator=generator, dtype=torch.float64))
+        source = torch.where(k <= boundary, k * alpha,
+                             boundary * alpha + (k - boundary) * (top - boundary * alpha) / (top - boundary))
+        source = source.clamp(0, top)
+        low = source.floor().long().clamp(max=top - 1)
+        frac = (source - low).to(features.dtype)[:, None]
+        out[i] = (1 - frac) * features[i, low] + frac * features[i, low + 1]
+    return out
+
+
 def augment(features: torch.Tensor, frame_mask: torch.Tensor | None,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+            generator: torch.Generator | None = None, warp: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The training batches' audio augmentation: speed perturbation (when the frame mask is
-    known), then SpecAugment. Returns (features, frame mask)."""
+    known), vocal tract length perturbation (with ``warp``), then SpecAugment. Returns (features,
+    frame mask)."""
     if frame_mask is not None:
         features, frame_mask = speed_perturb(features, frame_mask, generator=generator)
+    features = vocal_tract_perturb(features, warp, generator=generator)
     return spec_augment(features, frame_mask, generator=generator), frame_mask
 
 

@@ -355,7 +355,7 @@ class MbmForConditionalGeneration(MbmPreTrainedModel, GenerationMixin):
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # the Trainer's, for the loss only
         audio_frames = ctc_loss = None
         if input_features is not None and self.training and self.config.spec_augment:
-            input_features, frame_mask = ctc.augment(input_features, frame_mask)
+            input_features, frame_mask = ctc.augment(input_features, frame_mask, warp=self.config.vtlp_warp)
         head = getattr(self.model, "audio_ctc_head", None)
         if input_features is not None and ctc_targets is not None and head is not None and self.config.ctc_weight:
             if frame_mask is None:

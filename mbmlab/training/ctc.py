@@ -48,15 +48,15 @@ class CtcModel(nn.Module):
     """A Whisper encoder and a ``CtcHead``; with ``augment``, the features are speed-perturbed
     and SpecAugment-masked while training (``models.ctc.augment``)."""
 
-    def __init__(self, encoder: nn.Module, characters: str = ctc.CHARACTERS, augment: bool = True):
+    def __init__(self, encoder: nn.Module, characters: str = ctc.CHARACTERS, augment: bool = True, warp: float = 0.0):
         super().__init__()
         self.encoder = encoder
         self.head = ctc.CtcHead(encoder.config.d_model, characters)
-        self.augment = augment
+        self.augment, self.warp = augment, warp
 
     def log_probs(self, input_features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training and self.augment:
-            input_features, frame_mask = ctc.augment(input_features, frame_mask)
+            input_features, frame_mask = ctc.augment(input_features, frame_mask, warp=self.warp)
         frames = self.encoder(input_features=input_features).last_hidden_state
         return self.head(frames), ctc.frame_lengths(frame_mask, frames.shape[1])
 
@@ -148,14 +148,14 @@ class WerCallback(TrainerCallback):
 
 def pretrain_ctc(encoder: nn.Module, clips: dict[str, Clips], output_dir: Path, *, epochs: float, batch_size: int,
                  learning_rate: float, seed: int, augment: bool = True, bf16: bool = False, resume: bool = False,
-                 evaluations: int = 10):
+                 evaluations: int = 10, warp: float = 0.0):
     """Train ``encoder`` + a CTC head on ``clips["train"]``, validating ``evaluations`` times and
     keeping the weights with the lowest validation WER. Returns (model, trainer, test scores
     before, after)."""
     from . import trainer as T
 
     torch.manual_seed(seed)
-    model = CtcModel(encoder, augment=augment)
+    model = CtcModel(encoder, augment=augment, warp=warp)
     before = scores(model, clips["test"])
     # ten validations in all (each epoch's would cost a third of the training on a CPU)
     every = max(1, math.ceil(math.ceil(len(clips["train"]) / batch_size) * epochs / evaluations))
@@ -193,7 +193,8 @@ def pretrain_audio_tower(run: Path, speech, params: dict):
     model, trainer, before, after = pretrain_ctc(
         encoder, clips, Path(run) / "checkpoints" / "ctc_audio", epochs=params["audio_ctc_epochs"],
         batch_size=params["audio_ctc_batch_size"], learning_rate=params["audio_ctc_learning_rate"],
-        seed=params["seed"], augment=params["spec_augment"], bf16=params["bf16"], resume=params["resume"])
+        seed=params["seed"], augment=params["spec_augment"], bf16=params["bf16"], resume=params["resume"],
+        warp=params["vtlp_warp"] if params["spec_augment"] else 0.0)
     (Path(run) / "audio_encoder").mkdir(parents=True, exist_ok=True)
     model.save_head(Path(run) / "audio_encoder" / "ctc_head.safetensors")
     return (model.encoder, extractor), (before, after), loss_history(trainer)

@@ -354,7 +354,8 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
         audio_projector=values["projector"], audio_frame_pool=values["audio_frame_pool"],
         image_token_id=text.token_id(tokenizer, text.IMAGE), audio_token_id=text.token_id(tokenizer, text.AUDIO),
         ctc_characters=ctc_head.characters if ctc_head is not None else "",
-        ctc_weight=values["ctc_weight"] if ctc_head is not None else 0.0, spec_augment=values["spec_augment"])
+        ctc_weight=values["ctc_weight"] if ctc_head is not None else 0.0, spec_augment=values["spec_augment"],
+        vtlp_warp=values["vtlp_warp"])
     torch.manual_seed(values["seed"])
     towers = FUSIONS[values["fusion"]].encoders  # early fusion has none: raw patches and frames
     aligned_audio = towers and values["audio_init"] == "aligned"

@@ -105,6 +105,36 @@ def test_speed_perturbation_resamples_the_clip_in_time_and_moves_its_mask():
     assert mask.sum().item() == 200  # the input mask is not touched
 
 
+def test_vocal_tract_perturbation_warps_the_mel_axis_below_the_boundary_and_pins_the_top():
+    """A ramp over 11 bins (bin k holds k, constant in time) read through the warp holds the source
+    positions: k·α up to the boundary (0.8 × the top bin = 8), then the segment to the top bin 10
+    stretched so the top stays. α is drawn from [1 − w, 1 + w]; at w = 0 nothing changes.
+    Mutations: the top not pinned (k·α everywhere, clamped) → the last assert of the α > 1 case fails;
+    α drawn from [1, 1 + w] only → the range assert fails."""
+    ramp = torch.arange(11, dtype=torch.float32)[None, :, None].expand(400, 11, 3).contiguous()
+    assert torch.equal(ctc.vocal_tract_perturb(ramp, 0.0), ramp)
+    warped = ctc.vocal_tract_perturb(ramp, 0.1, generator=torch.Generator().manual_seed(0))
+    alpha = warped[:, 5, 0] / 5  # bin 5 reads bin 5·α
+    assert alpha.min() < 0.92 and alpha.max() > 1.08 and ((alpha >= 0.9 - 1e-6) & (alpha <= 1.1 + 1e-6)).all()
+    for i in range(400):
+        a = float(alpha[i])
+        expected = [k * a for k in range(9)] + [8 * a + (k - 8) * (10 - 8 * a) / 2 for k in (9, 10)]
+        assert torch.allclose(warped[i, :, 0], torch.tensor(expected), atol=1e-4), (a, warped[i, :, 0])
+    assert torch.allclose(warped[:, 10, :], torch.full((400, 3), 10.0))  # the top bin stays
+    with pytest.raises(ValueError, match="0.2"):
+        ctc.vocal_tract_perturb(ramp, 0.3)
+
+
+def test_augment_warps_only_when_asked(monkeypatch):
+    calls = []
+    real = ctc.vocal_tract_perturb
+    monkeypatch.setattr(ctc, "vocal_tract_perturb", lambda f, w, generator=None: calls.append(w) or real(f, w, generator))
+    x, mask = torch.randn(2, 80, 50), torch.ones(2, 50, dtype=torch.long)
+    ctc.augment(x, mask)
+    ctc.augment(x, mask, warp=0.1)
+    assert calls == [0.0, 0.1]
+
+
 def brute_force(rows, characters):
     """{transcript: probability} over every frame-level path of ``rows`` (per-frame [blank, chars…])."""
     import itertools

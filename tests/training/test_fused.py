@@ -243,3 +243,14 @@ def test_spec_augment_masks_only_training_batches(tokenizer, monkeypatch):
     masked.clear()
     plain(**batch)
     assert not masked
+    warps = []
+    real_warp = ctc.vocal_tract_perturb
+    monkeypatch.setattr(ctc, "vocal_tract_perturb", lambda f, w, generator=None: warps.append(w) or real_warp(f, w, generator))
+    warped, _ = family.build(tokenizer, spec_augment=True, vtlp_warp=0.1)
+    warped.eval()
+    with torch.no_grad():
+        warped(**batch)
+    assert not warps  # evaluation: no warp either
+    warped.train()
+    warped(**batch)
+    assert warps == [0.1]  # the config's warp reaches the training batches' augmentation
