@@ -26,7 +26,7 @@ from .sources import check_sources
 
 log = logging.getLogger(__name__)
 
-DATA_VERSION = 2  # bump when the same parameters would build different data
+DATA_VERSION = 2  # the folder's layout; the code that builds the data is hashed too (``data_code``)
 SPLITS = ("train", "validation", "test")
 
 OBJECT = {"shape": datasets.Value("string"), "colour": datasets.Value("string"),
@@ -233,10 +233,20 @@ def build(params: dict, data_root: Path, progress: bool = True) -> dict:
     return {"images": images, "speech": clips, "drops": drops}
 
 
+def data_code(folder: Path = Path(__file__).parent) -> str:
+    """A hash of the ``mbmlab.data`` package's source files: the same parameters built by other code
+    (a changed speech plan, say) get another folder, never an old build."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def dataset_name(params: dict) -> str:
     """``<sources>-<hash>``: the hash covers every parameter given (01_collect's, as its notebook
-    declares them: ``mbmlab.lab.params.for_notebook("01_collect", values)``)."""
-    shaping = dict(params)
+    declares them: ``mbmlab.lab.params.for_notebook("01_collect", values)``) and the code that
+    builds the data (``data_code``)."""
+    shaping = dict(params, data_code=data_code())
     if "user" in params["sources"] and params["user_dir"]:
         folder = Path(params["user_dir"])  # the folder's metadata files, so edited data gets a new name
         shaping["user_metadata"] = sorted(

@@ -128,6 +128,22 @@ def test_same_parameters_reuse_the_dataset(built):
     assert again.images["train"]["image_id"] == processed.images["train"]["image_id"]
 
 
+def test_other_data_code_builds_another_folder(tmp_path, monkeypatch):
+    """The same parameters built by changed data code (session 15's speech plan fix, which an old
+    folder of the same parameters hid from three runs) get another folder. Mutation: the code hash
+    left out of the name → fails."""
+    from mbmlab.data import collect
+
+    (tmp_path / "plan.py").write_text("VOICES = 'round-robin over texts'\n")
+    before = collect.data_code(tmp_path)
+    assert collect.data_code(tmp_path) == before
+    (tmp_path / "plan.py").write_text("VOICES = 'round-robin within each kind'\n")
+    assert collect.data_code(tmp_path) != before
+    name = collect.dataset_name(TINY)
+    monkeypatch.setattr(collect, "data_code", lambda folder=None: "changed")
+    assert collect.dataset_name(TINY) != name and collect.dataset_name(TINY).startswith("+".join(TINY["sources"]))
+
+
 def test_same_seed_builds_a_byte_identical_dataset(built, tmp_path):
     """A second build from scratch — its own speech cache too — writes the same bytes in every file."""
     _, processed = built
