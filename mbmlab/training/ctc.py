@@ -45,8 +45,9 @@ def targets(texts: list[str], characters: str = ctc.CHARACTERS) -> tuple[torch.T
 
 
 class CtcModel(nn.Module):
-    """A Whisper encoder and a ``CtcHead``; with ``augment``, the features are speed-perturbed
-    and SpecAugment-masked while training (``models.ctc.augment``)."""
+    """A Whisper encoder and a ``CtcHead``; with ``augment``, the features are speed-perturbed,
+    warped (``warp``, vocal tract length perturbation) and SpecAugment-masked while training
+    (``models.ctc.augment``)."""
 
     def __init__(self, encoder: nn.Module, characters: str = ctc.CHARACTERS, augment: bool = True, warp: float = 0.0):
         super().__init__()
@@ -194,7 +195,7 @@ def pretrain_audio_tower(run: Path, speech, params: dict):
         encoder, clips, Path(run) / "checkpoints" / "ctc_audio", epochs=params["audio_ctc_epochs"],
         batch_size=params["audio_ctc_batch_size"], learning_rate=params["audio_ctc_learning_rate"],
         seed=params["seed"], augment=params["spec_augment"], bf16=params["bf16"], resume=params["resume"],
-        warp=params["vtlp_warp"] if params["spec_augment"] else 0.0)
+        warp=params["vtlp_warp"])
     (Path(run) / "audio_encoder").mkdir(parents=True, exist_ok=True)
     model.save_head(Path(run) / "audio_encoder" / "ctc_head.safetensors")
     return (model.encoder, extractor), (before, after), loss_history(trainer)

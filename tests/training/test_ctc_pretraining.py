@@ -60,6 +60,13 @@ def test_ctc_model_masks_features_only_while_training(monkeypatch):
     assert calls == [1]
     assert ctc_training.CtcModel(audio.new_audio_encoder(1, 32, 1, 2, seed=0), augment=False).train()(**batch)["loss"] > 0
     assert calls == [1]  # augment=False: no masking even in training
+    warps = []
+    monkeypatch.setattr(ctc, "vocal_tract_perturb", lambda f, w, generator=None: warps.append(w) or f)
+    warped = ctc_training.CtcModel(audio.new_audio_encoder(1, 32, 1, 2, seed=0), augment=True, warp=0.1)
+    warped.eval()(**batch)
+    assert not warps
+    warped.train()(**batch)
+    assert warps == [0.1]  # 02's vtlp_warp reaches the training batches only
 
 
 def test_pretraining_refuses_transcripts_it_cannot_spell(tmp_path):
