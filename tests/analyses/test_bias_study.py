@@ -1,5 +1,5 @@
 """The bias study's pieces on hand-made inputs; the whole notebook runs on a tiny run in
-tests/series/test_bias_study_series.py."""
+tests/series/test_series_upstream.py."""
 import pandas as pd
 import pytest
 

@@ -44,3 +44,22 @@ def test_generate_throughput_prints_the_ratios():
 def test_vision_towers_prints_accuracy_per_tower():
     out = run("vision_towers.py", "--epochs", "1", "--train-images", "60", "--test-images", "20")
     assert "resnet" in out and "vit" in out and "%" in out.splitlines()[-1]
+
+
+def test_ctc_pretraining_groups_scores_by_kind_and_voice_group():
+    """benchmarks/ctc_pretraining.py's table on a hand case: two trained-voice questions (one word
+    of four wrong in one), one held-out caption (right after normalising case and punctuation)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ctc_pretraining", BENCHMARKS / "ctc_pretraining.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.group_scores(["is there a circle?", "what is the shape?", "A red circle."],
+                               ["is there a circle", "what is gray shape", "a red circle"],
+                               ["question", "question", "caption"], [False, False, True])
+    by = {(r["kind"], r["voices"]): r for r in rows}
+    assert set(by) == {("question", "trained"), ("caption", "held out"), ("all", "all")}
+    assert by[("question", "trained")]["clips"] == 2 and by[("question", "trained")]["exact"] == 0.5
+    assert by[("question", "trained")]["wer"] == 1 / 8  # one substitution over 8 reference words
+    assert by[("caption", "held out")]["wer"] == 0.0 and by[("caption", "held out")]["exact"] == 1.0
+    assert by[("all", "all")]["clips"] == 3 and by[("all", "all")]["wer"] == 1 / 11

@@ -1,4 +1,5 @@
-"""07_bias_study through the real notebook on a tiny run's 01 and 02 (what 07 reads).
+"""What needs only a tiny run's 01 and 02: 07_bias_study through the real notebook, and the CTC
+pretraining benchmark (benchmarks/ctc_pretraining.py).
 
 A module of its own so that pytest-xdist (``--dist loadscope``: a module whole on one worker) runs
 it beside test_notebooks.py, the longest module, instead of after it on the same worker. Its run
@@ -6,6 +7,10 @@ stops after 02_train; where test_notebooks.py's tiny run has stored 01 and 02 in
 cache (``MBMLAB_CACHE``, conftest.py) they are reused by content.
 """
 import json
+import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +69,24 @@ def test_bias_study_injects_strengths_and_measures_them(upstream_run):
             assert f"bias_study/{key}/{name}" in metrics, (key, name)
     assert (upstream_run / "figures" / "07_speech_fairness.png").stat().st_size > 10_000
     assert (upstream_run / "bias_study" / "strength0.90-none-seed1" / "asr_predictions.csv").exists()
+
+
+def test_ctc_pretraining_benchmark_trains_with_the_policy_given(upstream_run):
+    """The benchmark trains 02's CTC step on the run's clips and prints the table per kind and voice
+    group; the SpecAugment policy on its command line reaches the training (mutation: the flags not
+    passed to spec_augment → both runs train alike and the losses are equal)."""
+    def run(*flags):
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ctc_pretraining.py"), "--run", str(upstream_run),
+                               "--epochs", "2", "--output", str(upstream_run / "ctc_benchmark"), *flags],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        loss = float(re.search(r"last logged loss (\S+)$", done.stdout, re.M).group(1))
+        return done.stdout, loss
+
+    out, default = run()
+    _, unmasked = run("--time-masks", "0", "--time-fraction", "0")
+    assert "time masks 2 × up to 0.2 of the clip" in out
+    assert math.isfinite(default) and math.isfinite(unmasked) and default != unmasked
+    for split in ("validation", "test"):
+        assert re.search(rf"^{split} +question +trained +\d+ ", out, re.M), out
+    assert re.search(r"^test +question +held out +\d+ ", out, re.M)  # the tiny preset holds voices out of training
