@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,8 +53,9 @@ def main(argv=None) -> None:
     parser.add_argument("--time-fraction", type=float, default=0.2, help="a time mask's longest share of the clip")
     parser.add_argument("--vtlp-warp", type=float, help="VTLP warp (default: the run's vtlp_warp)")
     parser.add_argument("--seed", type=int, help="default: the run's seed")
-    parser.add_argument("--output", type=Path, default=Path("/tmp/mbmlab-ctc-pretraining"), help="checkpoints")
+    parser.add_argument("--output", type=Path, help="folder for the checkpoints (default: a new temporary one)")
     args = parser.parse_args(argv)
+    output = args.output or Path(tempfile.mkdtemp(prefix="mbmlab-ctc-pretraining-"))
     if args.time_masks < 0 or not 0.0 <= args.time_fraction <= 1.0:
         parser.error("--time-masks is a count ≥ 0 and --time-fraction a share in [0, 1]")
     dataset = load_json(args.run, "dataset.json")
@@ -74,7 +76,7 @@ def main(argv=None) -> None:
     clips = {s: ctc.Clips(*audio.log_mel(splits[s], extractor), splits[s]["transcript"]) for s in splits}
     start = time.perf_counter()
     model, trainer, _, _ = ctc.pretrain_ctc(
-        encoder, clips, args.output, epochs=epochs, batch_size=params["audio_ctc_batch_size"],
+        encoder, clips, output, epochs=epochs, batch_size=params["audio_ctc_batch_size"],
         learning_rate=params["audio_ctc_learning_rate"], seed=seed, augment=True, warp=warp)
     seconds = time.perf_counter() - start
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
