@@ -15,7 +15,6 @@ the same clips.
 from __future__ import annotations
 
 import argparse
-import functools
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,6 @@ from mbmlab.data.collect import load_processed
 from mbmlab.metrics.asr import error_rates
 from mbmlab.metrics.vqa import normalise_answer
 from mbmlab.models import audio
-from mbmlab.models import ctc as ctc_model
 from mbmlab.training import ctc
 
 
@@ -67,9 +65,6 @@ def main(argv=None) -> None:
     epochs = params["audio_ctc_epochs"] if args.epochs is None else args.epochs
     warp = params["vtlp_warp"] if args.vtlp_warp is None else args.vtlp_warp
     seed = params["seed"] if args.seed is None else args.seed
-    # the policy for this process: augment() reads spec_augment from its module
-    ctc_model.spec_augment = functools.partial(ctc_model.spec_augment, time_masks=args.time_masks,
-                                               time_fraction=args.time_fraction)
     splits = {"train": train, "validation": speech["validation"], "test": speech["test"]}
     encoder, extractor = audio.audio_encoder_for(params | {"seed": seed},
                                                  [d for s in splits.values() for d in s["duration"]])
@@ -77,7 +72,8 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     model, trainer, _, _ = ctc.pretrain_ctc(
         encoder, clips, output, epochs=epochs, batch_size=params["audio_ctc_batch_size"],
-        learning_rate=params["audio_ctc_learning_rate"], seed=seed, augment=True, warp=warp)
+        learning_rate=params["audio_ctc_learning_rate"], seed=seed, augment=True, warp=warp,
+        masks={"time_masks": args.time_masks, "time_fraction": args.time_fraction})
     seconds = time.perf_counter() - start
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     print(f"{len(train)} training clips, {epochs:g} epochs, seed {seed}: time masks {args.time_masks} × up to "

@@ -126,15 +126,16 @@ def vocal_tract_perturb(features: torch.Tensor, warp: float,
     return out
 
 
-def augment(features: torch.Tensor, frame_mask: torch.Tensor | None,
-            generator: torch.Generator | None = None, warp: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+def augment(features: torch.Tensor, frame_mask: torch.Tensor | None, generator: torch.Generator | None = None,
+            warp: float = 0.0, masks: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The training batches' audio augmentation: speed perturbation (when the frame mask is
-    known), vocal tract length perturbation (with ``warp``), then SpecAugment. Returns (features,
-    frame mask)."""
+    known), vocal tract length perturbation (with ``warp``), then SpecAugment (``masks``: its
+    keyword arguments where they differ from its defaults — ``time_masks``, ``time_fraction`` …).
+    Returns (features, frame mask)."""
     if frame_mask is not None:
         features, frame_mask = speed_perturb(features, frame_mask, generator=generator)
     features = vocal_tract_perturb(features, warp, generator=generator)
-    return spec_augment(features, frame_mask, generator=generator), frame_mask
+    return spec_augment(features, frame_mask, generator=generator, **(masks or {})), frame_mask
 
 
 def spec_augment(features: torch.Tensor, frame_mask: torch.Tensor | None = None, *, freq_masks: int = 2,

@@ -46,18 +46,19 @@ def targets(texts: list[str], characters: str = ctc.CHARACTERS) -> tuple[torch.T
 
 class CtcModel(nn.Module):
     """A Whisper encoder and a ``CtcHead``; with ``augment``, the features are speed-perturbed,
-    warped (``warp``, vocal tract length perturbation) and SpecAugment-masked while training
-    (``models.ctc.augment``)."""
+    warped (``warp``, vocal tract length perturbation) and SpecAugment-masked (``masks``: the
+    policy where it differs from ``spec_augment``'s defaults) while training (``models.ctc.augment``)."""
 
-    def __init__(self, encoder: nn.Module, characters: str = ctc.CHARACTERS, augment: bool = True, warp: float = 0.0):
+    def __init__(self, encoder: nn.Module, characters: str = ctc.CHARACTERS, augment: bool = True, warp: float = 0.0,
+                 masks: dict | None = None):
         super().__init__()
         self.encoder = encoder
         self.head = ctc.CtcHead(encoder.config.d_model, characters)
-        self.augment, self.warp = augment, warp
+        self.augment, self.warp, self.masks = augment, warp, masks
 
     def log_probs(self, input_features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training and self.augment:
-            input_features, frame_mask = ctc.augment(input_features, frame_mask, warp=self.warp)
+            input_features, frame_mask = ctc.augment(input_features, frame_mask, warp=self.warp, masks=self.masks)
         frames = self.encoder(input_features=input_features).last_hidden_state
         return self.head(frames), ctc.frame_lengths(frame_mask, frames.shape[1])
 
@@ -149,14 +150,14 @@ class WerCallback(TrainerCallback):
 
 def pretrain_ctc(encoder: nn.Module, clips: dict[str, Clips], output_dir: Path, *, epochs: float, batch_size: int,
                  learning_rate: float, seed: int, augment: bool = True, bf16: bool = False, resume: bool = False,
-                 evaluations: int = 10, warp: float = 0.0):
+                 evaluations: int = 10, warp: float = 0.0, masks: dict | None = None):
     """Train ``encoder`` + a CTC head on ``clips["train"]``, validating ``evaluations`` times and
     keeping the weights with the lowest validation WER. Returns (model, trainer, test scores
     before, after)."""
     from . import trainer as T
 
     torch.manual_seed(seed)
-    model = CtcModel(encoder, augment=augment, warp=warp)
+    model = CtcModel(encoder, augment=augment, warp=warp, masks=masks)
     before = scores(model, clips["test"])
     # ten validations in all (each epoch's would cost a third of the training on a CPU)
     every = max(1, math.ceil(math.ceil(len(clips["train"]) / batch_size) * epochs / evaluations))

@@ -135,6 +135,18 @@ def test_augment_warps_only_when_asked(monkeypatch):
     assert calls == [0.0, 0.1]
 
 
+
+def test_augment_masks_with_the_policy_given():
+    """``masks`` reaches SpecAugment: with no masks at all and no frame mask (so no speed change)
+    the features come back unchanged, while the default policy masks them (mutation: ``masks`` not
+    passed on → the first assertion fails)."""
+    x = torch.randn(2, 80, 50)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    unmasked, _ = ctc.augment(x, None, generator=gen(), masks={"time_masks": 0, "freq_masks": 0})
+    assert torch.equal(unmasked, x)
+    default, _ = ctc.augment(x, None, generator=gen())
+    assert not torch.equal(default, x)
+
 def brute_force(rows, characters):
     """{transcript: probability} over every frame-level path of ``rows`` (per-frame [blank, chars…])."""
     import itertools

@@ -73,8 +73,8 @@ def test_bias_study_injects_strengths_and_measures_them(upstream_run):
 
 def test_ctc_pretraining_benchmark_trains_with_the_policy_given(upstream_run):
     """The benchmark trains 02's CTC step on the run's clips and prints the table per kind and voice
-    group; the SpecAugment policy on its command line reaches the training (mutation: the flags not
-    passed to spec_augment → both runs train alike and the losses are equal)."""
+    group; the SpecAugment policy on its command line reaches the training (mutation: ``masks`` not
+    passed on by ``pretrain_ctc`` → both runs train alike and the losses are equal)."""
     def run(*flags):
         done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ctc_pretraining.py"), "--run", str(upstream_run),
                                "--epochs", "2", "--output", str(upstream_run / "ctc_benchmark"), *flags],
