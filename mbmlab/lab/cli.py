@@ -52,7 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     sweep = sub.add_parser("sweep", help="the series for every combination of a grid, then their comparison")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                        help="a parameter and its values (repeatable: the grid is their product)")
-    sweep.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: one after another)")
+    sweep.add_argument("--num-cpus", type=float, default=None, metavar="N",
+                       help="CPU cores each run asks Ray for (default: every core of this machine, so runs here go "
+                            "one after another; on a cluster, the cores of one worker's share)")
+    sweep.add_argument("--num-gpus", type=float, default=0, metavar="N", help="GPUs each run asks Ray for (default 0)")
+    sweep.add_argument("--address", default=None, metavar="HOST:PORT",
+                       help="join this Ray cluster (default: RAY_ADDRESS, else a Ray instance of the sweep's own)")
+    sweep.add_argument("--resume", type=Path, default=None, metavar="SWEEP",
+                       help="an earlier sweep folder: run only its combinations that did not finish")
+    sweep.add_argument("--until", default=None, metavar="NOTEBOOK", help="each run stops after this notebook")
     ask = sub.add_parser("ask", help="ask a run's fused model about an image, typed or spoken")
     ask.add_argument("run", type=Path, help="a run folder (or its fused/ folder)")
     ask.add_argument("--image", type=Path, help="the picture to ask about")
@@ -108,13 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sweep":
         from .sweep import SweepError, parse_grid, run_sweep
 
-        if args.seeds < 1 or args.jobs < 1:
-            print("mbmlab: error: --seeds and --jobs must be at least 1", file=sys.stderr)
+        if args.seeds < 1 or (args.num_cpus is not None and args.num_cpus <= 0) or args.num_gpus < 0:
+            print("mbmlab: error: --seeds must be at least 1, --num-cpus above 0, --num-gpus not negative",
+                  file=sys.stderr)
             return 2
+        if args.resume is not None and (args.grid or args.overrides or args.preset != "default" or args.seeds > 1):
+            print("mbmlab: error: --resume runs an earlier sweep's own grid; give no --grid, --set, --preset or --seeds",
+                  file=sys.stderr)
+            return 2
+        extra = {"until": args.until} if args.until else {}
         try:
-            folder = run_sweep(parse_grid(args.grid), args.preset, _overrides(args.overrides), args.seeds, args.jobs,
-                               reports=args.reports, notebooks_dir=args.notebooks, progress=not args.no_progress,
-                               cell_timeout=args.cell_timeout, reuse=not args.no_reuse)
+            folder = run_sweep(parse_grid(args.grid), args.preset, _overrides(args.overrides), args.seeds,
+                               num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address,
+                               resume=args.resume, reports=args.reports, notebooks_dir=args.notebooks,
+                               progress=not args.no_progress, cell_timeout=args.cell_timeout,
+                               reuse=not args.no_reuse, **extra)
         except SweepError as err:
             print(f"mbmlab: error: {err}", file=sys.stderr)
             return 2

@@ -2,23 +2,41 @@
 with ``--seeds``), each a normal run folder, then a comparison of the runs that finished.
 
 Every combination is validated before the first run starts (a typo in the grid costs nothing).
-A failed combination is recorded with its error and the sweep goes on. Runs go one after
-another; ``--jobs N`` runs N at once (on a 2-core machine two 2-thread trainings slow each
-other several-fold: use it where there are cores to spare). ``reports/<stamp>-sweep/`` holds
-``sweep.json`` (each combination, its run folder, status, seconds, error), ``sweep.csv`` and the
-comparison page of the finished runs.
+Each run is a Ray task asking for ``--num-cpus`` cores (default: every core of this machine, so
+locally runs go one after another — on 2 cores two 2-thread trainings slow each other several-fold)
+and ``--num-gpus``; Ray places as many at once as the machines' resources allow. Without
+``--address`` (or ``RAY_ADDRESS``) the sweep starts a Ray instance of its own on this machine and
+stops it at the end; with it, it joins a running cluster (``ray start --head`` / ``ray start
+--address …``), and first checks that every node can read and write the reports folder (on a
+cluster it must be a filesystem every node mounts).
+
+A run whose worker process dies (a lost node, an out-of-memory kill) is retried once by Ray, then
+recorded as failed with the cause; a run that raises (a notebook failed) is recorded as failed at
+once with its partial run folder — the same parameters would fail again. The sweep goes on either
+way. ``reports/<stamp>-sweep/`` holds ``sweep.json`` (each combination, its run folder, status,
+seconds, the Ray node it ran on, attempts, error), rewritten as each run ends, ``sweep.csv`` and
+the comparison page of the finished runs; ``mbmlab sweep --resume <sweep folder>`` runs only the
+combinations that did not finish (failed, or never ended because the sweep was interrupted).
 """
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import params as P
-from .paths import new_run_dir, reports_dir
+from .paths import new_run_dir, project_root, reports_dir
+
+#: A JSON object of overrides; a combination that has them kills its own worker process before
+#: running (as a lost node would), every attempt. For testing the retry path (tests/lab/test_ray_cluster.py).
+KILL_ENV = "MBMLAB_SWEEP_KILL"
+#: Environment a run's task carries to the Ray worker, where set on the machine that starts the sweep.
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "MKL_DYNAMIC", "OMP_DYNAMIC", "MKL_CBWR",
+                 "MLFLOW_TRACKING_URI", "PYTHONPATH", "MBMLAB_CACHE")
 
 
 class SweepError(ValueError):
@@ -75,54 +93,54 @@ class Point:
     seconds: float | None = None
     error: str | None = None
     label: str = field(default="")
+    node: str | None = None  # the Ray node id the run executed on
+    host: str | None = None  # that node's IP address
+    attempts: int = 0
 
 
-def run_sweep(grid: dict[str, list], preset: str = "default", base: dict | None = None, seeds: int = 1, jobs: int = 1,
-              *, reports: Path | None = None, log=print, run=None, **run_kwargs) -> Path:
-    """Validate every combination, run them (``jobs`` at a time), write the sweep folder and the
-    comparison of the finished runs; returns the sweep folder. ``run`` replaces ``run_series``
-    (the tests pass a fake)."""
-    from .runner import NotebookFailed, run_series
+def run_sweep(grid: dict[str, list], preset: str = "default", base: dict | None = None, seeds: int = 1, *,
+              num_cpus: float | None = None, num_gpus: float = 0, address: str | None = None,
+              resume: Path | None = None, reports: Path | None = None, log=print, run=None,
+              **run_kwargs) -> Path:
+    """Validate every combination, run each as a Ray task, write the sweep folder and the
+    comparison of the finished runs; returns the sweep folder. ``resume``: an earlier sweep folder;
+    only its combinations that did not finish run (its grid, preset and options are kept).
+    ``run`` replaces ``run_series`` (the tests pass a fake; it must be importable on the workers)."""
+    from .runner import run_series
 
     run = run or run_series
-    if not grid:
-        if preset not in P.SCALING_GRIDS:
-            raise SweepError("give at least one --grid key=v1,v2 (only the scaling presets bring their own grid)")
-        grid = P.SCALING_GRIDS[preset]
-    first_seed = P.resolve(preset, base)["seed"]
-    points = [Point(c) for c in combinations(grid, base, seeds, first_seed)]
-    for point in points:  # refuse the whole grid before anything runs
-        try:
-            P.resolve(preset, point.overrides)
-        except P.ParameterError as err:
-            raise SweepError(f"combination {point.overrides}: {err}") from None
-        point.label = ", ".join(f"{k}={json.dumps(point.overrides[k])}" for k in [*grid, "seed"]
-                                if k in point.overrides and (k != "seed" or seeds > 1))
-    folder = new_run_dir(reports or reports_dir(), label=f"{preset}-sweep")
-    log(f"sweep {folder}: {len(points)} runs of preset {preset}")
-
-    def one(point: Point) -> Point:
-        start = time.perf_counter()
-        log(f"[sweep] {point.label}")
-        try:
-            out = run(preset, point.overrides, reports=reports, log=lambda *a: None, **run_kwargs)
-            point.run, point.status = str(out), "ok"
-        except NotebookFailed as err:
-            point.run, point.status, point.error = str(err.partial.parent), "failed", str(err)
-        except Exception as err:  # a broken combination must not end the sweep
-            point.status, point.error = "failed", f"{type(err).__name__}: {err}"
-        point.seconds = time.perf_counter() - start
-        log(f"[sweep] {point.label}: {point.status} in {point.seconds:.0f} s"
-            + (f" — {point.error.splitlines()[0]}" if point.error else ""))
-        return point
-
-    if jobs > 1:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(one, points))
+    reports = Path(reports or reports_dir()).resolve()
+    run_kwargs = {k: v for k, v in run_kwargs.items() if v is not None}
+    if run_kwargs.get("notebooks_dir"):
+        run_kwargs["notebooks_dir"] = Path(run_kwargs["notebooks_dir"]).resolve()
+    if resume is not None:
+        folder, preset, grid, points, saved = _load(Path(resume))
+        run_kwargs = saved | run_kwargs
+        todo = [p for p in points if p.status != "ok"]
+        for p in todo:
+            p.run, p.status, p.seconds, p.error, p.node, p.host, p.attempts = None, "pending", None, None, None, None, 0
+        log(f"sweep {folder}: resuming {len(todo)} of {len(points)} runs (the others finished)")
     else:
-        for point in points:
-            one(point)
-    write_summary(folder, preset, grid, points)
+        if not grid:
+            if preset not in P.SCALING_GRIDS:
+                raise SweepError("give at least one --grid key=v1,v2 (only the scaling presets bring their own grid)")
+            grid = P.SCALING_GRIDS[preset]
+        first_seed = P.resolve(preset, base)["seed"]
+        points = [Point(c) for c in combinations(grid, base, seeds, first_seed)]
+        for point in points:  # refuse the whole grid before anything runs
+            try:
+                P.resolve(preset, point.overrides)
+            except P.ParameterError as err:
+                raise SweepError(f"combination {point.overrides}: {err}") from None
+            point.label = ", ".join(f"{k}={json.dumps(point.overrides[k])}" for k in [*grid, "seed"]
+                                    if k in point.overrides and (k != "seed" or seeds > 1))
+        folder = new_run_dir(reports, label=f"{preset}-sweep")
+        todo = points
+        log(f"sweep {folder}: {len(points)} runs of preset {preset}")
+    saved = {k: v for k, v in run_kwargs.items() if k in ("until", "cell_timeout") and v is not None}
+    write_summary(folder, preset, grid, points, saved)
+    execute(todo, preset, folder, run, run_kwargs | {"reports": reports}, num_cpus=num_cpus, num_gpus=num_gpus,
+            address=address, log=log, on_done=lambda: write_summary(folder, preset, grid, points, saved))
     finished = [Path(p.run) for p in points if p.status == "ok"]
     notes, figures = [], []
     if preset in P.SCALING_GRIDS and finished:
@@ -138,23 +156,174 @@ def run_sweep(grid: dict[str, list], preset: str = "default", base: dict | None 
             notes.append(f"scaling: no fit — {err}")
         log(notes[-1])
     if len(finished) >= 2:
-        from .compare import metric_table, param_table, printable, read_run, write_page
+        from .compare import CompareError, metric_table, param_table, printable, read_run, write_page
 
-        runs = [read_run(p) for p in finished]
-        failed = [f"failed: {p.label} — {(p.error or '').splitlines()[0] if p.error else ''}"
-                  for p in points if p.status != "ok"]
-        write_page(runs, folder, title=f"Sweep of preset {preset}: {len(finished)} of {len(points)} runs "
-                                       f"finished", notes=notes + failed, figures=figures)
-        log(printable(runs, param_table(runs), metric_table(runs), limit=25))
+        try:
+            runs = [read_run(p) for p in finished]
+        except CompareError as err:  # a run stopped early (--until) may have no metrics yet
+            log(f"sweep: no comparison page — {err}")
+        else:
+            failed = [f"failed: {p.label} — {(p.error or '').splitlines()[0] if p.error else ''}"
+                      for p in points if p.status != "ok"]
+            write_page(runs, folder, title=f"Sweep of preset {preset}: {len(finished)} of {len(points)} runs "
+                                           f"finished", notes=notes + failed, figures=figures)
+            log(printable(runs, param_table(runs), metric_table(runs), limit=25))
     log(f"sweep: {sum(p.status == 'ok' for p in points)} of {len(points)} runs finished; {folder / 'sweep.json'}")
     return folder
 
 
-def write_summary(folder: Path, preset: str, grid: dict, points: list[Point]) -> None:
+def connect(address: str | None = None, num_cpus: int | None = None):
+    """Join the Ray cluster at ``address`` (or ``RAY_ADDRESS``), or start a Ray instance on this
+    machine; returns a function that disconnects again (a no-op when Ray was already initialised
+    in this process, say by a test)."""
+    import ray
+
+    if ray.is_initialized():
+        return lambda: None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:  # "local": a new instance, never a cluster some `ray start` left running on this machine
+        from ..hardware import usable_cores
+
+        ray.init(address="local", num_cpus=num_cpus or usable_cores(), include_dashboard=False, log_to_driver=False)
+    return ray.shutdown
+
+
+def execute(points: list[Point], preset: str, folder: Path, run, run_kwargs: dict, *, num_cpus: float | None = None,
+            num_gpus: float = 0, address: str | None = None, log=print, on_done=lambda: None) -> None:
+    """Run each point's series as a Ray task; fills in each point as its task ends (then calls
+    ``on_done``). A task whose worker dies is retried once (Ray's ``max_retries``); one that
+    raises is not (the partial run is kept)."""
+    import ray
+
+    from ..hardware import usable_cores
+
+    disconnect = connect(address)
+    try:
+        if address or os.environ.get("RAY_ADDRESS"):
+            check_shared(Path(run_kwargs["reports"]))
+        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        env["MBMLAB_ROOT"] = str(project_root())
+        kill = json.loads(os.environ.get(KILL_ENV) or "null")
+        task = ray.remote(_run_point).options(num_cpus=num_cpus or usable_cores(), num_gpus=num_gpus, max_retries=1,
+                                              retry_exceptions=False, runtime_env={"env_vars": env})
+        attempts = folder / "attempts"
+        attempts.mkdir(exist_ok=True)
+        round_id = uuid.uuid4().hex[:8]
+        pending = {}
+        for index, point in enumerate(points):
+            doomed = bool(kill) and all(point.overrides.get(k) == v for k, v in kill.items())
+            ref = task.remote(run, preset, point.overrides, run_kwargs, str(attempts / f"{index:04d}-{round_id}"), doomed)
+            pending[ref] = (index, point)
+            point.status = "submitted"
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            index, point = pending.pop(done[0])
+            try:
+                result = ray.get(done[0])
+            except ray.exceptions.RayError as err:  # the worker died on every attempt
+                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                result = {"status": "failed", "error": f"{type(err).__name__}: the worker running it died on every "
+                                                       f"attempt (retried once) — {first}"}
+            for key, value in result.items():
+                setattr(point, key, value)
+            point.attempts = len(list(attempts.glob(f"{index:04d}-{round_id}-*.json")))
+            if result["status"] == "failed" and point.node is None:  # the last attempt's node, from its record
+                records = sorted(attempts.glob(f"{index:04d}-{round_id}-*.json"), key=lambda p: p.stat().st_mtime)
+                if records:
+                    last = json.loads(records[-1].read_text())
+                    point.node, point.host = last["node"], last["host"]
+            log(f"[sweep] {point.label}: {point.status}"
+                + (f" in {point.seconds:.0f} s" if point.seconds is not None else "")
+                + f" on {point.host} (node {str(point.node)[:8]}, attempt {point.attempts})"
+                + (f" — {point.error.splitlines()[0]}" if point.error else ""))
+            on_done()
+    finally:
+        disconnect()
+
+
+def _run_point(run, preset: str, overrides: dict, run_kwargs: dict, attempt_stem: str, doomed: bool) -> dict:
+    """One combination's series inside a Ray worker; records the attempt (node, host, pid) first."""
+    import ray
+
+    from .runner import NotebookFailed
+
+    context = ray.get_runtime_context()
+    node, host = context.get_node_id(), ray.util.get_node_ip_address()
+    Path(f"{attempt_stem}-{uuid.uuid4().hex[:8]}.json").write_text(json.dumps(
+        {"node": node, "host": host, "pid": os.getpid(), "started": time.time()}))
+    if doomed:
+        os._exit(1)  # as a lost node or an out-of-memory kill would
+    start = time.perf_counter()
+    out = {"node": node, "host": host}
+    try:
+        folder = run(preset, overrides, log=lambda *a: None, **run_kwargs)
+        out |= {"run": str(folder), "status": "ok"}
+    except NotebookFailed as err:
+        out |= {"run": str(err.partial.parent), "status": "failed", "error": str(err)}
+    except Exception as err:  # a broken combination must not end the sweep
+        out |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def check_shared(reports: Path) -> None:
+    """Every alive node of the cluster can read a file this machine wrote under ``reports`` and
+    write one beside it; else ``SweepError`` naming the node (before any run starts)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    reports.mkdir(parents=True, exist_ok=True)
+    token = reports / f".mbmlab-shared-{uuid.uuid4().hex[:12]}"
+    token.write_text("mbmlab")
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        probe = ray.remote(_probe)
+        refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(str(token)) for n in nodes]
+        for node, problem in zip(nodes, ray.get(refs, timeout=120)):
+            if problem:
+                raise SweepError(f"node {node['NodeManagerAddress']} (id {node['NodeID'][:8]}) cannot use the reports "
+                                 f"folder {reports}: {problem}. On a cluster --reports must be a path every node "
+                                 "mounts (a shared filesystem).")
+    finally:
+        for path in reports.glob(f"{token.name}*"):
+            path.unlink(missing_ok=True)
+
+
+def _probe(token: str) -> str | None:
+    """On one node: None when ``token`` reads back and a file can be written beside it, else why not."""
+    import ray
+
+    path = Path(token)
+    try:
+        if path.read_text() != "mbmlab":
+            return f"{path} has other content there"
+        path.with_name(f"{path.name}.{ray.get_runtime_context().get_node_id()[:12]}").write_text("ok")
+    except OSError as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _load(folder: Path):
+    path = folder / "sweep.json"
+    if not path.exists():
+        raise SweepError(f"{folder} has no sweep.json: not a sweep folder")
+    saved = json.loads(path.read_text())
+    points = [Point(**p) for p in saved["points"]]
+    return folder.resolve(), saved["preset"], saved["grid"], points, saved.get("options", {})
+
+
+def write_summary(folder: Path, preset: str, grid: dict, points: list[Point], options: dict | None = None) -> None:
     import pandas as pd
 
-    (folder / "sweep.json").write_text(json.dumps({"preset": preset, "grid": grid,
-                                                   "points": [asdict(p) for p in points]}, indent=1, default=str))
-    pd.DataFrame([{"combination": p.label, "status": p.status, "seconds": p.seconds, "run": p.run,
+    tmp = folder / "sweep.json.tmp"
+    tmp.write_text(json.dumps({"preset": preset, "grid": grid, "options": options or {},
+                               "points": [asdict(p) for p in points]}, indent=1, default=str))
+    tmp.replace(folder / "sweep.json")
+    pd.DataFrame([{"combination": p.label, "status": p.status, "seconds": p.seconds, "run": p.run, "host": p.host,
+                   "node": p.node, "attempts": p.attempts,
                    "error": (p.error or "").splitlines()[0] if p.error else ""} for p in points]) \
         .to_csv(folder / "sweep.csv", index=False)
