@@ -9,6 +9,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # the runs' cache (mbmlab.lab.reuse) of this test session: shared by its runs, never the project's data/
+# MLflow tracking (mbmlab.lab.tracking) off for the many runs of the tests; its own tests turn it on
+os.environ.setdefault("MBMLAB_MLFLOW", "0")
 os.environ.setdefault("MBMLAB_CACHE", tempfile.mkdtemp(prefix="mbmlab-test-cache-"))
 # pytest-xdist (`-n N`, see pyproject's addopts): the cores are shared out among the workers, and the
 # notebooks' kernels and scripts a worker starts inherit its share (mbmlab.hardware keeps OMP_NUM_THREADS)

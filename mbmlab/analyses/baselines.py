@@ -188,7 +188,7 @@ def run_all(run: Path, split, kinds, epochs: float, seed: int, batch_size: int, 
             trained = train_cnn_bow(run, split.processor, seed)
         else:
             trained = train_baseline(start, fuse_params, kind, epochs, run / "baselines", patience)
-        answers[kind] = answer(trained, vqa_examples, split.pixels["test"], batch_size=batch_size,
+        answers[kind] = answer(trained, vqa_examples, split.pixels[split.name], batch_size=batch_size,
                                num_beams=num_beams, max_new_tokens=split.limits["vqa"], progress=False)
         budgets.append({"model": kind, "tasks": "vqa" if trained.steps else "(untrained)",
                         ("epochs (best on validation)" if kind == "cnn_bow" else "stage-2 epochs"): trained.epochs,

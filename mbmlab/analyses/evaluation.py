@@ -41,6 +41,7 @@ class TestSplit:
     batch_size: int = 256
     num_beams: int = 1
     ctc_weight: float = 0.0  # the CTC head's share in decoding transcripts
+    name: str = "test"  # the split generated on: test, or validation (for choosing, mbmlab tune)
 
     def frame(self, task: str) -> pd.DataFrame:
         """One row per test example of ``task``: target, prediction, the image's and the clip's columns."""
@@ -66,10 +67,15 @@ def voice_groups(frame: pd.DataFrame, trained_voices: set[str]) -> dict[str, pd.
     return {name: rows for name, rows in (("seen_voices", ~heldout), ("heldout_voices", heldout)) if rows.any()}
 
 
-def generate_test_split(run: Path, batch_size: int, num_beams: int, ctc_weight: float = 0.0) -> TestSplit:
+def generate_test_split(run: Path, batch_size: int, num_beams: int, ctc_weight: float = 0.0,
+                        name: str = "test") -> TestSplit:
     """Load the run's fused model (through the Auto classes) and its data; generate every test
     example of every task it was trained on (batched, KV cache on); transcripts decoded jointly
-    with the CTC head at ``ctc_weight`` (``metrics.joint_decoding``; 0: the GPT alone)."""
+    with the CTC head at ``ctc_weight`` (``metrics.joint_decoding``; 0: the GPT alone).
+    ``name="validation"``: the validation split instead (for choosing; the metrics keep their names,
+    ``params.json``'s ``evaluate_split`` says which split they are from)."""
+    if name not in ("test", "validation"):
+        raise ValueError(f"evaluate on 'test' or 'validation', not {name!r}")
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from .. import models  # noqa: F401  (registers the family)
@@ -80,21 +86,24 @@ def generate_test_split(run: Path, batch_size: int, num_beams: int, ctc_weight: 
     model = AutoModelForImageTextToText.from_pretrained(check_model_folder(run / "fused", "03_fuse"))
     processor = AutoProcessor.from_pretrained(run / "fused")
     tasks = load_json(run, "fuse.json")["tasks"]
-    pixels, features, masks = split_inputs(processed, processor, ("test",), model.config.modalities, with_masks=True)
-    images = processed.images["test"] if "image" in model.config.modalities else None
-    speech = processed.speech["test"] if "audio" in model.config.modalities else None
+    pixels, features, masks = split_inputs(processed, processor, (name,), model.config.modalities, with_masks=True)
+    images = processed.images[name] if "image" in model.config.modalities else None
+    speech = processed.speech[name] if "audio" in model.config.modalities else None
     examples = task_examples(images, speech, tasks)
     train_examples = task_examples(processed.images["train"] if images is not None else None,
                                    processed.speech["train"] if speech is not None else None, tasks)
     limits = {task: max_target_tokens(processor, [e.target for e in train_examples if e.task == task])
               for task in tasks}
-    predictions = generate(model, processor, examples, pixels.get("test"), features.get("test"),
+    predictions = generate(model, processor, examples, pixels.get(name), features.get(name),
                            batch_size=batch_size, num_beams=num_beams, max_new_tokens=limits,
-                           frame_mask=masks.get("test"), ctc_weight=ctc_weight)
+                           frame_mask=masks.get(name), ctc_weight=ctc_weight)
     present = sorted({e.task for e in examples})
-    notes = [f"note: no test data for {task!r}; its metrics are left out" for task in tasks if task not in present]
+    notes = [f"note: no {name} data for {task!r}; its metrics are left out" for task in tasks if task not in present]
+    if name != "test":
+        notes.insert(0, f"note: evaluated on the {name} split (evaluate_split), not test: numbers for choosing, "
+                        "not for reporting")
     return TestSplit(model, processor, processed, tasks, present, images, speech, pixels, features, examples,
-                     train_examples, limits, predictions, notes, batch_size, num_beams, ctc_weight)
+                     train_examples, limits, predictions, notes, batch_size, num_beams, ctc_weight, name)
 
 
 def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
@@ -263,7 +272,7 @@ def spoken_cascade(split: TestSplit, spoken: pd.DataFrame) -> dict:
         return {}
     typed = [Example("vqa", e.image, None, heard[e.clip], e.target, e.question_type) for e in asked]
     spoken["heard"] = [heard[e.clip] for e in asked]
-    spoken["cascade"] = generate(split.model, split.processor, typed, split.pixels["test"], batch_size=split.batch_size,
+    spoken["cascade"] = generate(split.model, split.processor, typed, split.pixels[split.name], batch_size=split.batch_size,
                                  num_beams=split.num_beams, max_new_tokens=split.limits.get("vqa", split.limits["spoken_vqa"]),
                                  progress=False)
     spoken["cascade_correct"] = intervals.answers_correct(spoken["cascade"], spoken["answer"])

@@ -274,6 +274,9 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("asr_ctc_weight", float, ASR_CTC_WEIGHT, "transcripts decoded jointly with the audio tower's CTC head: its share "
           "of each candidate token's score beside the GPT's (Watanabe et al. 2017); 0: the GPT alone "
           "(0.3 chosen on validation clips, docs/results.md)", (NB_EVALUATE, NB_BIAS_STUDY), minimum=0.0, maximum=1.0),
+    Param("evaluate_split", str, "test", "the split 04 evaluates the fused model on: test (the report), or "
+          "validation (for choosing: mbmlab tune's trials; the trained baselines, which stop early on validation, "
+          "are then skipped)", (NB_EVALUATE,), choices=("test", "validation")),
     Param("gallery_size", int, 8, "test examples shown with their predictions", (NB_EVALUATE,), minimum=0),
     Param("pocketsphinx_clips", int, 100, "test clips PocketSphinx (a real offline English ASR, ~0.7 s a clip) "
           "transcribes beside the fused model; 0 skips it", (NB_EVALUATE,), minimum=0),

@@ -208,7 +208,7 @@ def changed_on_resume(run: dict, values: dict) -> dict | None:
 def run_series(preset: str = "default", overrides: dict | None = None, *, reports: Path | None = None,
                notebooks_dir: Path | None = None, kernel_name: str = "python3", progress: bool = True,
                cell_timeout: int | None = None, resume: Path | None = None, reuse: bool = True,
-               until: str | None = None, log=print) -> Path:
+               until: str | None = None, experiment: str | None = None, log=print) -> Path:
     """Validate parameters, then execute every notebook in order; returns the run directory.
 
     ``resume``: an earlier run folder whose run failed or was interrupted; its parameters are
@@ -216,6 +216,8 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     ``cell_timeout``: seconds one cell may run before the run fails with a timeout.
     ``until``: the last notebook to run (say ``03_fuse``: train now, evaluate later); the run then
     stops with status ``stopped``, and ``--resume`` runs the rest.
+    ``experiment``: the MLflow experiment the run is logged to (default: its preset;
+    ``mbmlab.lab.tracking``; a logging failure only warns).
     ``reuse``: a notebook whose key (``mbmlab.lab.reuse.key``) matches a whole cache entry is not
     run; its outputs are copied in and ``run.json`` says from which run (False: run every notebook,
     and refresh the cache).
@@ -378,5 +380,8 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
         save_json(run_dir, "run.json", run)
         write_index(run_dir, run)
         held.unlink(missing_ok=True)
+        from .tracking import log_run
+
+        log_run(run_dir, experiment, log=log)
     log(f"report: {run_dir / 'index.html'}")
     return run_dir

@@ -139,8 +139,12 @@ def run_sweep(grid: dict[str, list], preset: str = "default", base: dict | None 
         log(f"sweep {folder}: {len(points)} runs of preset {preset}")
     saved = {k: v for k, v in run_kwargs.items() if k in ("until", "cell_timeout") and v is not None}
     write_summary(folder, preset, grid, points, saved)
-    execute(todo, preset, folder, run, run_kwargs | {"reports": reports}, num_cpus=num_cpus, num_gpus=num_gpus,
-            address=address, log=log, on_done=lambda: write_summary(folder, preset, grid, points, saved))
+    from .tracking import prepare
+
+    prepare(reports, folder.name, log=log)  # one MLflow experiment per sweep, named after its folder
+    execute(todo, preset, folder, run, run_kwargs | {"reports": reports, "experiment": folder.name},
+            num_cpus=num_cpus, num_gpus=num_gpus, address=address, log=log,
+            on_done=lambda: write_summary(folder, preset, grid, points, saved))
     finished = [Path(p.run) for p in points if p.status == "ok"]
     notes, figures = [], []
     if preset in P.SCALING_GRIDS and finished:

@@ -54,6 +54,15 @@ def lm_compute(lm, data: TextLines, epochs: float) -> dict[str, float]:
             "lm/train_flops": 6.0 * (n + head) * d}
 
 
+def _reporters() -> list[str] | str:
+    """TensorBoard event files beside each training's checkpoints (``<output_dir>/runs/…``, in the
+    run folder) where the tensorboard package is installed; the curves also reach MLflow from the
+    notebooks' history CSVs (mbmlab.lab.tracking)."""
+    import importlib.util
+
+    return ["tensorboard"] if importlib.util.find_spec("tensorboard") is not None else "none"
+
+
 def training_arguments(output_dir: Path, *, epochs: float, batch_size: int, learning_rate: float, seed: int,
                        n_examples: int | None = None, **extra) -> TrainingArguments:
     """CPU-friendly defaults: no checkpoints mid-run, cosine schedule, about 25 log lines a run."""
@@ -63,7 +72,7 @@ def training_arguments(output_dir: Path, *, epochs: float, batch_size: int, lear
         per_device_eval_batch_size=batch_size, learning_rate=learning_rate, lr_scheduler_type="cosine",
         warmup_steps=0.05, weight_decay=0.01, seed=seed, data_seed=seed,
         logging_steps=max(1, steps // 25) if steps else 10,
-        save_strategy="no", report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
+        save_strategy="no", report_to=_reporters(), remove_unused_columns=False, dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
     )
     settings |= extra

@@ -26,7 +26,31 @@ ROOT = TESTS.parent
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    return run_series("tiny", reports=tmp_path_factory.mktemp("reports"), progress=False)
+    """The tiny series, tracked in MLflow (off for the tests' other runs, see conftest)."""
+    before = os.environ.get("MBMLAB_MLFLOW")
+    os.environ["MBMLAB_MLFLOW"] = "1"
+    try:
+        return run_series("tiny", reports=tmp_path_factory.mktemp("reports"), progress=False)
+    finally:
+        os.environ["MBMLAB_MLFLOW"] = before if before is not None else "0"
+
+
+def test_the_tiny_run_is_in_mlflow_with_its_parameters_and_metrics(tiny_run):
+    from mlflow.tracking import MlflowClient
+
+    from mbmlab.lab import tracking
+
+    client = MlflowClient(tracking_uri=tracking.tracking_uri(tiny_run.parent))
+    (found,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
+                                  filter_string=f"attributes.run_name = '{tiny_run.name}'")
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    params = json.loads((tiny_run / "params.json").read_text())
+    assert {k: v for k, v in found.data.metrics.items() if not k.startswith("train/")} == {
+        tracking.mlflow_name(k): v for k, v in metrics.items()}
+    assert {k: v for k, v in found.data.params.items() if "/" not in k} == {
+        k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
+    assert len(client.get_metric_history(found.info.run_id, "train/fuse_stage2/loss")) > 1  # the loss curve
+    assert found.info.status == "FINISHED" and found.data.params["hardware/cpus"]
 
 
 def test_tiny_series_writes_the_report(tiny_run):

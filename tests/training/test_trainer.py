@@ -137,6 +137,12 @@ def test_a_training_records_its_throughput_with_flops_counted(tmp_path):
     assert record["flops"] == 2048 * 12
     assert record["tokens_per_second"] == pytest.approx(12 * 16 * 5 / record["seconds"])
     assert record["items_per_second"] == pytest.approx(12 * 16 / record["seconds"])
+    # the Trainer's curve also went to TensorBoard event files beside the checkpoints
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = {p.parent for p in (tmp_path / "probe").rglob("events.out.tfevents.*")}
+    curve = EventAccumulator(str(events)).Reload().Scalars("train/loss")
+    assert len(curve) >= 2 and curve[-1].step > curve[0].step
 
 
 @pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.pt"])
