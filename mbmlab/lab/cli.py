@@ -21,6 +21,9 @@ examples:
   mbmlab params --preset tiny                 # every parameter, its value and what it does
   mbmlab compare reports/<run-a> reports/<run-b>   # parameters that differ, metrics with intervals
   mbmlab sweep --preset tiny --grid fuse_epochs=2,4 --grid projector=linear,mlp2x_gelu   # 4 runs, compared
+  mbmlab sweep --preset tiny --grid fusion=prefix,early --seeds 2 --num-cpus 1 --address HEAD:6379   # on a Ray cluster
+  mbmlab sweep --resume reports/<sweep>       # only the combinations that did not finish
+  mbmlab tune --preset tiny --space fuse_learning_rate=1e-4:1e-2:log --metric vqa/exact_match --trials 6 --parallel 2
   mbmlab ask reports/<run> --image pic.png --question "what shape is in the image?"
   mbmlab ask reports/<run> --image pic.png --audio question.wav --speak answer.wav
 
@@ -52,15 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     sweep = sub.add_parser("sweep", help="the series for every combination of a grid, then their comparison")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                        help="a parameter and its values (repeatable: the grid is their product)")
-    sweep.add_argument("--num-cpus", type=float, default=None, metavar="N",
-                       help="CPU cores each run asks Ray for (default: every core of this machine, so runs here go "
-                            "one after another; on a cluster, the cores of one worker's share)")
-    sweep.add_argument("--num-gpus", type=float, default=0, metavar="N", help="GPUs each run asks Ray for (default 0)")
-    sweep.add_argument("--address", default=None, metavar="HOST:PORT",
-                       help="join this Ray cluster (default: RAY_ADDRESS, else a Ray instance of the sweep's own)")
     sweep.add_argument("--resume", type=Path, default=None, metavar="SWEEP",
                        help="an earlier sweep folder: run only its combinations that did not finish")
     sweep.add_argument("--until", default=None, metavar="NOTEBOOK", help="each run stops after this notebook")
+    tune = sub.add_parser("tune", help="search parameters with Optuna (TPE): trials on the validation split, "
+                                        "in parallel on Ray, then the best once on test")
+    tune.add_argument("--space", action="append", default=[], metavar="KEY=LOW:HIGH[:log]",
+                      help="a parameter and its range (or KEY=a,b,c choices); repeatable")
+    tune.add_argument("--metric", default="", help="the metrics.json name to optimise (say vqa/exact_match)")
+    tune.add_argument("--direction", default="max", choices=("max", "min"))
+    tune.add_argument("--trials", type=int, default=10, help="finished trials to reach (default 10)")
+    tune.add_argument("--parallel", type=int, default=1, help="trials at once (default 1)")
+    tune.add_argument("--seed", dest="sampler_seed", type=int, default=0, help="the sampler's seed (default 0)")
+    tune.add_argument("--no-final", action="store_true", help="skip the final run of the best on the test split")
+    tune.add_argument("--resume", type=Path, default=None, metavar="TUNE",
+                      help="continue an interrupted tune folder (its space, metric and trials)")
     ask = sub.add_parser("ask", help="ask a run's fused model about an image, typed or spoken")
     ask.add_argument("run", type=Path, help="a run folder (or its fused/ folder)")
     ask.add_argument("--image", type=Path, help="the picture to ask about")
@@ -72,11 +81,18 @@ def main(argv: list[str] | None = None) -> int:
                      help="the CTC head's share when transcribing (joint decoding, as 04's asr_ctc_weight); 0: the GPT alone")
     ask.add_argument("--end-to-end", action="store_true",
                      help="answer a spoken question from the clip directly, not from the model's transcript of it")
-    for p in (run, params, sweep):
+    for p in (run, params, sweep, tune):
         p.add_argument("--preset", default="default", help=f"one of {', '.join(P.PRESETS)} (default: default)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one parameter (repeatable); see `mbmlab params`")
-    for p in (run, sweep):
+    for p in (sweep, tune):
+        p.add_argument("--num-cpus", type=float, default=None, metavar="N",
+                       help="CPU cores each run asks Ray for (default: every core of this machine, so runs here go "
+                            "one after another; on a cluster, the cores of one worker's share)")
+        p.add_argument("--num-gpus", type=float, default=0, metavar="N", help="GPUs each run asks Ray for (default 0)")
+        p.add_argument("--address", default=None, metavar="HOST:PORT",
+                       help="join this Ray cluster (default: RAY_ADDRESS, else a Ray instance of its own)")
+    for p in (run, sweep, tune):
         p.add_argument("--reports", type=Path, default=None, help="folder for run directories (default: reports/)")
         p.add_argument("--notebooks", type=Path, default=None, help="folder holding the series (default: notebooks/)")
         p.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
@@ -112,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     except P.ParameterError as err:
         print(f"mbmlab: error: {err}", file=sys.stderr)
         return 2
+
+    if args.command == "tune":
+        return _tune(args)
 
     if args.command == "sweep":
         from .sweep import SweepError, parse_grid, run_sweep
@@ -175,6 +194,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mbmlab: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _tune(args) -> int:
+    from .tune import TuneError, TuneInterrupted, parse_space, run_tune
+
+    if args.resume is not None and (args.space or args.overrides or args.metric or args.preset != "default"):
+        print("mbmlab: error: --resume continues an earlier tune with its own space and metric; give no --space, "
+              "--set, --metric or --preset", file=sys.stderr)
+        return 2
+    try:
+        space = parse_space(args.space, args.preset) if args.resume is None else None
+        folder = run_tune(space, args.metric, args.direction, args.trials, args.preset, _overrides(args.overrides),
+                          parallel=args.parallel, seed=args.sampler_seed, num_cpus=args.num_cpus,
+                          num_gpus=args.num_gpus, address=args.address, resume=args.resume,
+                          final=not args.no_final, reports=args.reports, notebooks_dir=args.notebooks,
+                          progress=not args.no_progress, cell_timeout=args.cell_timeout, reuse=not args.no_reuse)
+    except (TuneError, P.ParameterError) as err:
+        print(f"mbmlab: error: {err}", file=sys.stderr)
+        return 2
+    except TuneInterrupted as err:
+        print(f"mbmlab: {err}", file=sys.stderr)
+        return 130
+    best = json.loads((folder / "best.json").read_text())
+    return 0 if best.get("final_status", "ok") == "ok" else 1
 
 
 def _ask(args) -> int:

@@ -202,17 +202,12 @@ def execute(points: list[Point], preset: str, folder: Path, run, run_kwargs: dic
     raises is not (the partial run is kept)."""
     import ray
 
-    from ..hardware import usable_cores
-
     disconnect = connect(address)
     try:
         if address or os.environ.get("RAY_ADDRESS"):
             check_shared(Path(run_kwargs["reports"]))
-        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        env["MBMLAB_ROOT"] = str(project_root())
         kill = json.loads(os.environ.get(KILL_ENV) or "null")
-        task = ray.remote(_run_point).options(num_cpus=num_cpus or usable_cores(), num_gpus=num_gpus, max_retries=1,
-                                              retry_exceptions=False, runtime_env={"env_vars": env})
+        task = run_task(num_cpus, num_gpus)
         attempts = folder / "attempts"
         attempts.mkdir(exist_ok=True)
         round_id = uuid.uuid4().hex[:8]
@@ -246,6 +241,20 @@ def execute(points: list[Point], preset: str, folder: Path, run, run_kwargs: dic
             on_done()
     finally:
         disconnect()
+
+
+def run_task(num_cpus: float | None = None, num_gpus: float = 0):
+    """The Ray remote function that runs one series (:func:`_run_point`): ``num_cpus`` cores
+    (default: every core of this machine) and ``num_gpus`` GPUs asked for, retried once when its
+    worker dies, this machine's project root and offline settings carried to the worker."""
+    import ray
+
+    from ..hardware import usable_cores
+
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    env["MBMLAB_ROOT"] = str(project_root())
+    return ray.remote(_run_point).options(num_cpus=num_cpus or usable_cores(), num_gpus=num_gpus, max_retries=1,
+                                          retry_exceptions=False, runtime_env={"env_vars": env})
 
 
 def _run_point(run, preset: str, overrides: dict, run_kwargs: dict, attempt_stem: str, doomed: bool) -> dict:
