@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--preset", default="default", help=f"one of {', '.join(P.PRESETS)} (default: default)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one parameter (repeatable); see `mbmlab params`")
-    for p in (sweep, tune):
+    for p in (run, sweep, tune):
         p.add_argument("--num-cpus", type=float, default=None, metavar="N",
                        help="CPU cores each run asks Ray for (default: every core of this machine, so runs here go "
                             "one after another; on a cluster, the cores of one worker's share)")
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from .runner import NotebookFailed, RunInterrupted, RunLocked, run_series
-    from .multiseed import run_seeds
+    from .multiseed import SeedsFailed, run_seeds
 
     if args.seeds < 1:
         print("mbmlab: error: --seeds must be at least 1", file=sys.stderr)
@@ -179,12 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.seeds > 1:
             run_seeds(args.preset, _overrides(args.overrides), args.seeds, reports=args.reports,
-                      notebooks_dir=args.notebooks, progress=not args.no_progress, reuse=not args.no_reuse)
+                      notebooks_dir=args.notebooks, progress=not args.no_progress, reuse=not args.no_reuse,
+                      num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
         else:
             run_series(args.preset, _overrides(args.overrides), reports=args.reports, notebooks_dir=args.notebooks,
                        progress=not args.no_progress, cell_timeout=args.cell_timeout, resume=args.resume,
                        reuse=not args.no_reuse, until=args.until)
-    except NotebookFailed as err:
+    except (NotebookFailed, SeedsFailed) as err:
         print(f"mbmlab: error: {err}", file=sys.stderr)
         return 1
     except RunInterrupted as err:

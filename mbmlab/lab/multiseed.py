@@ -37,10 +37,15 @@ def summarise(runs: list[Path]) -> pd.DataFrame:
     return pd.concat([out, values], axis=1)
 
 
-def write_summary(runs: list[Path], preset: str, seeds: list[int], reports: Path | None = None) -> Path:
-    """``reports/<stamp>-<preset>-seeds/``: ``seeds.csv``, ``seeds.json`` and an ``index.html``
-    linking each run."""
-    folder = new_run_dir(reports or reports_dir(), label=f"{preset}-seeds")
+class SeedsFailed(RuntimeError):
+    """Some seeds' runs failed; the summary covers the others."""
+
+
+def write_summary(runs: list[Path], preset: str, seeds: list[int], reports: Path | None = None,
+                  folder: Path | None = None) -> Path:
+    """``reports/<stamp>-<preset>-seeds/`` (or ``folder``): ``seeds.csv``, ``seeds.json`` and an
+    ``index.html`` linking each run."""
+    folder = folder or new_run_dir(reports or reports_dir(), label=f"{preset}-seeds")
     table = summarise(runs)
     table.to_csv(folder / "seeds.csv")
     (folder / "seeds.json").write_text(json.dumps(
@@ -64,16 +69,35 @@ def write_summary(runs: list[Path], preset: str, seeds: list[int], reports: Path
     return folder
 
 
-def run_seeds(preset: str, overrides: dict | None, seeds: int, *, log=print, **run_kwargs) -> Path:
-    """The series once per seed (``seed`` from the overrides or the preset, then +1, …), then the summary."""
+def run_seeds(preset: str, overrides: dict | None, seeds: int, *, log=print, num_cpus: float | None = None,
+              num_gpus: float = 0, address: str | None = None, run=None, **run_kwargs) -> Path:
+    """The series once per seed (``seed`` from the overrides or the preset, then +1, …), each a Ray
+    task as in ``mbmlab sweep`` (``num_cpus`` each, default every core here: one after another;
+    ``address``: a cluster), then the summary of the seeds that finished. Raises ``SeedsFailed``
+    (after writing the summary) when any seed's run failed."""
     from . import params as P
     from .runner import run_series
+    from .sweep import Point, execute
+    from .tracking import prepare
 
     first = P.resolve(preset, overrides)["seed"]
     chosen = [first + k for k in range(seeds)]
-    runs = [run_series(preset, dict(overrides or {}, seed=s), log=log, **run_kwargs) for s in chosen]
-    folder = write_summary(runs, preset, chosen, run_kwargs.get("reports"))
-    table = summarise(runs)
-    log(table[["mean", "std", "ci95_low", "ci95_high"]].round(4).to_string())
-    log(f"summary: {folder / 'index.html'}")
+    reports = Path(run_kwargs.pop("reports", None) or reports_dir()).resolve()
+    folder = new_run_dir(reports, label=f"{preset}-seeds")
+    points = [Point(dict(overrides or {}, seed=s), label=f"seed={s}") for s in chosen]
+    prepare(reports, folder.name, log=log)
+    execute(points, preset, folder, run or run_series,
+            {k: v for k, v in run_kwargs.items() if v is not None} | {"reports": reports, "experiment": folder.name},
+            num_cpus=num_cpus, num_gpus=num_gpus, address=address, log=log)
+    ok = [p for p in points if p.status == "ok"]
+    runs = [Path(p.run) for p in ok]
+    if runs:
+        write_summary(runs, preset, [p.overrides["seed"] for p in ok], folder=folder)
+        table = summarise(runs)
+        log(table[["mean", "std", "ci95_low", "ci95_high"]].round(4).to_string())
+        log(f"summary: {folder / 'index.html'}")
+    failed = [p for p in points if p.status != "ok"]
+    if failed:
+        raise SeedsFailed(f"{len(failed)} of {len(points)} seeds failed: " + "; ".join(
+            f"{p.label}: {(p.error or '').splitlines()[0] if p.error else p.status}" for p in failed))
     return folder

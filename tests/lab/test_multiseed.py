@@ -1,5 +1,6 @@
 """``mbmlab run --seeds N``: one run per seed, then mean ± sample std and the t interval over seeds per shared metric."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -30,15 +31,25 @@ def test_summary_is_mean_and_sample_std_of_shared_metrics(tmp_path):
 
 
 def test_cli_runs_one_series_per_seed(tmp_path, monkeypatch):
-    seen = []
+    """Each seed a Ray task (a local Ray instance of the command's own): the fake series records its
+    seed in a file (it runs in a worker process); a seed that fails makes the command exit 1 with the
+    others summarised."""
+    import os
+
+    here = Path(__file__).parent
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(here), str(here.parent), os.environ.get("PYTHONPATH", "")]))
+    seen = tmp_path / "seen"
+    seen.mkdir()
 
     def fake_series(preset, overrides, **kwargs):
-        seen.append(overrides["seed"])
+        (seen / str(overrides["seed"])).touch()
+        if overrides["seed"] == 6:
+            raise RuntimeError("seed 6 exploded")
         return fake_run(tmp_path / f"run-{overrides['seed']}", {"m": float(overrides["seed"])})
 
     monkeypatch.setattr("mbmlab.lab.runner.run_series", fake_series)
-    assert cli.main(["run", "--preset", "tiny", "--seeds", "3", "--set", "seed=5", "--reports", str(tmp_path)]) == 0
-    assert seen == [5, 6, 7]
-    summary = next(tmp_path.glob("*-tiny-seeds"))
-    assert json.loads((summary / "seeds.json").read_text())["metrics"]["m"]["mean"] == pytest.approx(6.0)
+    assert cli.main(["run", "--preset", "tiny", "--seeds", "3", "--set", "seed=5", "--reports", str(tmp_path)]) == 1
+    assert sorted(int(p.name) for p in seen.iterdir()) == [5, 6, 7]
+    saved = json.loads((next(tmp_path.glob("*-tiny-seeds")) / "seeds.json").read_text())
+    assert saved["seeds"] == [5, 7] and saved["metrics"]["m"]["mean"] == pytest.approx(6.0)
     assert cli.main(["run", "--seeds", "0"]) == 2
