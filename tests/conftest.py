@@ -35,13 +35,21 @@ LINES = [
 ] * 20
 
 
-FIRST = "tests/series/test_notebooks.py"  # the tests sharing the tiny series run: the longest module (~12 min)
+FIRST = "tests/series/test_notebooks.py"  # the tests sharing the tiny series run: the longest module (~9 min)
+# then the next longest (real tiny searches and a Ray cluster, ~3 and ~2.5 min), so that the worker
+# that is not running FIRST takes them early and neither worker ends on a long module
+EARLY = ("tests/lab/test_tune.py", "tests/lab/test_sweep.py", "tests/series/test_series_upstream.py")
 
 
 def pytest_collection_modifyitems(config, items):
     """The longest module first: under xdist (``--dist loadscope --no-loadscope-reorder``, each
     module whole on one worker, in this order) one worker starts it while the other takes the rest."""
-    items.sort(key=lambda item: not item.nodeid.startswith(FIRST))  # stable: the order within is kept
+    def rank(item) -> int:
+        if item.nodeid.startswith(FIRST):
+            return 0
+        return next((1 + i for i, name in enumerate(EARLY) if item.nodeid.startswith(name)), len(EARLY) + 1)
+
+    items.sort(key=rank)  # stable: the order within a module is kept
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ split: the one number to report. Choosing is done on validation only.
 storage: an interrupted tune continues with ``mbmlab tune --resume <folder>``, its finished
 trials kept, the ones cut short marked failed and run again), ``trials.csv``, ``history.png``
 (the optimisation history), ``importance.png`` (fANOVA parameter importance, Hutter et al. 2014,
-Optuna's default evaluator; from 3 finished trials), ``best.json`` and ``index.html``.
+Optuna's default evaluator; from 3 finished trials of 2 or more parameters), ``best.json`` and ``index.html``.
 """
 from __future__ import annotations
 
@@ -289,7 +289,7 @@ def write_report(folder: Path, study, metric: str, direction: str, best: dict | 
         ax.figure.savefig(folder / "history.png", dpi=100)
         plt.close(ax.figure)
         figures.append(("optimisation history (validation)", folder / "history.png"))
-    if len(finished) >= 3 and len(finished[0].params) >= 1:
+    if len(finished) >= 3 and len(finished[0].params) >= 2:  # with one parameter its importance is 1 by definition
         try:
             ax = optuna.visualization.matplotlib.plot_param_importances(study, target_name=metric)
             ax.figure.set_size_inches(7, 3)
@@ -299,7 +299,10 @@ def write_report(folder: Path, study, metric: str, direction: str, best: dict | 
             figures.append(("parameter importance (fANOVA)", folder / "importance.png"))
         except (RuntimeError, ValueError) as err:  # too few distinct values to fit
             figures.append((f"parameter importance: not computed — {err}", None))
-    head = f"<p>{len(finished)} finished trials; {metric} ({direction}) on the validation split.</p>"
+    head = (f"<p>{len(finished)} finished trials; {metric} ({direction}) on the validation split. Each trial is one "
+            "training at one seed: trials closer than the seed-to-seed spread are not told apart, and the best "
+            "validation value is optimistic (it was chosen as the largest) — the test run below is the number "
+            "to report.</p>")
     if best:
         head += (f"<p><b>Best:</b> trial {best['trial']} {html.escape(json.dumps(best['params']))}: "
                  f"{best['validation_value']:.4f} on validation")
@@ -308,9 +311,14 @@ def write_report(folder: Path, study, metric: str, direction: str, best: dict | 
             shown = f"{best['test_value']:.4f}" if best.get("test_value") is not None else best.get("final_status")
             head += f"; the final run on test: <b>{shown}</b> (<a href='../{name}/index.html'>{name}</a>)"
         head += "</p>"
+    shown = table.copy()
+    if "run" in shown:
+        shown["run"] = [f"<a href='../{Path(r).name}/index.html'>{html.escape(Path(r).name)}</a>"
+                        if isinstance(r, str) and r else "" for r in shown["run"]]
+    shown = shown.astype(object).where(shown.notna(), "")
     images = "".join(f"<h2>{html.escape(title)}</h2>" + (f"<img src='{data_uri(path)}'>" if path else "")
                      for title, path in figures)
     (folder / "index.html").write_text(
         f"<!doctype html><meta charset='utf-8'><title>tune {html.escape(folder.name)}</title>"
         f"<h1>Tune {html.escape(folder.name)}</h1>{head}{images}<h2>Trials</h2>"
-        f"{table.to_html(index=False, na_rep='', float_format=lambda v: f'{v:.4g}')}")
+        f"{shown.to_html(index=False, escape=False, float_format=lambda v: f'{v:.4g}')}")
