@@ -36,7 +36,7 @@ from .paths import new_run_dir, project_root, reports_dir
 KILL_ENV = "MBMLAB_SWEEP_KILL"
 #: Environment a run's task carries to the Ray worker, where set on the machine that starts the sweep.
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "MKL_DYNAMIC", "OMP_DYNAMIC", "MKL_CBWR",
-                 "MLFLOW_TRACKING_URI", "PYTHONPATH", "MBMLAB_CACHE")
+                 "MLFLOW_TRACKING_URI", "MBMLAB_MLFLOW", "PYTHONPATH", "MBMLAB_CACHE")
 
 
 class SweepError(ValueError):
