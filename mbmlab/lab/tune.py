@@ -281,22 +281,21 @@ def write_report(folder: Path, study, metric: str, direction: str, best: dict | 
     table = trials_frame(study)
     table.to_csv(folder / "trials.csv", index=False)
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    def save(ax, name: str, height: float) -> Path:
+        ax.figure.set_size_inches(7, height)
+        ax.figure.tight_layout()
+        ax.figure.savefig(folder / name, dpi=100)
+        plt.close(ax.figure)
+        return folder / name
+
     figures = []
     if finished:
         ax = optuna.visualization.matplotlib.plot_optimization_history(study, target_name=metric)
-        ax.figure.set_size_inches(7, 4)
-        ax.figure.tight_layout()
-        ax.figure.savefig(folder / "history.png", dpi=100)
-        plt.close(ax.figure)
-        figures.append(("optimisation history (validation)", folder / "history.png"))
+        figures.append(("optimisation history (validation)", save(ax, "history.png", 4)))
     if len(finished) >= 3 and len(finished[0].params) >= 2:  # with one parameter its importance is 1 by definition
         try:
             ax = optuna.visualization.matplotlib.plot_param_importances(study, target_name=metric)
-            ax.figure.set_size_inches(7, 3)
-            ax.figure.tight_layout()
-            ax.figure.savefig(folder / "importance.png", dpi=100)
-            plt.close(ax.figure)
-            figures.append(("parameter importance (fANOVA)", folder / "importance.png"))
+            figures.append(("parameter importance (fANOVA)", save(ax, "importance.png", 3)))
         except (RuntimeError, ValueError) as err:  # too few distinct values to fit
             figures.append((f"parameter importance: not computed — {err}", None))
     head = (f"<p>{len(finished)} finished trials; {metric} ({direction}) on the validation split. Each trial is one "

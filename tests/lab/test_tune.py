@@ -82,3 +82,18 @@ def test_a_tiny_search_interrupted_and_resumed_beats_its_first_trial(tmp_path):
         assert json.loads((Path(run) / "params.json").read_text())["evaluate_split"] == "validation"
     page = (folder / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and "the final run on test" in page  # history (importance: 2+ parameters)
+
+
+def test_the_report_shows_history_and_importance_from_two_parameters(tmp_path):
+    """An in-memory study of 4 trials over two parameters, the value driven by one of them: the page
+    inlines both plots and fANOVA ranks that parameter first; with one parameter only the history."""
+    import optuna
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("a", 0, 1) * 10 + 0.01 * t.suggest_float("b", 0, 1), n_trials=8)
+    tune.write_report(tmp_path, study, "m", "max")
+    page = (tmp_path / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "fANOVA" in page
+    importance = optuna.importance.get_param_importances(study)
+    assert list(importance)[0] == "a"
+    assert len(pd.read_csv(tmp_path / "trials.csv")) == 8
