@@ -109,6 +109,8 @@ def run_sweep(grid: dict[str, list], preset: str = "default", base: dict | None 
     from .runner import run_series
 
     run = run or run_series
+    if reports is None and resume is not None:  # the runs go beside the sweep folder, as the first time
+        reports = Path(resume).resolve().parent
     reports = Path(reports or reports_dir()).resolve()
     run_kwargs = {k: v for k, v in run_kwargs.items() if v is not None}
     if run_kwargs.get("notebooks_dir"):

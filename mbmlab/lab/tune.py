@@ -124,6 +124,8 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run = run or run_series
+    if reports is None and resume is not None:  # the trials go beside the tune folder, as the first time
+        reports = Path(resume).resolve().parent
     reports = Path(reports or reports_dir()).resolve()
     run_kwargs = {k: v for k, v in run_kwargs.items() if v is not None}
     if resume is not None:

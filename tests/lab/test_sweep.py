@@ -216,7 +216,8 @@ def test_a_sweep_through_the_cli_on_a_two_node_ray_cluster(tmp_path, two_node_cl
     for p in points[:2] + points[3:]:
         assert json.loads((Path(p["run"]) / "run.json").read_text())["status"] == "stopped"  # --until 01_collect
     runs_before = {p["run"] for p in points if p["run"]}
-    again = subprocess.run([*mbmlab, "--resume", str(folder), *common], env=cluster_env, capture_output=True,
+    resume = ["--address", address, "--num-cpus", "1", "--no-progress"]  # no --reports: beside the sweep folder
+    again = subprocess.run([*mbmlab, "--resume", str(folder), *resume], env=cluster_env, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     points = json.loads((folder / "sweep.json").read_text())["points"]

@@ -80,6 +80,8 @@ def test_a_tiny_search_interrupted_and_resumed_beats_its_first_trial(tmp_path):
     assert final["evaluate_split"] == "test" and final["fuse_learning_rate"] == best["params"]["fuse_learning_rate"]
     for run in done["run"]:  # every trial chose on validation
         assert json.loads((Path(run) / "params.json").read_text())["evaluate_split"] == "validation"
+    # the resumed tune (no --reports given) put its trials and final run beside the tune folder
+    assert {Path(r).parent for r in [*done["run"], best["final_run"]]} == {reports}
     page = (folder / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and "the final run on test" in page  # history (importance: 2+ parameters)
 
