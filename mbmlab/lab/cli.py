@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return _tune(args)
 
     if args.command == "sweep":
-        from .sweep import SweepError, parse_grid, run_sweep
+        from .sweep import SweepError, SweepInterrupted, parse_grid, run_sweep
 
         if args.seeds < 1 or (args.num_cpus is not None and args.num_cpus <= 0) or args.num_gpus < 0:
             print("mbmlab: error: --seeds must be at least 1, --num-cpus above 0, --num-gpus not negative",
@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         except SweepError as err:
             print(f"mbmlab: error: {err}", file=sys.stderr)
             return 2
+        except SweepInterrupted as err:
+            print(f"mbmlab: {err}", file=sys.stderr)
+            return 130
         points = json.loads((folder / "sweep.json").read_text())["points"]
         return 0 if all(p["status"] == "ok" for p in points) else 1
 

@@ -39,6 +39,10 @@ FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "MKL_DYNAMIC", "OMP_DY
                  "MLFLOW_TRACKING_URI", "MBMLAB_MLFLOW", "PYTHONPATH", "MBMLAB_CACHE")
 
 
+class SweepInterrupted(RuntimeError):
+    """Ctrl-C during a sweep: the runs in flight were stopped, ``sweep.json`` says which finished."""
+
+
 class SweepError(ValueError):
     """A grid that cannot run (bad syntax, unknown key, invalid value): nothing was started."""
 
@@ -144,9 +148,17 @@ def run_sweep(grid: dict[str, list], preset: str = "default", base: dict | None 
     from .tracking import prepare
 
     prepare(reports, folder.name, log=log)  # one MLflow experiment per sweep, named after its folder
-    execute(todo, preset, folder, run, run_kwargs | {"reports": reports, "experiment": folder.name},
-            num_cpus=num_cpus, num_gpus=num_gpus, address=address, log=log,
-            on_done=lambda: write_summary(folder, preset, grid, points, saved))
+    try:
+        execute(todo, preset, folder, run, run_kwargs | {"reports": reports, "experiment": folder.name},
+                num_cpus=num_cpus, num_gpus=num_gpus, address=address, log=log,
+                on_done=lambda: write_summary(folder, preset, grid, points, saved))
+    except KeyboardInterrupt:
+        for point in todo:
+            if point.status in ("pending", "submitted"):
+                point.status = "interrupted"
+        write_summary(folder, preset, grid, points, saved)
+        raise SweepInterrupted(f"sweep interrupted: {sum(p.status == 'ok' for p in points)} of {len(points)} runs "
+                               f"finished; continue with `mbmlab sweep --resume {folder}`") from None
     finished = [Path(p.run) for p in points if p.status == "ok"]
     notes, figures = [], []
     if preset in P.SCALING_GRIDS and finished:

@@ -224,3 +224,26 @@ def test_a_sweep_through_the_cli_on_a_two_node_ray_cluster(tmp_path, two_node_cl
     assert [p["status"] for p in points] == ["ok"] * 4
     assert {p["run"] for p in points} - runs_before == {points[2]["run"]}  # only the failed one ran again
     assert len([p for p in reports.iterdir() if (p / "run.json").exists()]) == 4  # one run folder per combination
+
+
+def test_ctrl_c_records_what_finished_and_resume_runs_the_rest(tmp_path, local_ray, monkeypatch):
+    """Ctrl-C while the second run is in flight (``execute`` stands in: it finishes the first run,
+    then raises KeyboardInterrupt): SweepInterrupted names the resume command, sweep.json keeps the
+    finished run and marks the others interrupted; ``resume`` runs those two only."""
+    real = sweep.execute
+
+    def interrupted(points, *args, on_done=lambda: None, **kwargs):
+        points[0].status, points[0].run = "ok", str(helpers.fake_run(tmp_path / "first", {"m": 1.0}, {}, "tiny"))
+        on_done()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "execute", interrupted)
+    with pytest.raises(sweep.SweepInterrupted, match="mbmlab sweep --resume"):
+        sweep.run_sweep({"fuse_epochs": [1.0, 2.0, 3.0]}, "tiny", reports=tmp_path, log=lambda *_: None)
+    (folder,) = tmp_path.glob("*-sweep")
+    assert [p["status"] for p in json.loads((folder / "sweep.json").read_text())["points"]] == [
+        "ok", "interrupted", "interrupted"]
+    monkeypatch.setattr(sweep, "execute", real)
+    sweep.run_sweep({}, log=lambda *_: None, num_cpus=1, resume=folder, run=fake_series(tmp_path / "calls"))
+    assert sorted(c["fuse_epochs"] for c in called(tmp_path / "calls")) == [2.0, 3.0]
+    assert [p["status"] for p in json.loads((folder / "sweep.json").read_text())["points"]] == ["ok"] * 3
