@@ -21,6 +21,7 @@ Optuna's default evaluator; from 3 finished trials of 2 or more parameters), ``b
 from __future__ import annotations
 
 import html
+import os
 import json
 import math
 import time
@@ -178,7 +179,7 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
 
     pending: dict = {}
     try:
-        if address:
+        if address or os.environ.get("RAY_ADDRESS"):  # a cluster: every node must see the reports folder
             check_shared(reports)
         task = run_task(num_cpus, num_gpus)
         trial_kwargs = run_kwargs | {"reports": reports, "experiment": folder.name, "until": TRIAL_UNTIL}
