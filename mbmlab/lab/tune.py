@@ -21,9 +21,9 @@ Optuna's default evaluator; from 3 finished trials of 2 or more parameters), ``b
 from __future__ import annotations
 
 import html
-import os
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
