@@ -230,25 +230,30 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
         for ref, (trial, _) in pending.items():
             ray.cancel(ref, force=True)
             study.tell(trial, state=TrialState.FAIL)
-        raise TuneInterrupted(f"tune interrupted; continue with `mbmlab tune --resume {folder}`") from None
-    finally:
         disconnect()
+        raise TuneInterrupted(f"tune interrupted; continue with `mbmlab tune --resume {folder}`") from None
+    except BaseException:
+        disconnect()
+        raise
     best = study.best_trial
     record = {"metric": metric, "direction": direction, "validation_value": best.value, "trial": best.number,
               "params": best.params, "validation_run": best.user_attrs.get("run"), "final_run": None}
-    if final:
-        from .sweep import Point, execute
+    try:  # on the same Ray connection as the trials
+        if final:
+            from .sweep import Point, execute
 
-        point = Point((base or {}) | best.params | {"evaluate_split": "test"}, label="best on test")
-        log(f"tune: best trial {best.number} {best.params} ({metric} {best.value:.4f} on validation); "
-            "running it once on the test split")
-        execute([point], preset, folder, run, run_kwargs | {"reports": reports, "experiment": folder.name},
-                num_cpus=num_cpus, num_gpus=num_gpus, address=address, log=log)
-        record["final_run"], record["final_status"] = point.run, point.status
-        if point.status == "ok":
-            record["test_value"] = json.loads((Path(point.run) / "metrics.json").read_text()).get(metric)
-        else:
-            record["final_error"] = point.error
+            point = Point((base or {}) | best.params | {"evaluate_split": "test"}, label="best on test")
+            log(f"tune: best trial {best.number} {best.params} ({metric} {best.value:.4f} on validation); "
+                "running it once on the test split")
+            execute([point], preset, folder, run, run_kwargs | {"reports": reports, "experiment": folder.name},
+                    num_cpus=num_cpus, num_gpus=num_gpus, address=address, log=log)
+            record["final_run"], record["final_status"] = point.run, point.status
+            if point.status == "ok":
+                record["test_value"] = json.loads((Path(point.run) / "metrics.json").read_text()).get(metric)
+            else:
+                record["final_error"] = point.error
+    finally:
+        disconnect()
     (folder / "best.json").write_text(json.dumps(record, indent=1, default=str))
     write_report(folder, study, metric, direction, record)
     log(f"tune: {folder / 'index.html'}")
