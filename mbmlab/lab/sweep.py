@@ -190,10 +190,11 @@ def run_sweep(grid: dict[str, list], preset: str = "default", base: dict | None 
     return folder
 
 
-def connect(address: str | None = None, num_cpus: int | None = None):
-    """Join the Ray cluster at ``address`` (or ``RAY_ADDRESS``), or start a Ray instance on this
-    machine; returns a function that disconnects again (a no-op when Ray was already initialised
-    in this process, say by a test)."""
+def connect(address: str | None = None, reports: Path | None = None, num_cpus: int | None = None):
+    """Join the Ray cluster at ``address`` (or ``RAY_ADDRESS``) — after checking that its every
+    node can use ``reports`` (:func:`check_shared`) — or start a Ray instance on this machine;
+    returns a function that disconnects again (a no-op when Ray was already initialised in this
+    process, say by a test or by the trials before a tune's final run)."""
     import ray
 
     if ray.is_initialized():
@@ -202,6 +203,12 @@ def connect(address: str | None = None, num_cpus: int | None = None):
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ray.init(address=address, log_to_driver=False)
+        if reports is not None:
+            try:
+                check_shared(Path(reports))
+            except BaseException:
+                ray.shutdown()
+                raise
     else:  # "local": a new instance, never a cluster some `ray start` left running on this machine
         from ..hardware import usable_cores
 
@@ -216,10 +223,8 @@ def execute(points: list[Point], preset: str, folder: Path, run, run_kwargs: dic
     raises is not (the partial run is kept)."""
     import ray
 
-    disconnect = connect(address)
+    disconnect = connect(address, run_kwargs["reports"])
     try:
-        if address or os.environ.get("RAY_ADDRESS"):
-            check_shared(Path(run_kwargs["reports"]))
         kill = json.loads(os.environ.get(KILL_ENV) or "null")
         task = run_task(num_cpus, num_gpus)
         attempts = folder / "attempts"
@@ -234,12 +239,7 @@ def execute(points: list[Point], preset: str, folder: Path, run, run_kwargs: dic
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             index, point = pending.pop(done[0])
-            try:
-                result = ray.get(done[0])
-            except ray.exceptions.RayError as err:  # the worker died on every attempt
-                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                result = {"status": "failed", "error": f"{type(err).__name__}: the worker running it died on every "
-                                                       f"attempt (retried once) — {first}"}
+            result = outcome(done[0])
             for key, value in result.items():
                 setattr(point, key, value)
             point.attempts = len(list(attempts.glob(f"{index:04d}-{round_id}-*.json")))
@@ -269,6 +269,19 @@ def run_task(num_cpus: float | None = None, num_gpus: float = 0):
     env["MBMLAB_ROOT"] = str(project_root())
     return ray.remote(_run_point).options(num_cpus=num_cpus or usable_cores(), num_gpus=num_gpus, max_retries=1,
                                           retry_exceptions=False, runtime_env={"env_vars": env})
+
+
+def outcome(ref) -> dict:
+    """What :func:`_run_point` returned for a finished task, or a failure naming the cause when its
+    worker died on every attempt."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return {"status": "failed", "error": f"{type(err).__name__}: the worker running it died on every attempt "
+                                             f"(retried once) — {first}"}
 
 
 def _run_point(run, preset: str, overrides: dict, run_kwargs: dict, attempt_stem: str, doomed: bool) -> dict:

@@ -78,15 +78,21 @@ def prepare(reports: Path, experiment: str, log=print) -> None:
     if not enabled():
         return
     try:
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        from mlflow.tracking import MlflowClient
-
         Path(reports).mkdir(parents=True, exist_ok=True)
-        _experiment(MlflowClient(tracking_uri=tracking_uri(reports)), Path(reports), experiment)
+        _experiment(_client(Path(reports)), Path(reports), experiment)
     except Exception as err:  # noqa: BLE001
         log(f"warning: MLflow store {tracking_uri(reports)} not ready: {type(err).__name__}: "
             f"{(str(err).strip().splitlines() or [''])[0][:300]}")
+
+
+def _client(reports: Path):
+    """An MLflow client on the store for ``reports``; an unreachable server fails in seconds, not
+    after MLflow's default minutes of retries."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri(reports))
 
 
 def _experiment(client, reports: Path, name: str) -> str:
@@ -101,16 +107,12 @@ def _experiment(client, reports: Path, name: str) -> str:
 def _log(run_dir: Path, experiment: str | None) -> str:
     import time
 
-    # an unreachable server: fail in seconds, not after MLflow's default minutes of retries
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
 
     run = json.loads((run_dir / "run.json").read_text())
     params = json.loads((run_dir / "params.json").read_text()) if (run_dir / "params.json").exists() else {}
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
-    client = MlflowClient(tracking_uri=tracking_uri(run_dir.parent))
+    client = _client(run_dir.parent)
     experiment_id = _experiment(client, run_dir.parent, experiment or run.get("preset") or "default")
     tags = {"mbmlab.run_dir": str(run_dir.resolve()), "mbmlab.preset": str(run.get("preset")),
             "mbmlab.status": str(run.get("status")), "mbmlab.git_commit": str(run.get("environment", {}).get("git commit"))}

@@ -23,7 +23,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +119,7 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
     import optuna
 
     from .runner import run_series
-    from .sweep import check_shared, connect, run_task
+    from .sweep import connect, outcome, run_task
     from .tracking import prepare
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -174,13 +173,11 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
     log(f"tune {folder}: {trials} trials of preset {preset}, {metric} ({direction}) on validation, "
         f"{parallel} at a time")
     prepare(reports, folder.name, log=log)
-    disconnect = connect(address)
+    disconnect = connect(address, reports)
     import ray
 
     pending: dict = {}
     try:
-        if address or os.environ.get("RAY_ADDRESS"):  # a cluster: every node must see the reports folder
-            check_shared(reports)
         task = run_task(num_cpus, num_gpus)
         trial_kwargs = run_kwargs | {"reports": reports, "experiment": folder.name, "until": TRIAL_UNTIL}
 
@@ -200,10 +197,7 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
                 submit()
             done, _ = ray.wait(list(pending), num_returns=1)
             trial, started = pending.pop(done[0])
-            try:
-                result = ray.get(done[0])
-            except ray.exceptions.RayError as err:
-                result = {"status": "failed", "error": f"{type(err).__name__}: the worker died on every attempt"}
+            result = outcome(done[0])
             value, error = None, result.get("error")
             if result["status"] == "ok":
                 metrics = json.loads((Path(result["run"]) / "metrics.json").read_text())

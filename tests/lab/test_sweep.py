@@ -140,8 +140,13 @@ def test_a_dead_worker_is_retried_once_then_recorded_and_resume_runs_only_the_un
     assert "3 of 3 runs finished" in (folder / "index.html").read_text()
 
 
-def test_a_node_that_cannot_read_the_reports_folder_is_named():
+def test_the_probe_says_why_a_node_cannot_read_the_reports_folder(tmp_path):
+    """The per-node probe of check_shared: a token it cannot read, or one with other content, is
+    named with the reason (the node's name is added by check_shared, run on a real cluster only by
+    test_a_sweep_through_the_cli_on_a_two_node_ray_cluster, where both nodes pass)."""
     assert sweep._probe("/nonexistent/mbmlab-token").startswith("FileNotFoundError")
+    (tmp_path / "token").write_text("someone else's")
+    assert "other content" in sweep._probe(str(tmp_path / "token"))
 
 
 def test_cli_sweep_refuses_a_bad_grid(capsys):
