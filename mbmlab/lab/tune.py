@@ -192,10 +192,15 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
 
         (folder / "attempts").mkdir(exist_ok=True)
         failures = 0
+        stop = _ctrl_c_flag()  # Ctrl-C is acted on here, never inside a library that might catch it
         while complete() < trials:
-            while len(pending) < parallel and complete() + len(pending) < trials:
+            while len(pending) < parallel and complete() + len(pending) < trials and not stop.is_set():
                 submit()
-            done, _ = ray.wait(list(pending), num_returns=1)
+            if stop.is_set():
+                raise KeyboardInterrupt
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if not done:
+                continue
             trial, started = pending.pop(done[0])
             result = outcome(done[0])
             value, error = None, result.get("error")
@@ -221,6 +226,7 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
                     raise TuneError(f"{failures} trials failed; the last: {error.splitlines()[0]}")
             write_report(folder, study, metric, direction)
     except KeyboardInterrupt:
+        _ctrl_c_flag.restore()
         for ref, (trial, _) in pending.items():
             ray.cancel(ref, force=True)
             study.tell(trial, state=TrialState.FAIL)
@@ -229,6 +235,8 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
     except BaseException:
         disconnect()
         raise
+    finally:
+        _ctrl_c_flag.restore()
     best = study.best_trial
     record = {"metric": metric, "direction": direction, "validation_value": best.value, "trial": best.number,
               "params": best.params, "validation_run": best.user_attrs.get("run"), "final_run": None}
@@ -252,6 +260,23 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
     write_report(folder, study, metric, direction, record)
     log(f"tune: {folder / 'index.html'}")
     return folder
+
+
+def _ctrl_c_flag():
+    """An event that SIGINT sets while the trials run (in the main thread; elsewhere one that is
+    never set). A KeyboardInterrupt raised wherever the signal lands could be caught inside a
+    library call (a tune once ran to its end after Ctrl-C); the loop checks the flag between steps."""
+    import signal
+    import threading
+
+    flag = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+        _ctrl_c_flag.restore = lambda: signal.signal(signal.SIGINT, previous)
+    return flag
+
+
+_ctrl_c_flag.restore = lambda: None
 
 
 def trials_frame(study):
