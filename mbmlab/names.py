@@ -1,6 +1,6 @@
 """The names every layer shares, in one place and free of torch: the model family's registries
 (fusion strategies, connectors, projectors, trainable parts, towers, tasks), the data sources,
-the VQA baselines and the bias-study mitigations.
+the VQA baselines, the bias-study mitigations and the translation languages.
 
 The modules that implement each registry key their tables by these names (and check at import
 that they match); the parameter schema (``mbmlab.lab.params``) takes its choices from here, so
@@ -25,6 +25,17 @@ TASKS = {
 # candidate token's score (mbmlab.metrics.joint_decoding; chosen on validation clips, docs/results.md);
 # 04's asr_ctc_weight, 07's, and mbmlab ask's --ctc-weight default to it
 ASR_CTC_WEIGHT = 0.3
+
+# the languages a run can translate into: name, sacrebleu's tokenizer for BLEU, espeak-ng's voice.
+# The drawn sources translate into "zh" only (their grammar: mbmlab.data.chinese); a user's data
+# brings any of these through translation_column.
+LANGUAGES = {
+    "zh": {"name": "Chinese (Mandarin)", "bleu_tokenize": "zh", "espeak_voice": "cmn"},
+    "de": {"name": "German", "bleu_tokenize": "13a", "espeak_voice": "de"},
+    "fr": {"name": "French", "bleu_tokenize": "13a", "espeak_voice": "fr"},
+    "cs": {"name": "Czech", "bleu_tokenize": "13a", "espeak_voice": "cs"},
+}
+GRAMMAR_LANGUAGES = {"easyvqa": "zh", "scenes": "zh"}  # source → the one language its grammar writes
 
 SOURCES = ("easyvqa", "scenes", "speech", "user")  # mbmlab.data.collect
 IMAGE_SOURCES = ("easyvqa", "scenes", "user")  # the sources whose text the speech source speaks

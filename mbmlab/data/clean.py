@@ -211,6 +211,10 @@ class Cleaner:
             if image.digest in self._seen_images:
                 raise Dropped("duplicate image", f"same pixels as {self._seen_images[image.digest]}")
             caption = self._optional_text(record, "caption")
+            translation = self._optional_text(record, "translation")
+            if translation and not caption:  # a translation of nothing cannot be trained on
+                self.drops.add(source, rid, "translation without a caption", translation[:80], scope="translation")
+                translation = ""
             questions, answers, types = self._qa(record)
             if not caption and not questions:
                 raise Dropped("missing text", "no caption and no question/answer pair")
@@ -221,7 +225,7 @@ class Cleaner:
         if image.converted_from:
             self.drops.change(source, rid, f"converted {image.converted_from} to RGB")
         row = {k: v for k, v in record.items() if k != "missing_detail"}
-        row.update(image={"bytes": image.png, "path": None}, caption=caption,
+        row.update(image={"bytes": image.png, "path": None}, caption=caption, translation=translation,
                    questions=questions, answers=answers, question_types=types)
         return row
 

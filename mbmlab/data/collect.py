@@ -20,7 +20,8 @@ from pathlib import Path
 
 import datasets
 
-from . import attributes, easyvqa, scenes, speech, user
+from ..names import GRAMMAR_LANGUAGES
+from . import attributes, chinese, easyvqa, scenes, speech, user
 from .clean import Cleaner, DropReport, EmptySourceError
 from .sources import check_sources
 
@@ -42,6 +43,10 @@ FEATURES = datasets.Features({
     "questions": datasets.List(datasets.Value("string")),
     "answers": datasets.List(datasets.Value("string")),
     "question_types": datasets.List(datasets.Value("string")),
+    # into target_language; "" where the source gives none (mbmlab.data.chinese for the drawn sources)
+    "translation": datasets.Value("string"),
+    "translated_questions": datasets.List(datasets.Value("string")),
+    "translated_answers": datasets.List(datasets.Value("string")),
 })
 SPEECH_FEATURES = datasets.Features({
     "clip_id": datasets.Value("string"),
@@ -135,10 +140,35 @@ def scenes_records(params: dict) -> dict[str, list[dict]]:
 
 def user_records(params: dict, drops: DropReport) -> dict[str, dict[str, list[dict]]]:
     columns = user.ColumnMap(params["image_column"], params["text_column"], params["audio_column"],
-                             params["question_column"], params["answer_column"])
+                             params["question_column"], params["answer_column"], params["translation_column"])
     if params["user_dir"]:
         return user.folder_records(params["user_dir"], columns, drops)
     return user.hub_records(params["user_hub"], columns, drops)
+
+
+def add_translations(source: str, rows: list[dict], drops: DropReport) -> None:
+    """Each cleaned row's caption, questions and answers in the target language, in place.
+
+    The drawn sources' text goes through their grammar (``mbmlab.data.chinese``); a text outside
+    it is left untranslated ("") with a logged drop of scope ``translation``. A user's rows keep
+    the translation their ``translation_column`` gave (cleaned with the caption) and have no
+    translated questions."""
+    for row in rows:
+        n = len(row["questions"])
+        row.setdefault("translation", "")
+        row["translated_questions"], row["translated_answers"] = [""] * n, [""] * n
+        if source not in GRAMMAR_LANGUAGES:
+            continue
+        try:
+            row["translation"] = chinese.caption(row["caption"]) if row["caption"] else ""
+        except chinese.Untranslatable as err:
+            drops.add(source, row["image_id"], "outside the translation grammar", str(err), scope="translation")
+        for i, (q, a) in enumerate(zip(row["questions"], row["answers"], strict=True)):
+            try:
+                row["translated_questions"][i], row["translated_answers"][i] = chinese.question(q), chinese.answer(a)
+            except chinese.Untranslatable as err:
+                drops.add(source, f"{row['image_id']}#q{i}", "outside the translation grammar", str(err),
+                          scope="translation")
 
 
 # ---------------------------------------------------------------- the build
@@ -204,6 +234,8 @@ def build(params: dict, data_root: Path, progress: bool = True) -> dict:
             continue
         if any(found.get("images", {}).values()):
             cleaned = clean_images(source, found["images"], cleaner, progress)
+            for rows in cleaned.values():
+                add_translations(source, rows, drops)
             for split, rows in by_image(cleaned, params, f"{source}-images").items():
                 images[split] += rows
         if any(found.get("audio", {}).values()):

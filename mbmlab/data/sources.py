@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..names import IMAGE_SOURCES, SOURCES
+from ..names import GRAMMAR_LANGUAGES, IMAGE_SOURCES, LANGUAGES, SOURCES
 from .attributes import BiasSpecError, parse_bias_pairs
 
 
@@ -23,6 +23,14 @@ def check_sources(values: dict[str, Any]) -> None:
                           "add easyvqa, scenes or user to sources")
     if "user" in sources and bool(values.get("user_dir")) == bool(values.get("user_hub")):
         raise SourceError("the user source needs exactly one of user_dir (a folder) or user_hub (a dataset name)")
+    target = values.get("target_language", "zh")
+    if target not in LANGUAGES:
+        raise SourceError(f"target_language {target!r} is not supported; supported: {', '.join(LANGUAGES)}")
+    wrong = [s for s in sources if s in GRAMMAR_LANGUAGES and GRAMMAR_LANGUAGES[s] != target]
+    if wrong:
+        raise SourceError(f"the {', '.join(wrong)} source{'s' if len(wrong) > 1 else ''} translate only into "
+                          f"{GRAMMAR_LANGUAGES[wrong[0]]} (mbmlab.data.chinese), not {target!r}; "
+                          "a user source brings other languages through translation_column")
     if "scenes" in sources and values.get("bias_pairs"):
         try:
             parse_bias_pairs(values["bias_pairs"])

@@ -35,6 +35,7 @@ class ColumnMap:
     audio: str = "audio"
     question: str = "question"
     answer: str = "answer"
+    translation: str = "translation"  # the caption in the run's target_language
 
 
 def read_metadata(path: Path, drops: DropReport, source: str = "user") -> list[dict]:
@@ -95,15 +96,18 @@ def folder_records(root: str | Path, columns: ColumnMap, drops: DropReport) -> d
                 "image_id": rid, "source": "user", "image": data, "missing_detail": missing,
                 "caption": "", "colour": "", "shape": "", "objects": [],
                 "questions": [], "answers": [], "question_types": []})
-            _merge_text(record, row.get(columns.text), row.get(columns.question), row.get(columns.answer))
+            _merge_text(record, row.get(columns.text), row.get(columns.question), row.get(columns.answer),
+                        row.get(columns.translation))
         out["images"][split] = list(images.values())
         out["audio"][split] = audio
     return out
 
 
-def _merge_text(record: dict, caption, question, answer) -> None:
+def _merge_text(record: dict, caption, question, answer, translation=None) -> None:
     if caption and not record["caption"]:
         record["caption"] = caption
+    if translation and not record.get("translation"):
+        record["translation"] = translation
     if question or answer:  # the cleaner drops the pair if either side is empty
         record["questions"].append(question or "")
         record["answers"].append(answer or "")
@@ -140,7 +144,8 @@ def hub_records(name: str, columns: ColumnMap, drops: DropReport) -> dict[str, d
                 record = {"image_id": rid, "source": "user", "image": _file_bytes(image),
                           "caption": "", "colour": "", "shape": "", "objects": [],
                           "questions": [], "answers": [], "question_types": []}
-                _merge_text(record, row.get(columns.text), row.get(columns.question), row.get(columns.answer))
+                _merge_text(record, row.get(columns.text), row.get(columns.question), row.get(columns.answer),
+                            row.get(columns.translation))
                 images.append(record)
             if has_audio:
                 clip = row[columns.audio] or {}

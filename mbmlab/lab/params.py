@@ -14,8 +14,8 @@ from typing import Any
 
 from ..data.sources import SourceError, check_sources
 from ..data.voices import VOICE_NAMES, trained_voices
-from ..names import (ASR_CTC_WEIGHT, BASELINES, FUSIONS, IMAGE_CONNECTORS, MITIGATIONS, PARTS, PROJECTORS, SOURCES, TASKS,
-                     TOWERS)
+from ..names import (ASR_CTC_WEIGHT, BASELINES, FUSIONS, IMAGE_CONNECTORS, LANGUAGES, MITIGATIONS, PARTS, PROJECTORS,
+                     SOURCES, TASKS, TOWERS)
 
 
 class ParameterError(ValueError):
@@ -158,6 +158,11 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("audio_column", str, "audio", "user: audio column", (NB_COLLECT,)),
     Param("question_column", str, "question", "user: question column", (NB_COLLECT,)),
     Param("answer_column", str, "answer", "user: answer column", (NB_COLLECT,)),
+    Param("translation_column", str, "translation", "user: the caption's translation into target_language",
+          (NB_COLLECT,)),
+    Param("target_language", str, "zh", "the language captions, questions and answers are translated into "
+          "(the drawn sources' grammar writes zh; user data brings its own through translation_column)",
+          (NB_COLLECT,), choices=tuple(LANGUAGES)),
     Param("min_image_size", int, 16, "cleaning: drop images with a side under this many pixels", (NB_COLLECT,),
           minimum=1),
     Param("min_audio_seconds", float, 0.2, "cleaning: drop shorter clips", (NB_COLLECT,), minimum=0.0),

@@ -4,7 +4,7 @@ import pytest
 
 from mbmlab.lab import params as P
 from mbmlab.data.clean import DropReport, EmptySourceError
-from mbmlab.data.collect import build_dataset, load_processed, split_by_image
+from mbmlab.data.collect import add_translations, build_dataset, load_processed, split_by_image
 from mbmlab.data import easyvqa
 from mbmlab.data.card import conditional_probabilities, data_card, qa_frame
 from mbmlab.data.clean import Cleaner
@@ -101,6 +101,35 @@ def test_built_dataset_splits_and_features(built):
     assert processed.drops.counts().get("caption: caption undetermined by QA pairs", 0) == missing
     saved = json.loads((processed.path / "drop_report.json").read_text())
     assert len(saved["entries"]) == len(processed.drops.entries)
+
+
+def test_drawn_sources_come_translated(built):
+    """Every caption, question and answer of easy-VQA and the scenes has its Chinese (the grammar
+    covers their whole language, so nothing is dropped), aligned with the English."""
+    _, processed = built
+    rows = [r for split in processed.images.values() for r in split.select_columns(
+        ["caption", "translation", "questions", "translated_questions", "translated_answers"])]
+    assert not [e for e in processed.drops.entries if e["scope"] == "translation"]
+    for row in rows:
+        assert bool(row["translation"]) == bool(row["caption"])
+        assert row["translation"].startswith("一个") or not row["caption"]
+        assert len(row["translated_questions"]) == len(row["questions"]) == len(row["translated_answers"])
+        assert all(q.endswith("？") for q in row["translated_questions"]) and all(row["translated_answers"])
+
+
+def test_text_outside_the_grammar_is_a_logged_translation_drop():
+    drops = DropReport()
+    rows = [{"image_id": "scenes-train-0", "caption": "a red circle above a blue star",
+             "questions": ["is there a red circle?", "is the circle above the star?"], "answers": ["yes", "no"]}]
+    add_translations("scenes", rows, drops)
+    assert rows[0]["translation"] == "" and rows[0]["translated_questions"] == ["有红色圆形吗？", ""]
+    assert rows[0]["translated_answers"] == ["是", ""]
+    assert [(e["id"], e["scope"]) for e in drops.entries] == [("scenes-train-0", "translation"),
+                                                              ("scenes-train-0#q1", "translation")]
+    user_row = [{"image_id": "user-all-a.png", "caption": "a dog", "translation": "一只狗",
+                 "questions": ["what is it?"], "answers": ["a dog"]}]
+    add_translations("user", user_row, drops)  # a user's translation is kept; its questions have none
+    assert user_row[0]["translation"] == "一只狗" and user_row[0]["translated_questions"] == [""]
 
 
 def test_no_image_is_in_two_splits_and_clips_follow_their_image(built):
@@ -205,5 +234,9 @@ def test_sources_are_checked_before_any_work(tmp_path):
         build_dataset(P.resolve("tiny", {"sources": ["speech"]}), tmp_path)
     with pytest.raises(ValueError, match="exactly one of user_dir"):
         build_dataset(P.resolve("tiny", {"sources": ["user"]}), tmp_path)
+    with pytest.raises(ValueError, match="translate only into zh"):
+        build_dataset(P.resolve("tiny", {"target_language": "de"}), tmp_path)
+    with pytest.raises(P.ParameterError, match="allowed values: zh, de, fr, cs"):
+        P.resolve("tiny", {"target_language": "xx"})
     with pytest.raises(FileNotFoundError, match="run 01_collect"):
         load_processed(tmp_path)

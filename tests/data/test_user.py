@@ -99,6 +99,26 @@ def test_split_folders_are_kept(tmp_path, tmp_path_factory):
     assert {s: len(d) for s, d in processed.images.items()} == {"train": 2, "validation": 0, "test": 1}
 
 
+def test_a_folder_brings_its_own_translations(tmp_path, tmp_path_factory):
+    """translation_column maps the folder's column; a translation of an image without a caption
+    is a logged drop; a German target is allowed for user data (only the drawn sources are zh-only)."""
+    lines = ["file_name,text,deutsch"]
+    for i, (colour, text, german) in enumerate([((200, 0, 0), "a red square", "ein rotes Quadrat"),
+                                                ((0, 200, 0), "a green square", ""),
+                                                ((0, 0, 200), "", "ein blaues Quadrat")]):
+        (tmp_path / f"{i}.png").write_bytes(png(colour))
+        lines.append(f"{i}.png,{text},{german}")
+    (tmp_path / "0.png").write_bytes(png((200, 0, 0)))
+    (tmp_path / "metadata.csv").write_text("\n".join(lines) + "\n")
+    params = user_params(tmp_path, translation_column="deutsch", target_language="de")
+    processed = build_dataset(params, tmp_path_factory.mktemp("data"), progress=False)
+    rows = {r["image_id"]: r for split in processed.images.values() for r in split}
+    assert rows["user-all-0.png"]["translation"] == "ein rotes Quadrat"
+    assert rows["user-all-1.png"]["translation"] == ""
+    assert "user-all-2.png" not in rows  # no caption, no question: dropped as missing text
+    assert processed.drops.counts() == {"record: missing text": 1, "translation: translation without a caption": 1}
+
+
 def test_unusable_folders_are_errors(tmp_path, tmp_path_factory):
     with pytest.raises(UserDataError, match="no metadata.csv"):
         folder_records(tmp_path, ColumnMap(), DropReport())
