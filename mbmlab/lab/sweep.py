@@ -236,8 +236,13 @@ def execute(points: list[Point], preset: str, folder: Path, run, run_kwargs: dic
             ref = task.remote(run, preset, point.overrides, run_kwargs, str(attempts / f"{index:04d}-{round_id}"), doomed)
             pending[ref] = (index, point)
             point.status = "submitted"
+        stop = ctrl_c_flag()  # Ctrl-C is acted on here, never inside a library that might catch it
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            if stop.is_set():
+                raise KeyboardInterrupt
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if not done:
+                continue
             index, point = pending.pop(done[0])
             result = outcome(done[0])
             for key, value in result.items():
@@ -254,7 +259,25 @@ def execute(points: list[Point], preset: str, folder: Path, run, run_kwargs: dic
                 + (f" — {point.error.splitlines()[0]}" if point.error else ""))
             on_done()
     finally:
+        ctrl_c_flag.restore()
         disconnect()
+
+
+def ctrl_c_flag():
+    """An event that SIGINT sets while runs or trials run (in the main thread; elsewhere one that is
+    never set). A KeyboardInterrupt raised wherever the signal lands could be caught inside a
+    library call (a tune once ran to its end after Ctrl-C); the waiting loops check the flag between steps."""
+    import signal
+    import threading
+
+    flag = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+        ctrl_c_flag.restore = lambda: signal.signal(signal.SIGINT, previous)
+    return flag
+
+
+ctrl_c_flag.restore = lambda: None
 
 
 def run_task(num_cpus: float | None = None, num_gpus: float = 0):

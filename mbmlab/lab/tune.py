@@ -119,7 +119,7 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
     import optuna
 
     from .runner import run_series
-    from .sweep import connect, outcome, run_task
+    from .sweep import connect, ctrl_c_flag, outcome, run_task
     from .tracking import prepare
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -192,7 +192,7 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
 
         (folder / "attempts").mkdir(exist_ok=True)
         failures = 0
-        stop = _ctrl_c_flag()  # Ctrl-C is acted on here, never inside a library that might catch it
+        stop = ctrl_c_flag()  # Ctrl-C is acted on here, never inside a library that might catch it
         while complete() < trials:
             while len(pending) < parallel and complete() + len(pending) < trials and not stop.is_set():
                 submit()
@@ -226,7 +226,7 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
                     raise TuneError(f"{failures} trials failed; the last: {error.splitlines()[0]}")
             write_report(folder, study, metric, direction)
     except KeyboardInterrupt:
-        _ctrl_c_flag.restore()
+        ctrl_c_flag.restore()
         for ref, (trial, _) in pending.items():
             ray.cancel(ref, force=True)
             study.tell(trial, state=TrialState.FAIL)
@@ -236,7 +236,7 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
         disconnect()
         raise
     finally:
-        _ctrl_c_flag.restore()
+        ctrl_c_flag.restore()
     best = study.best_trial
     record = {"metric": metric, "direction": direction, "validation_value": best.value, "trial": best.number,
               "params": best.params, "validation_run": best.user_attrs.get("run"), "final_run": None}
@@ -260,23 +260,6 @@ def run_tune(space: list[Dimension] | None = None, metric: str = "", direction: 
     write_report(folder, study, metric, direction, record)
     log(f"tune: {folder / 'index.html'}")
     return folder
-
-
-def _ctrl_c_flag():
-    """An event that SIGINT sets while the trials run (in the main thread; elsewhere one that is
-    never set). A KeyboardInterrupt raised wherever the signal lands could be caught inside a
-    library call (a tune once ran to its end after Ctrl-C); the loop checks the flag between steps."""
-    import signal
-    import threading
-
-    flag = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
-        _ctrl_c_flag.restore = lambda: signal.signal(signal.SIGINT, previous)
-    return flag
-
-
-_ctrl_c_flag.restore = lambda: None
 
 
 def trials_frame(study):
