@@ -19,6 +19,8 @@ TASKS = {
     "vqa": ("image",),
     "asr": ("audio",),
     "spoken_vqa": ("image", "audio"),
+    "translate": ("image",),  # image + its English caption → the caption in the data's language (LANGUAGES)
+    "speech_translate": ("audio",),  # a spoken caption → its translation, from the clip alone
 }
 
 # transcripts decoded jointly by the GPT and the audio tower's CTC head: the head's share of each

@@ -320,3 +320,156 @@ def ask_examples(split: TestSplit) -> list[str]:
             heard = f" (heard {answer.heard!r})" if answer.heard is not None else ""
             lines.append(f"spoken: {clip['transcript']!r}{heard} → {answer.text} (true: {clip['answer']})")
     return lines
+
+
+# ---------------------------------------------------------------- translation
+
+def incongruent_rows(n: int, seed: int = 0):
+    """For each of ``n`` images the row of another: each image takes the next one's place in a
+    seeded random order (a cyclic shift), so none keeps its own — the incongruent decoding of
+    Elliott (2018), which asks whether a translation changes when the image does."""
+    import numpy as np
+
+    if n < 2:
+        raise ValueError("incongruent images need at least two test images")
+    order = np.random.default_rng(seed).permutation(n)
+    rows = np.empty(n, dtype=int)
+    rows[order] = np.roll(order, 1)
+    return rows
+
+
+def translate_section(split: TestSplit, mask_kind: str = "colour", seed: int = 0):
+    """Image-grounded translation of the test captions: BLEU and chrF (sacrebleu, the target
+    language's tokenizer) with intervals resampling images, for the model with each image, with a
+    blank image (text-only translation) and with another test image's (incongruent); the paired
+    gaps image − blank and image − incongruent. Then the masking probe (Caglayan et al. 2019): every
+    ``mask_kind`` word of every source masked, and how often the translation names the image's
+    colours (or shapes), in order, under each of the three images. Returns (per-image frame, metrics)."""
+    import torch
+
+    from ..data import chinese
+    from ..data.tasks import mask_words
+    from ..metrics.translation import translation_difference, translation_metrics
+
+    examples = [e for e in split.examples if e.task == "translate"]
+    frame = split.frame("translate").rename(columns={"question": "source", "answer": "reference"})
+    language, pixels = examples[0].language, split.pixels[split.name]
+    images = {"image": pixels, "blank_image": torch.zeros_like(pixels),
+              "incongruent_image": pixels[torch.as_tensor(incongruent_rows(len(pixels), seed))]}
+    masked = [Example(e.task, e.image, e.clip, mask_words(e.question, mask_kind), e.target, language=e.language)
+              for e in examples]
+    for name, values in images.items():
+        if name != "image":
+            frame[name] = _generate(split, examples, values, "translate")
+        frame[f"masked/{name}"] = _generate(split, masked, values, "translate")
+    frame = frame.rename(columns={"prediction": "image"})
+    references, clusters, metrics = list(frame["reference"]), frame["image_id"], {}
+    for name in images:
+        scores = translation_metrics(references, list(frame[name]), language, clusters, seed)
+        prefix = "translate" if name == "image" else f"baseline/{name}/translate"
+        metrics |= {f"{prefix}/{k}": v for k, v in scores.items()}
+        if name != "image":
+            metrics |= translation_difference(references, list(frame["image"]), list(frame[name]), language,
+                                              f"translate/minus_{name}", clusters, seed)
+    if language == "zh":  # the probe reads the colour and shape words of the grammar's lexicon
+        metrics |= _probe(frame, examples, incongruent_rows(len(pixels), seed), mask_kind, images, seed)
+    return frame, metrics
+
+
+def _probe(frame: pd.DataFrame, examples: list[Example], swap, kind: str, images, seed: int) -> dict:
+    """The masking probe's columns (added to ``frame``) and metrics: the masked translation names
+    the image's ``kind`` words (``match``), and under the incongruent image the other image's
+    (``follows``; only where that image has a caption)."""
+    from ..data.chinese import words_in
+
+    said_of = {e.image: words_in(e.target, kind) for e in examples}
+    truth = pd.Series([said_of[e.image] for e in examples], index=frame.index)
+    metrics = {}
+    for name in images:
+        prefix = "translate" if name == "image" else f"baseline/{name}/translate"
+        said = frame[f"masked/{name}"].map(lambda text: words_in(text, kind))
+        frame[f"masked/{name}/match"] = said == truth
+        metrics |= intervals.accuracy_metrics(frame[f"masked/{name}/match"], prefix=f"{prefix}/probe/{kind}",
+                                              clusters=frame["image_id"], seed=seed)
+    metrics |= intervals.paired_difference(frame["masked/image/match"], frame["masked/blank_image/match"],
+                                           frame["image_id"], f"translate/probe/{kind}/minus_blank_image", seed=seed)
+    other = pd.Series([said_of.get(int(swap[e.image])) for e in examples], index=frame.index)
+    known = other.notna()
+    said = frame.loc[known, "masked/incongruent_image"].map(lambda text: words_in(text, kind))
+    frame["masked/incongruent_image/follows"] = pd.Series(said == other[known], dtype="boolean")
+    metrics |= intervals.accuracy_metrics(said == other[known], prefix=f"baseline/incongruent_image/translate/probe/"
+                                          f"{kind}/follows", clusters=frame.loc[known, "image_id"], seed=seed)
+    return metrics
+
+
+def speech_translate_section(split: TestSplit, seed: int = 0):
+    """Spoken captions translated end to end from the clip, beside the cascade: the clip as the
+    model itself transcribed it (its ``asr`` predictions), then translated by its text translation
+    (the translate task with a blank image: the clip has no image). BLEU and chrF with intervals
+    resampling images (the clips of one image together), and the paired gap end-to-end − cascade.
+    Returns (per-clip frame, metrics)."""
+    import torch
+
+    from ..metrics.translation import translation_difference, translation_metrics
+
+    examples = [e for e in split.examples if e.task == "speech_translate"]
+    frame = split.frame("speech_translate").rename(columns={"question": "transcript", "answer": "reference"})
+    language, references, clusters = examples[0].language, list(frame["reference"]), frame["image_id"]
+    metrics = {f"speech_translate/{k}": v
+               for k, v in translation_metrics(references, list(frame["prediction"]), language, clusters, seed).items()}
+    heard = {e.clip: p for e, p in zip(split.examples, split.predictions, strict=True) if e.task == "asr"}
+    if "translate" not in split.tasks or any(e.clip not in heard for e in examples):
+        return frame, metrics
+    frame["heard"] = [heard[e.clip] for e in examples]
+    typed = [(i, Example("translate", 0, None, text, e.target, language=e.language))
+             for i, (e, text) in enumerate(zip(examples, frame["heard"])) if text]
+    blank = torch.zeros_like(split.pixels[split.name][:1])
+    frame["cascade"] = ""  # nothing heard, nothing translated
+    frame.loc[frame.index[[i for i, _ in typed]], "cascade"] = _generate(split, [e for _, e in typed], blank, "translate")
+    metrics |= {f"speech_translate/cascade/{k}": v
+                for k, v in translation_metrics(references, list(frame["cascade"]), language, clusters, seed).items()}
+    return frame, metrics | translation_difference(references, list(frame["prediction"]), list(frame["cascade"]),
+                                                   language, "speech_translate/minus_cascade", clusters, seed)
+
+
+def translate_lines(metrics: dict, images: int, kind: str) -> list[str]:
+    """What 04 prints of translation: BLEU and chrF under each image, the gaps, the probe."""
+    lines = [f"{images} test captions translated; BLEU and chrF (0–100) [95% interval, images resampled]"]
+    for name, what in (("translate", "with the image"), ("baseline/blank_image/translate", "with a blank image"),
+                       ("baseline/incongruent_image/translate", "with another test image (incongruent)")):
+        lines.append(f"  {what}: BLEU {_show(metrics, name + '/bleu')}, chrF {_show(metrics, name + '/chrf')}")
+    for name in ("blank_image", "incongruent_image"):
+        lines.append(f"  image minus {name.replace('_', ' ')}: BLEU {_show(metrics, f'translate/minus_{name}/bleu')}, "
+                     f"chrF {_show(metrics, f'translate/minus_{name}/chrf')}")
+    if f"translate/probe/{kind}" in metrics:
+        lines.append(f"masking probe, every {kind} word of the source masked: the translation names the image's "
+                     f"{kind}s (in order)")
+        for name, what in (("translate", "with the image"), ("baseline/blank_image/translate", "with a blank image"),
+                           ("baseline/incongruent_image/translate", "with another test image")):
+            lines.append(f"  {what}: {_show(metrics, f'{name}/probe/{kind}', percent=True)}")
+        lines.append(f"  with another test image, naming that image's {kind}s: "
+                     f"{_show(metrics, f'baseline/incongruent_image/translate/probe/{kind}/follows', percent=True)}")
+    return lines
+
+
+def speech_translate_lines(metrics: dict, clips: int) -> list[str]:
+    """What 04 prints of speech translation: end to end and the cascade."""
+    lines = [f"{clips} spoken test captions translated from the clip: BLEU {_show(metrics, 'speech_translate/bleu')}, "
+             f"chrF {_show(metrics, 'speech_translate/chrf')}"]
+    if "speech_translate/cascade/bleu" in metrics:
+        lines += [f"transcribed by the model, then translated as text (the cascade): BLEU "
+                  f"{_show(metrics, 'speech_translate/cascade/bleu')}, chrF {_show(metrics, 'speech_translate/cascade/chrf')}",
+                  f"end to end minus cascade: BLEU {_show(metrics, 'speech_translate/minus_cascade/bleu')}, "
+                  f"chrF {_show(metrics, 'speech_translate/minus_cascade/chrf')}"]
+    return lines
+
+
+def _show(metrics: dict, name: str, percent: bool = False) -> str:
+    scale, unit = (100, "%") if percent else (1, "")
+    value, low, high = (scale * metrics[f"{name}{end}"] for end in ("", "/ci95_low", "/ci95_high"))
+    return f"{value:.1f}{unit} [{low:.1f}, {high:.1f}]"
+
+
+def _generate(split: TestSplit, examples: list[Example], pixels, task: str) -> list[str]:
+    return generate(split.model, split.processor, examples, pixels, batch_size=split.batch_size,
+                    num_beams=split.num_beams, max_new_tokens=split.limits[task], progress=False)

@@ -3,7 +3,8 @@ picture, by typing or by voice, and hear the answer.
 
 The task follows from what is given (``mbmlab.metrics.generate.task_for``): image + spoken
 question → spoken VQA; image + typed question → VQA; image alone → a caption; a clip alone →
-its transcript. This module adds what the command needs around it: loading a run's model,
+its transcript; with ``--to LANGUAGE``, image + ``--translate TEXT`` → the text translated, a clip
+alone → the spoken caption translated. This module adds what the command needs around it: loading a run's model,
 reading files, speaking the answer.
 """
 from __future__ import annotations
@@ -65,13 +66,22 @@ def read_audio(path: str | Path):
     return samples
 
 
-def speak(text: str, path: str | Path, voice: str = "en-us") -> Path:
-    """Speak ``text`` into a WAV file with espeak-ng."""
+def speak(text: str, path: str | Path, language: str = "") -> Path:
+    """Speak ``text`` into a 16 kHz mono WAV file with espeak-ng: English, or the voice of
+    ``language`` (``mbmlab.names.LANGUAGES``: Mandarin's ``cmn`` for zh), resampled by FFmpeg."""
+    from ..data.clean import decode_audio, wav_bytes
+    from ..names import LANGUAGES
+
     if shutil.which("espeak-ng") is None:
         raise AskError("--speak needs espeak-ng: sudo apt-get install espeak-ng")
     if not text:
         raise AskError("the model's answer is empty; nothing to speak")
+    if language and language not in LANGUAGES:
+        raise AskError(f"no voice for language {language!r}; supported: {', '.join(LANGUAGES)}")
+    voice = LANGUAGES[language]["espeak_voice"] if language else "en-us"
+    spoken = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], check=True, capture_output=True).stdout
+    samples, _, _ = decode_audio(spoken)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+    path.write_bytes(wav_bytes(samples))
     return path

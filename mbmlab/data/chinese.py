@@ -141,3 +141,13 @@ def translate(text: str) -> str:
     if " " not in text:
         return answer(text)
     return caption(text)
+
+
+LEXICON = {"colour": COLOURS_ZH, "shape": SHAPES_ZH}  # the kinds of word the masking probe hides
+
+
+def words_in(text: str, kind: str) -> list[str]:
+    """The Chinese ``kind`` words ("colour", "shape") of ``text``, in order: what a translation
+    says of the objects' colours or shapes."""
+    words = sorted(LEXICON[kind].values(), key=len, reverse=True)
+    return re.findall("|".join(words), text)

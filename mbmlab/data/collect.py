@@ -47,6 +47,7 @@ FEATURES = datasets.Features({
     "translation": datasets.Value("string"),
     "translated_questions": datasets.List(datasets.Value("string")),
     "translated_answers": datasets.List(datasets.Value("string")),
+    "language": datasets.Value("string"),  # of the translations (target_language); "" where there are none
 })
 SPEECH_FEATURES = datasets.Features({
     "clip_id": datasets.Value("string"),
@@ -146,29 +147,34 @@ def user_records(params: dict, drops: DropReport) -> dict[str, dict[str, list[di
     return user.hub_records(params["user_hub"], columns, drops)
 
 
-def add_translations(source: str, rows: list[dict], drops: DropReport) -> None:
+def add_translations(source: str, rows: list[dict], drops: DropReport, language: str = "zh") -> None:
     """Each cleaned row's caption, questions and answers in the target language, in place.
 
     The drawn sources' text goes through their grammar (``mbmlab.data.chinese``); a text outside
     it is left untranslated ("") with a logged drop of scope ``translation``. A user's rows keep
     the translation their ``translation_column`` gave (cleaned with the caption) and have no
-    translated questions."""
+    translated questions. ``language`` (target_language) is recorded where a row has a translation."""
     for row in rows:
-        n = len(row["questions"])
-        row.setdefault("translation", "")
-        row["translated_questions"], row["translated_answers"] = [""] * n, [""] * n
-        if source not in GRAMMAR_LANGUAGES:
-            continue
+        _translate_row(source, row, drops)
+        row["language"] = language if row["translation"] or any(row["translated_questions"]) else ""
+
+
+def _translate_row(source: str, row: dict, drops: DropReport) -> None:
+    n = len(row["questions"])
+    row.setdefault("translation", "")
+    row["translated_questions"], row["translated_answers"] = [""] * n, [""] * n
+    if source not in GRAMMAR_LANGUAGES:
+        return
+    try:
+        row["translation"] = chinese.caption(row["caption"]) if row["caption"] else ""
+    except chinese.Untranslatable as err:
+        drops.add(source, row["image_id"], "outside the translation grammar", str(err), scope="translation")
+    for i, (q, a) in enumerate(zip(row["questions"], row["answers"], strict=True)):
         try:
-            row["translation"] = chinese.caption(row["caption"]) if row["caption"] else ""
+            row["translated_questions"][i], row["translated_answers"][i] = chinese.question(q), chinese.answer(a)
         except chinese.Untranslatable as err:
-            drops.add(source, row["image_id"], "outside the translation grammar", str(err), scope="translation")
-        for i, (q, a) in enumerate(zip(row["questions"], row["answers"], strict=True)):
-            try:
-                row["translated_questions"][i], row["translated_answers"][i] = chinese.question(q), chinese.answer(a)
-            except chinese.Untranslatable as err:
-                drops.add(source, f"{row['image_id']}#q{i}", "outside the translation grammar", str(err),
-                          scope="translation")
+            drops.add(source, f"{row['image_id']}#q{i}", "outside the translation grammar", str(err),
+                      scope="translation")
 
 
 # ---------------------------------------------------------------- the build
@@ -235,7 +241,7 @@ def build(params: dict, data_root: Path, progress: bool = True) -> dict:
         if any(found.get("images", {}).values()):
             cleaned = clean_images(source, found["images"], cleaner, progress)
             for rows in cleaned.values():
-                add_translations(source, rows, drops)
+                add_translations(source, rows, drops, params["target_language"])
             for split, rows in by_image(cleaned, params, f"{source}-images").items():
                 images[split] += rows
         if any(found.get("audio", {}).values()):

@@ -7,15 +7,25 @@ An example names its task, the image row and/or clip row it reads (rows of that 
 - ``vqa``         image + typed question → answer
 - ``asr``         clip → its transcript (every clip: spoken captions and questions)
 - ``spoken_vqa``  image + the clip that speaks one of its questions → answer
+- ``translate``   image + its English caption → the caption's translation (the data's ``language``);
+  the source's colour (or shape) words masked for a seeded share of the images (``translate_mask``:
+  the masking probe of Caglayan et al. 2019, where only the image can tell the masked word)
+- ``speech_translate``  a clip that speaks a caption → the caption's translation
 
 Examples of one image are grouped into one *unit*, so a training batch encodes each image once
 for all its questions; ASR examples are units of their own.
 """
 from __future__ import annotations
 
+import re
+import zlib
 from dataclasses import dataclass, field
 
 from ..names import TASKS
+from .attributes import COLOURS, SHAPES
+
+MASK = "[mask]"  # what a masked source word becomes (one token string the tokenizer learns)
+MASKABLE = {"colour": COLOURS, "shape": SHAPES}  # translate_mask_words → the words it masks
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,7 @@ class Example:
     question: str
     target: str
     question_type: str = ""
+    language: str = ""  # the target language of the translate tasks
 
 
 @dataclass
@@ -41,14 +52,32 @@ def check_tasks(tasks) -> tuple[str, ...]:
     return tuple(tasks)
 
 
-def task_examples(images, speech, tasks=tuple(TASKS)) -> list[Example]:
+def mask_words(text: str, kind: str) -> str:
+    """``text`` with every whole word of ``MASKABLE[kind]`` replaced by ``MASK``."""
+    if kind not in MASKABLE:
+        raise ValueError(f"translate_mask_words must be one of {', '.join(MASKABLE)}, not {kind!r}")
+    return re.sub(rf"\b({'|'.join(MASKABLE[kind])})\b", MASK, text)
+
+
+def is_masked(image_id: str, probability: float) -> bool:
+    """Whether an image's translate source is masked: a fixed draw per image id (CRC-32), so the
+    same images are masked in every epoch, run and process."""
+    return probability >= 1 or zlib.crc32(image_id.encode()) / 2 ** 32 < probability
+
+
+def task_examples(images, speech, tasks=tuple(TASKS), translate_mask: float = 0.0,
+                  mask_kind: str = "colour") -> list[Example]:
     """Every example of ``tasks`` that one split supports (``images`` / ``speech``: that split's
-    datasets, either may be None). A task without data gives no examples."""
+    datasets, either may be None). A task without data gives no examples. ``translate_mask``: the
+    share of images whose translate source has its ``mask_kind`` words masked."""
     tasks = check_tasks(tasks)
     out: list[Example] = []
     row_of: dict[str, int] = {}
+    translation_of: dict[str, tuple[str, str]] = {}  # image id → (translation, language)
     if images is not None:
-        columns = images.select_columns(["image_id", "caption", "questions", "answers", "question_types"])
+        wanted = ["image_id", "caption", "questions", "answers", "question_types"]
+        translating = bool({"translate", "speech_translate"} & set(tasks)) and "translation" in images.column_names
+        columns = images.select_columns(wanted + (["translation", "language"] if translating else []))
         for i, r in enumerate(columns):
             row_of[r["image_id"]] = i
             if "vqa" in tasks:
@@ -56,11 +85,20 @@ def task_examples(images, speech, tasks=tuple(TASKS)) -> list[Example]:
                         for q, a, t in zip(r["questions"], r["answers"], r["question_types"], strict=True)]
             if "caption" in tasks and r["caption"]:
                 out.append(Example("caption", i, None, "", r["caption"]))
+            if translating and r["translation"] and r["caption"]:
+                translation_of[r["image_id"]] = (r["translation"], r["language"])
+                if "translate" in tasks:
+                    source = (mask_words(r["caption"], mask_kind) if is_masked(r["image_id"], translate_mask)
+                              else r["caption"])
+                    out.append(Example("translate", i, None, source, r["translation"], language=r["language"]))
     if speech is not None:
         columns = speech.select_columns(["image_id", "transcript", "kind", "answer", "question_type"])
         for c, r in enumerate(columns):
             if "asr" in tasks and r["transcript"]:
                 out.append(Example("asr", None, c, "", r["transcript"]))
+            if "speech_translate" in tasks and r["kind"] == "caption" and r["image_id"] in translation_of:
+                target, language = translation_of[r["image_id"]]
+                out.append(Example("speech_translate", None, c, r["transcript"], target, language=language))
             if "spoken_vqa" in tasks and r["kind"] == "question" and r["answer"] and r["image_id"] in row_of:
                 out.append(Example("spoken_vqa", row_of[r["image_id"]], c, r["transcript"], r["answer"],
                                    r["question_type"]))

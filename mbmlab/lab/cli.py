@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..names import LANGUAGES
 from . import params as P
 
 EPILOG = """\
@@ -26,6 +27,7 @@ examples:
   mbmlab tune --preset tiny --space fuse_learning_rate=1e-4:1e-2:log --metric vqa/exact_match --trials 6 --parallel 2
   mbmlab ask reports/<run> --image pic.png --question "what shape is in the image?"
   mbmlab ask reports/<run> --image pic.png --audio question.wav --speak answer.wav
+  mbmlab ask reports/<run> --image pic.png --translate "a red circle" --to zh --speak zh.wav
 
 Each run writes reports/<run-id>/ (never reusing a folder): the executed notebooks and their
 HTML, index.html (headline metrics, parameters, environment, time per notebook), metrics.json
@@ -75,7 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("--image", type=Path, help="the picture to ask about")
     ask.add_argument("--question", default="", help="a typed question")
     ask.add_argument("--audio", type=Path, help="a spoken question (any format FFmpeg reads); alone: transcribe it")
-    ask.add_argument("--speak", type=Path, help="also speak the answer into this WAV file (espeak-ng)")
+    ask.add_argument("--speak", type=Path, help="also speak the answer into this WAV file (espeak-ng, 16 kHz mono; "
+                     "in the --to language when translating)")
+    ask.add_argument("--translate", default="", metavar="TEXT",
+                     help="with --image and --to: translate this English text about the picture")
+    ask.add_argument("--to", default="", metavar="LANGUAGE",
+                     help=f"the language to translate into ({', '.join(LANGUAGES)}; the model must have been trained "
+                          "on it); with --audio alone: translate the spoken caption")
     ask.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
     ask.add_argument("--ctc-weight", type=float, default=P.SCHEMA["asr_ctc_weight"].default,
                      help="the CTC head's share when transcribing (joint decoding, as 04's asr_ctc_weight); 0: the GPT alone")
@@ -228,21 +236,23 @@ def _ask(args) -> int:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from ..apps.ask import AskError, ask, load_fused, read_audio, read_image, speak
+    from ..apps.ask import AskError, ask, load_fused, read_audio, read_image, speak, task_for
 
-    try:
+    try:  # what was asked is checked before anything is read or loaded
+        task_for(args.image is not None, args.audio is not None, bool(args.question), bool(args.translate), args.to)
         image = read_image(args.image) if args.image else None
         audio = read_audio(args.audio) if args.audio else None
         model, processor = load_fused(args.run)
         if not 0.0 <= args.ctc_weight <= 1.0:
             raise AskError(f"--ctc-weight is a share in [0, 1], got {args.ctc_weight}")
         answer = ask(model, processor, image=image, audio=audio, question=args.question, num_beams=args.beams,
-                     ctc_weight=args.ctc_weight, cascade=not args.end_to_end)
+                     ctc_weight=args.ctc_weight, cascade=not args.end_to_end, translate=args.translate,
+                     language=args.to)
         print(f"{answer.task}: {answer.text}")
         if answer.heard is not None:
             print(f"heard: {answer.heard}")
         if args.speak:
-            print(f"spoken answer: {speak(answer.text, args.speak)}")
+            print(f"spoken answer: {speak(answer.text, args.speak, args.to)}")
     except AskError as err:
         print(f"mbmlab: error: {err}", file=sys.stderr)
         return 2

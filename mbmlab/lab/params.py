@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data.sources import SourceError, check_sources
+from ..data.tasks import MASKABLE
 from ..data.voices import VOICE_NAMES, trained_voices
 from ..names import (ASR_CTC_WEIGHT, BASELINES, FUSIONS, IMAGE_CONNECTORS, LANGUAGES, MITIGATIONS, PARTS, PROJECTORS,
                      SOURCES, TASKS, TOWERS)
@@ -171,7 +172,8 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           maximum=0.0),
     # 02_train
     Param("tokenizer_name", str, "", "pretrained tokenizer name or path; empty trains byte-level BPE", (NB_TRAIN,)),
-    Param("vocab_size", int, 400, "byte-level BPE vocabulary size", (NB_TRAIN,), minimum=300, maximum=50257),
+    Param("vocab_size", int, 500, "byte-level BPE vocabulary size (500: whole Chinese phrases of the translations "
+          "become single tokens; at 400 they take 15 tokens on average)", (NB_TRAIN,), minimum=300, maximum=50257),
     Param("lm_name", str, "", "pretrained causal LM name or path (e.g. gpt2, needs the hub); empty: a new GPT-2",
           (NB_TRAIN,)),
     Param("lm_dim", int, 128, "GPT-2 hidden size", (NB_TRAIN,), minimum=16),
@@ -242,6 +244,11 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           minimum=1),
     Param("tasks", list, list(TASKS), "tasks trained together (those without data are skipped)", (NB_FUSE,),
           choices=tuple(TASKS)),
+    Param("translate_mask", float, 0.5, "translate: share of the images whose English source has its "
+          "translate_mask_words masked in training (the masking probe: only the image can restore them)",
+          (NB_FUSE,), minimum=0.0, maximum=1.0),
+    Param("translate_mask_words", str, "colour", "translate: which words the masking hides (04's probe masks "
+          "them in every test source)", (NB_FUSE, NB_EVALUATE), choices=tuple(MASKABLE)),
     Param("vision_init", str, "aligned", "start the image tower from 02_train's text-aligned one, or from random",
           (NB_FUSE,), choices=("aligned", "random")),
     Param("audio_init", str, "aligned", "start the audio tower from 02_train's text-aligned one, or from random",
@@ -330,7 +337,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "sources": ["easyvqa", "scenes", "speech"], "scenes_images": 100, "scenes_test_images": 40,
         "bias_pairs": ["circle:red"], "speech_max_clips": 40,
-        "max_train_images": 300, "max_test_images": 100, "vocab_size": 300,
+        "max_train_images": 300, "max_test_images": 100,
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
         "resnet_width": 8, "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "audio_ctc_epochs": 10.0,
         "align_epochs": 2.0,

@@ -18,7 +18,9 @@ HEADLINE = ("vqa/exact_match", "vqa/exact_match/colour", "vqa/exact_match/shape"
             "asr/wer/seen_voices", "asr/wer/heldout_voices", "ctc/audio/wer", "spoken_vqa/exact_match/heldout_voices",
             "caption/exact_match", "baseline/majority/caption/exact_match", "caption/BLEU-3", "caption/BLEU-4",
             "caption/METEOR", "caption/ROUGE-L", "caption/CIDEr", "lm/perplexity", "align/image/recall@1", "baseline/random_init/align/image/recall@1",
-            "align/audio/recall@1", "baseline/random_init/align/audio/recall@1")
+            "align/audio/recall@1", "baseline/random_init/align/audio/recall@1",
+            "translate/bleu", "translate/chrf", "translate/probe/colour", "translate/probe/shape",
+            "speech_translate/bleu", "speech_translate/cascade/bleu")
 
 
 STYLE = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 IMAGE_COLUMNS = ("image_id", "source", "colour", "shape")
-CLIP_COLUMNS = ("clip_id", "voice", "accent", "gender", "engine")
+CLIP_COLUMNS = ("clip_id", "image_id", "voice", "accent", "gender", "engine")
 
 
 def predictions_frame(examples, predictions: list[str], task: str, images=None, speech=None) -> pd.DataFrame:

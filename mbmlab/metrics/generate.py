@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm  # text bars: readable in JupyterLab and in the rendered HTML
 
 from ..models.processing_mbm import pad
-from ..names import ASR_CTC_WEIGHT, TASKS
+from ..names import ASR_CTC_WEIGHT, LANGUAGES, TASKS
 
 TRANSCRIBES = ("asr",)  # the tasks whose target is the clip's transcript (what the CTC head spells)
 
@@ -52,7 +52,7 @@ def generate(model, processor, examples, pixel_values: torch.Tensor | None = Non
         if "image" in needs and pixel_values is None or "audio" in needs and input_features is None:
             raise ValueError(f"{task} examples need {' and '.join(needs)} inputs")
         limit = max_new_tokens[task] if isinstance(max_new_tokens, dict) else max_new_tokens
-        prompt_ids = processor.prompt_ids([processor.prompt(task, examples[i].question if task == "vqa" else "")
+        prompt_ids = processor.prompt_ids([processor.prompt(task, examples[i].question, examples[i].language)
                                            for i in indices])
         starts = range(0, len(indices), batch_size)
         for start in tqdm(starts, desc=f"{desc} {task}", disable=not progress):
@@ -105,8 +105,23 @@ def max_target_tokens(processor, targets: list[str]) -> int:
     return max(len(ids) for ids in processor.target_ids(targets))
 
 
-def task_for(image: bool, audio: bool, question: bool) -> str:
-    """The task that what is given asks for (see ``ask``)."""
+def task_for(image: bool, audio: bool, question: bool, translate: bool = False, language: str = "") -> str:
+    """The task that what is given asks for (see ``ask``): with a target ``language``, an image
+    and an English text to translate → translate; a clip alone → speech_translate."""
+    if language or translate:
+        if not language:
+            raise AskError(f"--translate needs --to LANGUAGE; supported: {', '.join(LANGUAGES)}")
+        if language not in LANGUAGES:
+            raise AskError(f"unsupported language {language!r}; supported: {', '.join(LANGUAGES)}")
+        if question:
+            raise AskError("--to translates (--translate TEXT with --image, or a spoken caption with --audio); "
+                           "it does not answer --question")
+        if translate and image and not audio:
+            return "translate"
+        if audio and not image and not translate:
+            return "speech_translate"
+        raise AskError("translate either an English text about a picture (--image and --translate TEXT) or a "
+                       "spoken English caption (--audio alone), each with --to LANGUAGE")
     if audio and question:
         raise AskError("give the question either typed (--question) or spoken (--audio), not both")
     if image:
@@ -117,19 +132,26 @@ def task_for(image: bool, audio: bool, question: bool) -> str:
 
 
 def ask(model, processor, image=None, audio=None, question: str = "", max_new_tokens: int = 24,
-        num_beams: int = 1, ctc_weight: float = ASR_CTC_WEIGHT, cascade: bool = True) -> Answer:
-    """The model's answer for a PIL image and/or 16 kHz samples and/or a typed question.
+        num_beams: int = 1, ctc_weight: float = ASR_CTC_WEIGHT, cascade: bool = True, translate: str = "",
+        language: str = "") -> Answer:
+    """The model's answer for a PIL image and/or 16 kHz samples and/or a typed question; or, with
+    a target ``language``, the translation of ``translate`` (English, about the image) or of a
+    spoken caption (the clip alone), refused unless the model was trained to write ``language``.
 
     A clip alone is transcribed jointly with the CTC head at ``ctc_weight`` (as 04 transcribes). A
     spoken question about an image is, with ``cascade`` and a model that transcribes that way,
     transcribed first and then asked typed (``Answer.heard`` holds what was heard; 04 measures this
     path as ``spoken_vqa/cascade``); without, the answer comes from the clip directly."""
-    task = task_for(image is not None, audio is not None, bool(question))
+    task = task_for(image is not None, audio is not None, bool(question), bool(translate), language)
     missing = [m for m in (("image",) if image is not None else ()) + (("audio",) if audio is not None else ())
                if m not in model.config.modalities]
     if missing:
         raise AskError(f"this model was trained without {' and '.join(missing)} input; "
                        f"its inputs are {', '.join(model.config.modalities) or 'text only'}")
+    trained = getattr(model.config, "translate_languages", None) or []
+    if language and language not in trained:
+        raise AskError(f"this model was not trained to translate into {language!r}; it translates into "
+                       f"{', '.join(trained) if trained else 'nothing (trained without the translate tasks)'}")
     if task == "spoken_vqa" and cascade and ctc_weight and getattr(model.model, "audio_ctc_head", None) is not None:
         heard = ask(model, processor, audio=audio, max_new_tokens=max_new_tokens, num_beams=num_beams,
                     ctc_weight=ctc_weight).text
@@ -137,7 +159,7 @@ def ask(model, processor, image=None, audio=None, question: str = "", max_new_to
             return Answer(task, "", "", heard)
         typed = ask(model, processor, image=image, question=heard, max_new_tokens=max_new_tokens, num_beams=num_beams)
         return Answer(task, typed.prompt, typed.text, heard)
-    prompt = processor.prompt(task, question)
+    prompt = processor.prompt(task, translate or question, language)
     inputs = processor(text=prompt, images=[image] if image is not None else None,
                        audio=[audio] if audio is not None else None)
     tokenizer = processor.tokenizer

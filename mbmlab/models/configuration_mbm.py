@@ -51,6 +51,7 @@ class MbmConfig(PreTrainedConfig):
     ctc_characters: str = ""  # the audio tower's CTC head spells these (blank first); empty: no head
     ctc_weight: float = 0.0  # the CTC loss's weight beside the decoder's when training (joint CTC–attention)
     spec_augment: bool = False  # mask the log-mel features of training batches (SpecAugment)
+    translate_languages: list[str] | None = None  # what the translate tasks were trained to write (mbmlab ask --to)
     vtlp_warp: float = 0.0  # with spec_augment: vocal tract length perturbation of training batches (ctc.vocal_tract_perturb)
 
     def __post_init__(self, **kwargs):

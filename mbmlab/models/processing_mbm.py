@@ -39,8 +39,9 @@ class MbmProcessor(ProcessorMixin):
     # ------------------------------------------------------------ prompts and placeholders
 
     @staticmethod
-    def prompt(task: str, question: str = "") -> str:
-        """The text prompt of a task, one placeholder per input."""
+    def prompt(task: str, question: str = "", language: str = "") -> str:
+        """The text prompt of a task, one placeholder per input; ``question``: the typed question
+        (vqa) or the English source (translate); ``language``: the target of the translate tasks."""
         # no space after a placeholder: the text then tokenises as in the LM's corpus ("question: …")
         if task == "caption":
             return f"{IMAGE}caption:"
@@ -52,6 +53,14 @@ class MbmProcessor(ProcessorMixin):
             return f"{AUDIO}transcribe:"
         if task == "spoken_vqa":
             return f"{IMAGE}{AUDIO}answer:"
+        if task in ("translate", "speech_translate"):
+            if not language:
+                raise ValueError(f"the {task} task needs a target language")
+            if task == "speech_translate":
+                return f"{AUDIO}translate to {language}:"
+            if not question:
+                raise ValueError("the translate task needs the English source")
+            return f"{IMAGE}translate to {language}: {question}"
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
 
     def expand(self, ids: list[int]) -> list[int]:

@@ -32,8 +32,7 @@ class TaskUnits(Dataset):
     def __init__(self, examples: list[Example], processor, pixel_values: torch.Tensor | None = None,
                  input_features: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
                  transcripts: list[str] | None = None):
-        prompts = processor.prompt_ids([processor.prompt(e.task, e.question if e.task == "vqa" else "")
-                                        for e in examples])
+        prompts = processor.prompt_ids([processor.prompt(e.task, e.question, e.language) for e in examples])
         targets = processor.target_ids([e.target for e in examples])
         tokenised = {id(e): (p, t) for e, p, t in zip(examples, prompts, targets, strict=True)}
         self.units: list[Unit] = units(examples)
@@ -369,10 +368,13 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
     examples, sets = {}, {}
     for split in splits:
         examples[split] = task_examples(processed.images[split] if "image" in needed else None,
-                                        processed.speech[split] if "audio" in needed else None, tasks)
+                                        processed.speech[split] if "audio" in needed else None, tasks,
+                                        values["translate_mask"], values["translate_mask_words"])
     trained = {e.task for e in examples[splits[0]]}
     skipped |= {t: f"no {splits[0]} examples (the data has none of its targets)" for t in tasks if t not in trained}
     tasks = tuple(t for t in tasks if t in trained)
+    model.config.translate_languages = sorted({e.language for e in examples[splits[0]]
+                                               if e.task in ("translate", "speech_translate")}) or None
     if not tasks:
         raise ValueError(f"none of the tasks {list(wanted)} has {splits[0]} examples in this run")
     for split in splits:

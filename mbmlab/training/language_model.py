@@ -9,7 +9,7 @@ from ..models import text
 from .trainer import LMCollator, TextLines, train, training_arguments
 
 
-def tokenizer_for(lines: list[str], name: str = "", vocab_size: int = 400):
+def tokenizer_for(lines: list[str], name: str = "", vocab_size: int = 500):
     """A pretrained tokenizer by ``name`` (with the media tokens added), else byte-level BPE
     trained on ``lines``."""
     return text.load_tokenizer(name) if name else text.train_tokenizer(lines, vocab_size)
@@ -24,9 +24,16 @@ def language_model(tokenizer, name: str = "", dim: int = 128, layers: int = 4, h
 def pretrain(lm, tokenizer, lines: list[str], validation_lines: list[str], output_dir: Path, *, epochs: float,
              batch_size: int, learning_rate: float, seed: int, bf16: bool = False, resume: bool = False, **extra):
     """Next-token pretraining on ``lines``, evaluated on ``validation_lines`` each epoch, one
-    checkpoint kept in ``output_dir``; returns the Trainer (``extra``: more TrainingArguments)."""
+    checkpoint kept in ``output_dir``; returns the Trainer (``extra``: more TrainingArguments).
+    Refuses lines longer than the LM's positions before training (a clear error, not an index error
+    inside the embedding)."""
+    train_lines, eval_lines = TextLines(lines, tokenizer), TextLines(validation_lines, tokenizer)
+    limit = getattr(lm.config, "max_position_embeddings", None)
+    longest = max((len(ids) for ids in train_lines.ids + eval_lines.ids), default=0)
+    if limit and longest > limit:
+        raise ValueError(f"the longest text line takes {longest} tokens but the language model has {limit} positions; "
+                         "a larger vocab_size (more merges) shortens lines, or pretrain an LM with more positions")
     args = training_arguments(output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                               seed=seed, n_examples=len(lines), eval_strategy="epoch", save_strategy="epoch",
                               save_total_limit=1, bf16=bf16, **extra)
-    return train(lm, args, TextLines(lines, tokenizer), LMCollator(tokenizer.pad_token_id),
-                 eval_dataset=TextLines(validation_lines, tokenizer), resume=resume)
+    return train(lm, args, train_lines, LMCollator(tokenizer.pad_token_id), eval_dataset=eval_lines, resume=resume)

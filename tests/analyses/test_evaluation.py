@@ -117,3 +117,89 @@ def test_pocketsphinx_lines_name_both_rates_on_the_same_clips_or_nothing():
     assert evaluation.pocketsphinx_lines(metrics) == [
         "PocketSphinx (CMU's bundled English model) on 100 of them: WER 0.6000 [0.5000, 0.7000]; the fused model "
         "on the same clips 0.4000 [0.3000, 0.5000]"]
+
+
+# ---------------------------------------------------------------- translation
+
+CAPTIONS = ["a red circle", "a blue star", "a green triangle", "a teal rectangle", "a small yellow star left of a "
+            "large brown circle"]
+ZH = ["一个红色圆形", "一个蓝色星形", "一个绿色三角形", "一个青色长方形", "一个小的黄色星形在一个大的棕色圆形左边"]
+
+
+class TranslateSplit(FakeSplit):
+    """A test split of five images whose pixels carry their row + 1 (a blank image: 0); the
+    model below translates the image it is given, so it shows which image each generation saw."""
+
+    def __init__(self, speech=False):
+        import torch
+
+        rows = range(len(CAPTIONS))
+        examples = [Example("translate", i, None, CAPTIONS[i], ZH[i], language="zh") for i in rows]
+        frame = pd.DataFrame({"question": CAPTIONS, "answer": ZH, "prediction": ZH, "image_id": list("abcde"),
+                              "question_type": "", "source": "scenes"})
+        super().__init__({"translate": frame}, [])
+        self.examples, self.predictions = examples, list(ZH)
+        self.pixels, self.name = {"test": torch.arange(1, 6, dtype=torch.float32).view(5, 1, 1, 1)}, "test"
+        self.model = self.processor = None
+        self.batch_size, self.num_beams, self.limits, self.tasks = 8, 1, {"translate": 30}, ["translate"]
+
+
+def fake_generate(model, processor, examples, pixel_values, **_):
+    """Translates what the image shows; with a blank image, the source word for word where it can
+    (a masked word stays unsaid)."""
+    out = []
+    for e in examples:
+        shown = int(pixel_values[e.image].flatten()[0])
+        out.append(ZH[shown - 1] if shown else "一个" + "".join(
+            {"circle": "圆形", "star": "星形", "red": "红色", "blue": "蓝色"}.get(w, "") for w in e.question.split()))
+    return out
+
+
+def test_translation_is_scored_with_its_image_a_blank_one_and_another_images(monkeypatch):
+    monkeypatch.setattr(evaluation, "generate", fake_generate)
+    frame, metrics = evaluation.translate_section(TranslateSplit(), "colour", seed=3)
+    assert metrics["translate/bleu"] == pytest.approx(100) and metrics["translate/chrf"] == pytest.approx(100)
+    assert metrics["baseline/blank_image/translate/bleu"] < 100
+    assert metrics["translate/minus_blank_image/bleu"] > 0
+    # the incongruent decoding saw another image for every caption: this fake then says that image's caption
+    swap = evaluation.incongruent_rows(5, 3)
+    assert list(frame["incongruent_image"]) == [ZH[k] for k in swap]
+    assert all(frame["incongruent_image"] != frame["reference"])
+    # the probe: colours masked; only the image can say them
+    assert list(frame["masked/image/match"]) == [True] * 5 and metrics["translate/probe/colour"] == 1.0
+    assert metrics["baseline/blank_image/translate/probe/colour"] == 0.0  # "[mask]" says no colour
+    assert metrics["baseline/incongruent_image/translate/probe/colour/follows"] == 1.0
+    assert metrics["translate/probe/colour/minus_blank_image"] == 1.0
+    lines = evaluation.translate_lines(metrics, 5, "colour")
+    assert lines[1].startswith("  with the image: BLEU 100.0 [100.0, 100.0]")
+    assert "with another test image, naming that image's colours: 100.0% [100.0, 100.0]" in lines[-1]
+
+
+def test_incongruent_rows_never_keep_an_image_and_vary_with_the_seed():
+    import numpy as np
+
+    for n in (2, 3, 10, 101):
+        rows = evaluation.incongruent_rows(n, seed=n)
+        assert sorted(rows) == list(range(n)) and not (rows == np.arange(n)).any()
+    assert list(evaluation.incongruent_rows(10, 0)) != list(evaluation.incongruent_rows(10, 1))
+    with pytest.raises(ValueError, match="at least two"):
+        evaluation.incongruent_rows(1)
+
+
+def test_speech_translation_end_to_end_beside_the_cascade(monkeypatch):
+    """Clip 0 heard right, clip 1 heard as nothing: the cascade translates what was heard, with a
+    blank image, and says nothing for the clip it did not hear."""
+    split = TranslateSplit()
+    spoken = [Example("speech_translate", None, c, CAPTIONS[c], ZH[c], language="zh") for c in (0, 1)]
+    heard = [Example("asr", None, c, "", CAPTIONS[c]) for c in (0, 1)]
+    split.examples, split.predictions = spoken + heard, [ZH[0], ZH[0], "a red circle", ""]
+    split.frames["speech_translate"] = pd.DataFrame({"question": CAPTIONS[:2], "answer": ZH[:2],
+                                                     "prediction": [ZH[0], ZH[0]], "image_id": ["a", "b"]})
+    seen = []
+    monkeypatch.setattr(evaluation, "generate", lambda m, p, examples, pixels, **_: seen.append(pixels) or
+                        fake_generate(m, p, examples, pixels))
+    frame, metrics = evaluation.speech_translate_section(split)
+    assert list(frame["heard"]) == ["a red circle", ""] and list(frame["cascade"]) == ["一个红色圆形", ""]
+    assert len(seen) == 1 and float(seen[0].abs().sum()) == 0.0  # one blank image for the text translation
+    assert metrics["speech_translate/bleu"] < 100 and "speech_translate/minus_cascade/bleu" in metrics
+    assert evaluation.speech_translate_lines(metrics, 2)[0].startswith("2 spoken test captions translated")

@@ -284,6 +284,30 @@ def test_ask_answers_a_typed_and_a_spoken_question(tiny_run, tmp_path):
     assert bad.returncode == 2 and "no image at" in bad.stderr
 
 
+def test_ask_translates_into_chinese_and_speaks_it(tiny_run, tmp_path):
+    """The tiny run trained the translate task (its default tasks): ``--to zh`` prints a
+    translation and ``--speak`` writes 16 kHz mono Mandarin; a language it was not trained on, an
+    unknown one and a missing --to are refused with what is supported (exit 2)."""
+    from mbmlab.data.collect import load_processed
+
+    processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
+    picture = tmp_path / "picture.png"
+    processed.images["test"][0]["image"].save(picture)
+    out = mbmlab("ask", tiny_run, "--image", picture, "--translate", "a red circle", "--to", "zh",
+                 "--speak", tmp_path / "zh.wav")
+    assert out.returncode == 0 and out.stdout.startswith("translate: "), out.stderr[-2000:]
+    if out.stdout.splitlines()[0].split(": ", 1)[1]:
+        with wave.open(str(tmp_path / "zh.wav")) as spoken:
+            assert (spoken.getframerate(), spoken.getnchannels(), spoken.getsampwidth()) == (16_000, 1, 2)
+            assert spoken.getnframes() > 4_000
+    untrained = mbmlab("ask", tiny_run, "--image", picture, "--translate", "a red circle", "--to", "de")
+    assert untrained.returncode == 2 and "not trained to translate into 'de'; it translates into zh" in untrained.stderr
+    unknown = mbmlab("ask", tiny_run, "--image", picture, "--translate", "a red circle", "--to", "xx")
+    assert unknown.returncode == 2 and "unsupported language 'xx'; supported: zh, de, fr, cs" in unknown.stderr
+    missing = mbmlab("ask", tiny_run, "--image", picture, "--translate", "a red circle")
+    assert missing.returncode == 2 and "needs --to LANGUAGE; supported: zh, de, fr, cs" in missing.stderr
+
+
 def test_fusion_training_under_accelerate_launch_two_cpu_processes(tiny_run, tmp_path):
     tiny = P.for_notebook("03_fuse", P.resolve("tiny"))
     launch_two_cpu_processes("mbmlab.lab.launch_fuse", "--run", str(tiny_run), "--out", str(tmp_path / "out"),

@@ -161,3 +161,19 @@ def test_resuming_from_a_damaged_checkpoint_names_the_file(tokenizer, tmp_path, 
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(CorruptArtifactError, match=f"checkpoint-3/{damaged} cannot be read"):
         train(model(), lm_trainer_args(tmp_path / "run"), data, collate, resume=True)
+
+
+def test_pretraining_refuses_lines_longer_than_the_positions(tokenizer, tmp_path):
+    """A line past the LM's positions is a clear error before training, not an IndexError from
+    the position embedding (a Chinese translation in an untrained byte-level BPE is ~3 tokens a
+    character). The default GPT-2 has 256 positions."""
+    from conftest import LINES
+    from mbmlab.models import text
+    from mbmlab.training.language_model import pretrain
+
+    assert text.new_language_model(tokenizer, 32, 1, 2, seed=0).config.max_position_embeddings == 256
+    lm = text.new_language_model(tokenizer, 32, 1, 2, seed=0)
+    lm.config.max_position_embeddings = 16
+    long_line = "translate to zh: a small red circle " + "一个小的红色圆形" * 4
+    with pytest.raises(ValueError, match=r"the longest text line takes \d+ tokens but the language model has 16"):
+        pretrain(lm, tokenizer, LINES + [long_line], LINES, tmp_path, epochs=1, batch_size=4, learning_rate=1e-3, seed=0)
