@@ -22,6 +22,7 @@ TASKS = {
     "translate": ("image",),  # image + its English caption → the caption in the data's language (LANGUAGES)
     "speech_translate": ("audio",),  # a spoken caption → its translation, from the clip alone
 }
+TRANSLATE_TASKS = ("translate", "speech_translate")  # trained when asked for (the translate and tiny presets)
 
 # transcripts decoded jointly by the GPT and the audio tower's CTC head: the head's share of each
 # candidate token's score (mbmlab.metrics.joint_decoding; chosen on validation clips, docs/results.md);

@@ -15,13 +15,14 @@ def text_prompt(task: str, question: str = "", language: str = "") -> str:
     return MbmProcessor.prompt(task, question, language).replace(IMAGE, "").replace(AUDIO, "")
 
 
-def corpus_lines(images=None, speech=None) -> list[str]:
-    """The text the LM learns from: every QA pair, caption and caption translation of a split's
-    images and every transcript of its clips, prompt + target, in the words the fused model's
-    prompts use (so the tokenizer, trained on these lines, learns the translations' script too)."""
+def corpus_lines(images=None, speech=None, translations: bool = False) -> list[str]:
+    """The text the LM learns from: every QA pair and caption of a split's images and every
+    transcript of its clips, prompt + target, in the words the fused model's prompts use; with
+    ``translations`` (a run that trains a translate task) each caption's translation too, so the
+    tokenizer, trained on these lines, learns the translations' script."""
     lines = []
     if images is not None:
-        translated = "translation" in images.column_names
+        translated = translations and "translation" in images.column_names
         for r in images.select_columns(["questions", "answers", "caption"]
                                        + (["translation", "language"] if translated else [])):
             for q, a in zip(r["questions"], r["answers"], strict=True):
@@ -60,7 +61,7 @@ def token_id(tokenizer, token: str) -> int:
     return found
 
 
-def gpt2_config(tokenizer, dim: int, layers: int, heads: int, max_positions: int = 256) -> GPT2Config:
+def gpt2_config(tokenizer, dim: int, layers: int, heads: int, max_positions: int = 128) -> GPT2Config:
     """A small GPT-2 config. bos/eos/pad ids are set explicitly (transformers 5 needs them)."""
     return GPT2Config(
         vocab_size=len(tokenizer), n_positions=max_positions, n_embd=dim, n_layer=layers, n_head=heads,

@@ -9,7 +9,7 @@ from ..models import text
 from .trainer import LMCollator, TextLines, train, training_arguments
 
 
-def tokenizer_for(lines: list[str], name: str = "", vocab_size: int = 500):
+def tokenizer_for(lines: list[str], name: str = "", vocab_size: int = 400):
     """A pretrained tokenizer by ``name`` (with the media tokens added), else byte-level BPE
     trained on ``lines``."""
     return text.load_tokenizer(name) if name else text.train_tokenizer(lines, vocab_size)

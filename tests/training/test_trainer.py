@@ -165,13 +165,13 @@ def test_resuming_from_a_damaged_checkpoint_names_the_file(tokenizer, tmp_path, 
 
 def test_pretraining_refuses_lines_longer_than_the_positions(tokenizer, tmp_path):
     """A line past the LM's positions is a clear error before training, not an IndexError from
-    the position embedding (a Chinese translation in an untrained byte-level BPE is ~3 tokens a
-    character). The default GPT-2 has 256 positions."""
+    the position embedding (a Chinese translation in a byte-level BPE with few merges is ~3 tokens
+    a character). The default GPT-2 has 128 positions."""
     from conftest import LINES
     from mbmlab.models import text
     from mbmlab.training.language_model import pretrain
 
-    assert text.new_language_model(tokenizer, 32, 1, 2, seed=0).config.max_position_embeddings == 256
+    assert text.new_language_model(tokenizer, 32, 1, 2, seed=0).config.max_position_embeddings == 128
     lm = text.new_language_model(tokenizer, 32, 1, 2, seed=0)
     lm.config.max_position_embeddings = 16
     long_line = "translate to zh: a small red circle " + "一个小的红色圆形" * 4
