@@ -21,7 +21,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
-from ..names import TASKS
+from ..names import TASKS, TRANSLATE_TASKS
 from .attributes import COLOURS, SHAPES
 
 MASK = "[mask]"  # what a masked source word becomes (one token string the tokenizer learns)
@@ -76,7 +76,7 @@ def task_examples(images, speech, tasks=tuple(TASKS), translate_mask: float = 0.
     translation_of: dict[str, tuple[str, str]] = {}  # image id → (translation, language)
     if images is not None:
         wanted = ["image_id", "caption", "questions", "answers", "question_types"]
-        translating = bool({"translate", "speech_translate"} & set(tasks)) and "translation" in images.column_names
+        translating = bool(set(TRANSLATE_TASKS) & set(tasks)) and "translation" in images.column_names
         columns = images.select_columns(wanted + (["translation", "language"] if translating else []))
         for i, r in enumerate(columns):
             row_of[r["image_id"]] = i
