@@ -354,8 +354,10 @@ def translate_section(split: TestSplit, mask_kind: str = "colour", seed: int = 0
     examples = [e for e in split.examples if e.task == "translate"]
     frame = split.frame("translate").rename(columns={"question": "source", "answer": "reference"})
     language, pixels = examples[0].language, split.pixels[split.name]
-    images = {"image": pixels, "blank_image": torch.zeros_like(pixels),
-              "incongruent_image": pixels[torch.as_tensor(incongruent_rows(len(pixels), seed))]}
+    images = {"image": pixels, "blank_image": torch.zeros_like(pixels)}
+    swap = incongruent_rows(len(pixels), seed) if len(pixels) > 1 else None  # one test image: no other to show
+    if swap is not None:
+        images["incongruent_image"] = pixels[torch.as_tensor(swap)]
     masked = [Example(e.task, e.image, e.clip, mask_words(e.question, mask_kind), e.target, language=e.language)
               for e in examples]
     for name, values in images.items():
@@ -372,7 +374,7 @@ def translate_section(split: TestSplit, mask_kind: str = "colour", seed: int = 0
             metrics |= translation_difference(references, list(frame["image"]), list(frame[name]), language,
                                               f"translate/minus_{name}", clusters, seed)
     if language == "zh":  # the probe reads the colour and shape words of the grammar's lexicon
-        metrics |= _probe(frame, examples, incongruent_rows(len(pixels), seed), mask_kind, images, seed)
+        metrics |= _probe(frame, examples, swap, mask_kind, images, seed)
     return frame, metrics
 
 
@@ -393,8 +395,12 @@ def _probe(frame: pd.DataFrame, examples: list[Example], swap, kind: str, images
                                               clusters=frame["image_id"], seed=seed)
     metrics |= intervals.paired_difference(frame["masked/image/match"], frame["masked/blank_image/match"],
                                            frame["image_id"], f"translate/probe/{kind}/minus_blank_image", seed=seed)
+    if swap is None:
+        return metrics
     other = pd.Series([said_of.get(int(swap[e.image])) for e in examples], index=frame.index)
     known = other.notna()
+    if not known.any():
+        return metrics
     said = frame.loc[known, "masked/incongruent_image"].map(lambda text: words_in(text, kind))
     frame["masked/incongruent_image/follows"] = pd.Series(said == other[known], dtype="boolean")
     metrics |= intervals.accuracy_metrics(said == other[known], prefix=f"baseline/incongruent_image/translate/probe/"
@@ -437,18 +443,22 @@ def translate_lines(metrics: dict, images: int, kind: str) -> list[str]:
     lines = [f"{images} test captions translated; BLEU and chrF (0–100) [95% interval, images resampled]"]
     for name, what in (("translate", "with the image"), ("baseline/blank_image/translate", "with a blank image"),
                        ("baseline/incongruent_image/translate", "with another test image (incongruent)")):
-        lines.append(f"  {what}: BLEU {_show(metrics, name + '/bleu')}, chrF {_show(metrics, name + '/chrf')}")
+        if f"{name}/bleu" in metrics:
+            lines.append(f"  {what}: BLEU {_show(metrics, name + '/bleu')}, chrF {_show(metrics, name + '/chrf')}")
     for name in ("blank_image", "incongruent_image"):
-        lines.append(f"  image minus {name.replace('_', ' ')}: BLEU {_show(metrics, f'translate/minus_{name}/bleu')}, "
-                     f"chrF {_show(metrics, f'translate/minus_{name}/chrf')}")
+        if f"translate/minus_{name}/bleu" in metrics:
+            lines.append(f"  image minus {name.replace('_', ' ')}: BLEU {_show(metrics, f'translate/minus_{name}/bleu')}"
+                         f", chrF {_show(metrics, f'translate/minus_{name}/chrf')}")
     if f"translate/probe/{kind}" in metrics:
         lines.append(f"masking probe, every {kind} word of the source masked: the translation names the image's "
                      f"{kind}s (in order)")
         for name, what in (("translate", "with the image"), ("baseline/blank_image/translate", "with a blank image"),
                            ("baseline/incongruent_image/translate", "with another test image")):
-            lines.append(f"  {what}: {_show(metrics, f'{name}/probe/{kind}', percent=True)}")
-        lines.append(f"  with another test image, naming that image's {kind}s: "
-                     f"{_show(metrics, f'baseline/incongruent_image/translate/probe/{kind}/follows', percent=True)}")
+            if f"{name}/probe/{kind}" in metrics:
+                lines.append(f"  {what}: {_show(metrics, f'{name}/probe/{kind}', percent=True)}")
+        follows = f"baseline/incongruent_image/translate/probe/{kind}/follows"
+        if follows in metrics:
+            lines.append(f"  with another test image, naming that image's {kind}s: {_show(metrics, follows, percent=True)}")
     return lines
 
 

@@ -203,3 +203,15 @@ def test_speech_translation_end_to_end_beside_the_cascade(monkeypatch):
     assert len(seen) == 1 and float(seen[0].abs().sum()) == 0.0  # one blank image for the text translation
     assert metrics["speech_translate/bleu"] < 100 and "speech_translate/minus_cascade/bleu" in metrics
     assert evaluation.speech_translate_lines(metrics, 2)[0].startswith("2 spoken test captions translated")
+
+
+def test_one_test_image_has_no_incongruent_decoding(monkeypatch):
+    monkeypatch.setattr(evaluation, "generate", fake_generate)
+    split = TranslateSplit()
+    split.examples, split.predictions = split.examples[:1], split.predictions[:1]
+    split.frames["translate"] = split.frames["translate"].iloc[:1]
+    split.pixels["test"] = split.pixels["test"][:1]
+    frame, metrics = evaluation.translate_section(split, "colour")
+    assert "baseline/incongruent_image/translate/bleu" not in metrics and "incongruent_image" not in frame
+    assert metrics["translate/probe/colour"] == 1.0
+    assert not any("another test image" in line for line in evaluation.translate_lines(metrics, 1, "colour"))
