@@ -347,12 +347,11 @@ def translate_section(split: TestSplit, mask_kind: str = "colour", seed: int = 0
     colours (or shapes), in order, under each of the three images. Returns (per-image frame, metrics)."""
     import torch
 
-    from ..data import chinese
     from ..data.tasks import mask_words
     from ..metrics.translation import translation_difference, translation_metrics
 
     examples = [e for e in split.examples if e.task == "translate"]
-    frame = split.frame("translate").rename(columns={"question": "source", "answer": "reference"})
+    frame = split.frame("translate").rename(columns={"question": "english", "answer": "reference"})
     language, pixels = examples[0].language, split.pixels[split.name]
     images = {"image": pixels, "blank_image": torch.zeros_like(pixels)}
     swap = incongruent_rows(len(pixels), seed) if len(pixels) > 1 else None  # one test image: no other to show
@@ -380,8 +379,9 @@ def translate_section(split: TestSplit, mask_kind: str = "colour", seed: int = 0
 
 def _probe(frame: pd.DataFrame, examples: list[Example], swap, kind: str, images, seed: int) -> dict:
     """The masking probe's columns (added to ``frame``) and metrics: the masked translation names
-    the image's ``kind`` words (``match``), and under the incongruent image the other image's
-    (``follows``; only where that image has a caption)."""
+    the image's ``kind`` words (``match``; also per source, as one easy-VQA shape has one colour to
+    name, chance 1 in 8, and a scene up to three in order), and under the incongruent image the
+    other image's (``follows``; only where that image has a caption)."""
     from ..data.chinese import words_in
 
     said_of = {e.image: words_in(e.target, kind) for e in examples}
@@ -392,7 +392,8 @@ def _probe(frame: pd.DataFrame, examples: list[Example], swap, kind: str, images
         said = frame[f"masked/{name}"].map(lambda text: words_in(text, kind))
         frame[f"masked/{name}/match"] = said == truth
         metrics |= intervals.accuracy_metrics(frame[f"masked/{name}/match"], prefix=f"{prefix}/probe/{kind}",
-                                              clusters=frame["image_id"], seed=seed)
+                                              clusters=frame["image_id"], seed=seed,
+                                              groups=frame["source"] if "source" in frame else None)
     metrics |= intervals.paired_difference(frame["masked/image/match"], frame["masked/blank_image/match"],
                                            frame["image_id"], f"translate/probe/{kind}/minus_blank_image", seed=seed)
     if swap is None:

@@ -167,6 +167,7 @@ def test_translation_is_scored_with_its_image_a_blank_one_and_another_images(mon
     assert all(frame["incongruent_image"] != frame["reference"])
     # the probe: colours masked; only the image can say them
     assert list(frame["masked/image/match"]) == [True] * 5 and metrics["translate/probe/colour"] == 1.0
+    assert metrics["translate/probe/colour/scenes"] == 1.0  # per source too
     assert metrics["baseline/blank_image/translate/probe/colour"] == 0.0  # "[mask]" says no colour
     assert metrics["baseline/incongruent_image/translate/probe/colour/follows"] == 1.0
     assert metrics["translate/probe/colour/minus_blank_image"] == 1.0
