@@ -4,8 +4,8 @@ picture, by typing or by voice, and hear the answer.
 The task follows from what is given (``mbmlab.metrics.generate.task_for``): image + spoken
 question → spoken VQA; image + typed question → VQA; image alone → a caption; a clip alone →
 its transcript; with ``--to LANGUAGE``, image + ``--translate TEXT`` → the text translated, a clip
-alone → the spoken caption translated. This module adds what the command needs around it: loading a run's model,
-reading files, speaking the answer.
+alone → the spoken caption translated. This module adds what the command needs around it:
+loading a run's model, reading files, speaking the answer.
 """
 from __future__ import annotations
 
