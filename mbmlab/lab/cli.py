@@ -238,8 +238,10 @@ def _ask(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ..apps.ask import AskError, ask, load_fused, read_audio, read_image, speak, task_for
 
-    try:  # what was asked is checked before anything is read or loaded
-        task_for(args.image is not None, args.audio is not None, bool(args.question), bool(args.translate), args.to)
+    try:
+        if args.to or args.translate:  # a translation's language is checked before anything is read or loaded
+            task_for(args.image is not None, args.audio is not None, bool(args.question), bool(args.translate),
+                     args.to)
         image = read_image(args.image) if args.image else None
         audio = read_audio(args.audio) if args.audio else None
         model, processor = load_fused(args.run)
