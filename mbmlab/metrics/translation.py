@@ -41,12 +41,6 @@ def _draws(n: int, clusters, seed: int, resamples: int) -> list[np.ndarray]:
     return cluster_resamples(np.arange(n) if clusters is None else np.asarray(clusters), resamples, seed)
 
 
-def corpus_scores(references: list[str], predictions: list[str], language: str) -> dict[str, float]:
-    """``{"bleu": …, "chrf": …}`` without intervals (for tables of many models)."""
-    return {name: metric.corpus_score(list(predictions), [list(references)]).score
-            for name, metric in scorers(language).items()}
-
-
 def translation_metrics(references: list[str], predictions: list[str], language: str, clusters=None,
                         seed: int = 0, resamples: int = B.RESAMPLES) -> dict[str, float]:
     """``{"bleu", "bleu/ci95_low", "bleu/ci95_high", "chrf", …}`` on sacrebleu's 0–100 scale; one
