@@ -21,8 +21,9 @@ TASKS = {
     "spoken_vqa": ("image", "audio"),
     "translate": ("image",),  # image + its English caption → the caption in the data's language (LANGUAGES)
     "speech_translate": ("audio",),  # a spoken caption → its translation, from the clip alone
+    "translated_vqa": ("image",),  # image + a question in the data's language → the answer in it (ask --lang)
 }
-TRANSLATE_TASKS = ("translate", "speech_translate")  # trained when asked for (the translate and tiny presets)
+TRANSLATE_TASKS = ("translate", "speech_translate", "translated_vqa")  # trained when asked for (translate, tiny presets)
 
 # transcripts decoded jointly by the GPT and the audio tower's CTC head: the head's share of each
 # candidate token's score (mbmlab.metrics.joint_decoding; chosen on validation clips, docs/results.md);

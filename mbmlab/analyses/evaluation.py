@@ -1,6 +1,6 @@
 """04_evaluate's sections: the test split generated once for every task, then one function per
 section — VQA against its baselines, captioning, speech recognition, spoken VQA against the
-same questions typed, and the ask examples. Each returns the tables the notebook shows and the
+same questions typed, VQA in the translations' language, translation, and the ask examples. Each returns the tables the notebook shows and the
 metrics it records; the metrics' formulas live in ``mbmlab.metrics``."""
 from __future__ import annotations
 
@@ -241,6 +241,44 @@ def spoken_vqa_section(split: TestSplit, qa: pd.DataFrame | None):
     return spoken, metrics | spoken_cascade(split, spoken)
 
 
+def translated_vqa_section(split: TestSplit, qa: pd.DataFrame | None):
+    """VQA asked and answered in the data's language (Chinese for the drawn sources): exact match
+    per question type, resampled by image; beside it the same questions asked in English (from
+    ``qa``, the VQA frame: each translated question's English original, the first one of its image
+    that translates to it) and the paired difference. Returns (per-question frame, metrics)."""
+    asked = split.frame("translated_vqa")
+    asked["correct"] = intervals.answers_correct(asked["prediction"], asked["answer"])
+    metrics = intervals.accuracy_metrics(asked["correct"], asked["question_type"], "translated_vqa/exact_match",
+                                         clusters=asked["image_id"])
+    if qa is None:
+        return asked, metrics
+    english: dict[tuple[str, str], str] = {}
+    for r in split.images.select_columns(["image_id", "questions", "translated_questions"]):
+        for en, translated in zip(r["questions"], r["translated_questions"], strict=True):
+            english.setdefault((r["image_id"], translated), en)
+    asked["english"] = [english[key] for key in zip(asked["image_id"], asked["question"])]
+    typed = qa.drop_duplicates(["image_id", "question"]).set_index(["image_id", "question"])["correct"]
+    asked["english_correct"] = asked.join(typed.rename("english_correct"), on=["image_id", "english"])["english_correct"]
+    metrics |= intervals.accuracy_metrics(asked["english_correct"], prefix="translated_vqa/english_exact_match",
+                                          clusters=asked["image_id"])
+    return asked, metrics | intervals.paired_difference(asked["correct"], asked["english_correct"], asked["image_id"],
+                                                        "translated_vqa/minus_english/exact_match")
+
+
+def translated_vqa_lines(metrics: dict, questions: int, language: str) -> list[str]:
+    """What 04 prints of VQA in another language: its exact match, the English one, the gap."""
+    lines = [f"{questions} test questions asked and answered in {language}: exact match "
+             f"{_show(metrics, 'translated_vqa/exact_match', percent=True)} (95% interval, images resampled)"]
+    if "translated_vqa/english_exact_match" in metrics:
+        d, low, high = (100 * metrics[f"translated_vqa/minus_english/exact_match{end}"]
+                        for end in ("", "/ci95_low", "/ci95_high"))
+        lines += [f"the same questions in English: {_show(metrics, 'translated_vqa/english_exact_match', percent=True)}",
+                  f"{language} minus English, the same questions: {d:+.1f} points [{low:+.1f}, {high:+.1f}] — "
+                  + ("no difference established (the interval includes 0)" if low <= 0 <= high
+                     else f"{'better' if low > 0 else 'worse'} in {language}")]
+    return lines
+
+
 def spoken_lines(metrics: dict, questions: int) -> list[str]:
     """What 04 prints of spoken VQA: end to end (by seen and held-out voices), the same questions
     typed, and the cascade, each where it was measured."""
@@ -302,8 +340,8 @@ def first_spoken_question(split: TestSplit):
 
 
 def ask_examples(split: TestSplit) -> list[str]:
-    """The seed's application on test data: a typed question and a caption for the first test
-    image, and the first spoken question (as ``mbmlab ask`` answers it: transcribed, then asked)
+    """The seed's application on test data: a typed question (in English, and in each language the
+    model answers in) and a caption for the first test image, and the first spoken question (as ``mbmlab ask`` answers it: transcribed, then asked)
     with its true answer."""
     model, processor, images, lines = split.model, split.processor, split.images, []
     if images is not None and len(images):
@@ -311,6 +349,10 @@ def ask_examples(split: TestSplit) -> list[str]:
         lines.append("typed: " + ask(model, processor, image=picture, question="what shape is in the image?").text)
         lines.append("caption: " + (ask(model, processor, image=picture).text if "caption" in split.tasks
                                     else "(not trained)"))
+        answers_in = (getattr(model.config, "answer_languages", None) or []) if "translated_vqa" in split.tasks else []
+        for language in answers_in:
+            answer = ask(model, processor, image=picture, question="what shape is in the image?", language=language)
+            lines.append(f"typed in {language}: {answer.asked or 'what shape is in the image?'} → {answer.text}")
     if split.speech is not None and images is not None and "spoken_vqa" in split.tasks:
         found = first_spoken_question(split)
         if found is not None:

@@ -1,4 +1,4 @@
-"""The four tasks the fused model learns, as examples drawn from a processed split.
+"""The tasks the fused model learns, as examples drawn from a processed split.
 
 An example names its task, the image row and/or clip row it reads (rows of that split's
 ``images`` and ``speech`` datasets), the question (VQA) and the target text:
@@ -11,6 +11,8 @@ An example names its task, the image row and/or clip row it reads (rows of that 
   the source's colour (or shape) words masked for a seeded share of the images (``translate_mask``:
   the masking probe of Caglayan et al. 2019, where only the image can tell the masked word)
 - ``speech_translate``  a clip that speaks a caption → the caption's translation
+- ``translated_vqa``  image + a question in the data's language (its ``translated_questions``) →
+  the answer in that language (``translated_answers``): VQA asked and answered in Chinese
 
 Examples of one image are grouped into one *unit*, so a training batch encodes each image once
 for all its questions; ASR examples are units of their own.
@@ -77,7 +79,8 @@ def task_examples(images, speech, tasks=tuple(TASKS), translate_mask: float = 0.
     if images is not None:
         wanted = ["image_id", "caption", "questions", "answers", "question_types"]
         translating = bool(set(TRANSLATE_TASKS) & set(tasks)) and "translation" in images.column_names
-        columns = images.select_columns(wanted + (["translation", "language"] if translating else []))
+        translated = ["translation", "language", "translated_questions", "translated_answers"]
+        columns = images.select_columns(wanted + (translated if translating else []))
         for i, r in enumerate(columns):
             row_of[r["image_id"]] = i
             if "vqa" in tasks:
@@ -91,6 +94,10 @@ def task_examples(images, speech, tasks=tuple(TASKS), translate_mask: float = 0.
                     source = (mask_words(r["caption"], mask_kind) if is_masked(r["image_id"], translate_mask)
                               else r["caption"])
                     out.append(Example("translate", i, None, source, r["translation"], language=r["language"]))
+            if translating and "translated_vqa" in tasks:
+                out += [Example("translated_vqa", i, None, q, a, t, language=r["language"])
+                        for q, a, t in zip(r["translated_questions"], r["translated_answers"], r["question_types"],
+                                           strict=True) if q and a]
     if speech is not None:
         columns = speech.select_columns(["image_id", "transcript", "kind", "answer", "question_type"])
         for c, r in enumerate(columns):

@@ -28,6 +28,7 @@ examples:
   mbmlab ask reports/<run> --image pic.png --question "what shape is in the image?"
   mbmlab ask reports/<run> --image pic.png --audio question.wav --speak answer.wav
   mbmlab ask reports/<run> --image pic.png --translate "a red circle" --to zh --speak zh.wav
+  mbmlab ask reports/<run> --image pic.png --question "图中是什么形状？" --lang zh   # answered in Chinese
 
 Each run writes reports/<run-id>/ (never reusing a folder): the executed notebooks and their
 HTML, index.html (headline metrics, parameters, environment, time per notebook), metrics.json
@@ -78,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("--question", default="", help="a typed question")
     ask.add_argument("--audio", type=Path, help="a spoken question (any format FFmpeg reads); alone: transcribe it")
     ask.add_argument("--speak", type=Path, help="also speak the answer into this WAV file (espeak-ng, 16 kHz mono; "
-                     "in the --to language when translating)")
+                     "in the --to/--lang language when one is given)")
     ask.add_argument("--translate", default="", metavar="TEXT",
                      help="with --image and --to: translate this English text about the picture")
-    ask.add_argument("--to", default="", metavar="LANGUAGE",
+    ask.add_argument("--to", "--lang", default="", metavar="LANGUAGE", dest="to",
                      help=f"the language to translate into ({', '.join(LANGUAGES)}; the model must have been trained "
-                          "on it); with --audio alone: translate the spoken caption")
+                          "on it); with --audio alone: translate the spoken caption; with --question: the question's "
+                          "and the answer's language (an English question is translated by the grammar for zh)")
     ask.add_argument("--beams", type=int, default=1, help="beam width (1: greedy)")
     ask.add_argument("--ctc-weight", type=float, default=P.SCHEMA["asr_ctc_weight"].default,
                      help="the CTC head's share when transcribing (joint decoding, as 04's asr_ctc_weight); 0: the GPT alone")
@@ -239,7 +241,7 @@ def _ask(args) -> int:
     from ..apps.ask import AskError, ask, load_fused, read_audio, read_image, speak, task_for
 
     try:
-        if args.to or args.translate:  # a translation's language is checked before anything is read or loaded
+        if args.to or args.translate:  # a language is checked before anything is read or loaded
             task_for(args.image is not None, args.audio is not None, bool(args.question), bool(args.translate),
                      args.to)
         image = read_image(args.image) if args.image else None
@@ -253,6 +255,8 @@ def _ask(args) -> int:
         print(f"{answer.task}: {answer.text}")
         if answer.heard is not None:
             print(f"heard: {answer.heard}")
+        if answer.asked is not None:
+            print(f"asked as: {answer.asked}")
         if args.speak:
             print(f"spoken answer: {speak(answer.text, args.speak, args.to)}")
     except AskError as err:

@@ -19,6 +19,7 @@ HEADLINE = ("vqa/exact_match", "vqa/exact_match/colour", "vqa/exact_match/shape"
             "caption/exact_match", "baseline/majority/caption/exact_match", "caption/BLEU-3", "caption/BLEU-4",
             "caption/METEOR", "caption/ROUGE-L", "caption/CIDEr", "lm/perplexity", "align/image/recall@1", "baseline/random_init/align/image/recall@1",
             "align/audio/recall@1", "baseline/random_init/align/audio/recall@1",
+            "translated_vqa/exact_match", "translated_vqa/english_exact_match",
             "translate/bleu", "translate/chrf", "translate/probe/colour", "translate/probe/shape",
             "speech_translate/bleu", "speech_translate/cascade/bleu")
 

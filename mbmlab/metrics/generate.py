@@ -25,6 +25,7 @@ class Answer:
     prompt: str
     text: str
     heard: str | None = None  # a spoken question as the model transcribed it (the cascade), else None
+    asked: str | None = None  # an English --question with --lang zh as the grammar translated it, else None
 
 
 @torch.no_grad()
@@ -107,15 +108,20 @@ def max_target_tokens(processor, targets: list[str]) -> int:
 
 def task_for(image: bool, audio: bool, question: bool, translate: bool = False, language: str = "") -> str:
     """The task that what is given asks for (see ``ask``): with a target ``language``, an image
-    and an English text to translate → translate; a clip alone → speech_translate."""
+    and an English text to translate → translate; a clip alone → speech_translate; an image and a
+    typed question → translated_vqa (asked and answered in ``language``)."""
     if language or translate:
         if not language:
             raise AskError(f"--translate needs --to LANGUAGE; supported: {', '.join(LANGUAGES)}")
         if language not in LANGUAGES:
             raise AskError(f"unsupported language {language!r}; supported: {', '.join(LANGUAGES)}")
         if question:
-            raise AskError("--to translates (--translate TEXT with --image, or a spoken caption with --audio); "
-                           "it does not answer --question")
+            if translate:
+                raise AskError("give either --translate TEXT or --question, not both")
+            if image and not audio:
+                return "translated_vqa"
+            raise AskError("--lang answers a typed --question about a picture (--image); a spoken question is "
+                           "answered in English")
         if translate and image and not audio:
             return "translate"
         if audio and not image and not translate:
@@ -131,12 +137,28 @@ def task_for(image: bool, audio: bool, question: bool, translate: bool = False, 
     raise AskError("nothing to answer about: give --image (with --question or --audio), or --audio alone")
 
 
+def question_in(question: str, language: str) -> str:
+    """A question for translated_vqa in ``language``: as typed when it is written in Chinese (any CJK
+    character) or the language is not zh; an English question through the grammar that wrote the
+    training questions (``mbmlab.data.chinese.question``), refused when the grammar cannot."""
+    if language != "zh" or any("\u4e00" <= ch <= "\u9fff" for ch in question):
+        return question
+    from ..data import chinese
+
+    try:
+        return chinese.question(question)
+    except chinese.Untranslatable as err:
+        raise AskError(f"ask in Chinese with --lang zh (e.g. 图片里是什么形状？), or in English the grammar of the "
+                       f"training questions translates (e.g. 'what shape is in the image?'): {err}") from None
+
+
 def ask(model, processor, image=None, audio=None, question: str = "", max_new_tokens: int = 24,
         num_beams: int = 1, ctc_weight: float = ASR_CTC_WEIGHT, cascade: bool = True, translate: str = "",
         language: str = "") -> Answer:
     """The model's answer for a PIL image and/or 16 kHz samples and/or a typed question; or, with
     a target ``language``, the translation of ``translate`` (English, about the image) or of a
-    spoken caption (the clip alone), refused unless the model was trained to write ``language``.
+    spoken caption (the clip alone), or the answer to ``question`` in ``language`` (asked in it, or
+    in English through ``question_in``), refused unless the model was trained to write ``language``.
 
     A clip alone is transcribed jointly with the CTC head at ``ctc_weight`` (as 04 transcribes). A
     spoken question about an image is, with ``cascade`` and a model that transcribes that way,
@@ -148,10 +170,21 @@ def ask(model, processor, image=None, audio=None, question: str = "", max_new_to
     if missing:
         raise AskError(f"this model was trained without {' and '.join(missing)} input; "
                        f"its inputs are {', '.join(model.config.modalities) or 'text only'}")
-    trained = getattr(model.config, "translate_languages", None) or []
-    if language and language not in trained:
-        raise AskError(f"this model was not trained to translate into {language!r}; it translates into "
-                       f"{', '.join(trained) if trained else 'nothing (trained without the translate tasks)'}")
+    if task == "translated_vqa":
+        trained = getattr(model.config, "answer_languages", None) or []
+        if language not in trained:
+            raise AskError(f"this model was not trained to answer in {language!r}; it answers in English"
+                           f"{''.join(', ' + t for t in trained)} (the translated_vqa task: the translate preset)")
+        asked = question_in(question, language)
+        if asked != question:
+            answer = ask(model, processor, image=image, question=asked, max_new_tokens=max_new_tokens,
+                         num_beams=num_beams, language=language)
+            return Answer(task, answer.prompt, answer.text, asked=asked)
+    elif language:
+        trained = getattr(model.config, "translate_languages", None) or []
+        if language not in trained:
+            raise AskError(f"this model was not trained to translate into {language!r}; it translates into "
+                           f"{', '.join(trained) if trained else 'nothing (trained without the translate tasks)'}")
     if task == "spoken_vqa" and cascade and ctc_weight and getattr(model.model, "audio_ctc_head", None) is not None:
         heard = ask(model, processor, audio=audio, max_new_tokens=max_new_tokens, num_beams=num_beams,
                     ctc_weight=ctc_weight).text

@@ -52,6 +52,7 @@ class MbmConfig(PreTrainedConfig):
     ctc_weight: float = 0.0  # the CTC loss's weight beside the decoder's when training (joint CTC–attention)
     spec_augment: bool = False  # mask the log-mel features of training batches (SpecAugment)
     translate_languages: list[str] | None = None  # what the translate tasks were trained to write (mbmlab ask --to)
+    answer_languages: list[str] | None = None  # the languages translated_vqa was trained to answer in (ask --lang)
     vtlp_warp: float = 0.0  # with spec_augment: vocal tract length perturbation of training batches (ctc.vocal_tract_perturb)
 
     def __post_init__(self, **kwargs):

@@ -41,7 +41,8 @@ class MbmProcessor(ProcessorMixin):
     @staticmethod
     def prompt(task: str, question: str = "", language: str = "") -> str:
         """The text prompt of a task, one placeholder per input; ``question``: the typed question
-        (vqa) or the English source (translate); ``language``: the target of the translate tasks."""
+        (vqa; translated_vqa: in ``language``) or the English source (translate); ``language``: the
+        target of the translate tasks."""
         # no space after a placeholder: the text then tokenises as in the LM's corpus ("question: …")
         if task == "caption":
             return f"{IMAGE}caption:"
@@ -53,6 +54,10 @@ class MbmProcessor(ProcessorMixin):
             return f"{AUDIO}transcribe:"
         if task == "spoken_vqa":
             return f"{IMAGE}{AUDIO}answer:"
+        if task == "translated_vqa":
+            if not (question and language):
+                raise ValueError("the translated_vqa task needs a question and its language")
+            return f"{IMAGE}question ({language}): {question} answer:"
         if task in ("translate", "speech_translate"):
             if not language:
                 raise ValueError(f"the {task} task needs a target language")

@@ -18,15 +18,19 @@ def text_prompt(task: str, question: str = "", language: str = "") -> str:
 def corpus_lines(images=None, speech=None, translations: bool = False) -> list[str]:
     """The text the LM learns from: every QA pair and caption of a split's images and every
     transcript of its clips, prompt + target, in the words the fused model's prompts use; with
-    ``translations`` (a run that trains a translate task) each caption's translation too, so the
-    tokenizer, trained on these lines, learns the translations' script."""
+    ``translations`` (a run that trains a translate task) each caption's translation and each
+    translated question with its answer too, so the tokenizer, trained on these lines, learns the
+    translations' script."""
     lines = []
     if images is not None:
         translated = translations and "translation" in images.column_names
-        for r in images.select_columns(["questions", "answers", "caption"]
-                                       + (["translation", "language"] if translated else [])):
+        for r in images.select_columns(["questions", "answers", "caption"] + (
+                ["translation", "language", "translated_questions", "translated_answers"] if translated else [])):
             for q, a in zip(r["questions"], r["answers"], strict=True):
                 lines.append(f"{text_prompt('vqa', q)} {a}")
+            if translated:
+                lines += [f"{text_prompt('translated_vqa', q, r['language'])} {a}"
+                          for q, a in zip(r["translated_questions"], r["translated_answers"], strict=True) if q and a]
             if r["caption"]:
                 lines.append(f"{text_prompt('caption')} {r['caption']}")
                 if translated and r["translation"]:

@@ -20,7 +20,7 @@ from . import trainer as T
 from .reader import attend_reader
 from ..data.tasks import Example, Unit, units
 from ..models.processing_mbm import pad
-from ..names import PARTS, TASKS, TRANSLATE_TASKS
+from ..names import PARTS, TASKS
 
 CONNECTORS = ("image_projector", "audio_projector", "fusion")  # stage 1: what joins, not what is joined
 
@@ -374,7 +374,9 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
     skipped |= {t: f"no {splits[0]} examples (the data has none of its targets)" for t in tasks if t not in trained}
     tasks = tuple(t for t in tasks if t in trained)
     model.config.translate_languages = sorted({e.language for e in examples[splits[0]]
-                                               if e.task in TRANSLATE_TASKS}) or None
+                                               if e.task in ("translate", "speech_translate")}) or None
+    model.config.answer_languages = sorted({e.language for e in examples[splits[0]]
+                                            if e.task == "translated_vqa"}) or None
     if not tasks:
         raise ValueError(f"none of the tasks {list(wanted)} has {splits[0]} examples in this run")
     for split in splits:

@@ -216,3 +216,33 @@ def test_one_test_image_has_no_incongruent_decoding(monkeypatch):
     assert "baseline/incongruent_image/translate/bleu" not in metrics and "incongruent_image" not in frame
     assert metrics["translate/probe/colour"] == 1.0
     assert not any("another test image" in line for line in evaluation.translate_lines(metrics, 1, "colour"))
+
+
+def test_questions_asked_in_chinese_are_paired_with_the_same_questions_in_english():
+    """Each Chinese question meets its English original on the same image (the first of that
+    image's questions that translates to it), so the paired gap compares like with like."""
+    import datasets
+
+    images = datasets.Dataset.from_dict({
+        "image_id": ["a", "b"], "questions": [["colour?", "shape?", "which shape?"], ["colour?", "shape?"]],
+        "translated_questions": [["颜色？", "形状？", "形状？"], ["颜色？", "形状？"]]})
+    english = vqa_frame().assign(correct=[1.0, 0.0, 1.0, 1.0])  # a: colour right, shape wrong; b: both right
+    asked = pd.DataFrame({"image_id": ["a", "a", "b", "b"], "question": ["颜色？", "形状？", "颜色？", "形状？"],
+                          "question_type": ["colour", "shape", "colour", "shape"],
+                          "answer": ["红色", "圆形", "红色", "星形"], "prediction": ["红色", "圆形", "蓝色", "星形"]})
+    split = FakeSplit({"translated_vqa": asked}, [])
+    split.images = images
+    frame, metrics = evaluation.translated_vqa_section(split, english)
+    assert list(frame["english"]) == ["colour?", "shape?", "colour?", "shape?"]
+    assert list(frame["correct"]) == [1.0, 1.0, 0.0, 1.0] and list(frame["english_correct"]) == [1.0, 0.0, 1.0, 1.0]
+    assert metrics["translated_vqa/exact_match"] == 0.75 and metrics["translated_vqa/exact_match/colour"] == 0.5
+    assert metrics["translated_vqa/english_exact_match"] == 0.75
+    assert metrics["translated_vqa/minus_english/exact_match"] == 0.0  # +1 on a's shape, −1 on b's colour
+    lines = evaluation.translated_vqa_lines(metrics, 4, "zh")
+    assert lines[0].startswith("4 test questions asked and answered in zh: exact match 75.0% [")
+    assert lines[2].startswith("zh minus English, the same questions: +0.0 points [")
+    assert lines[2].endswith("no difference established (the interval includes 0)")
+    worse = metrics | {"translated_vqa/minus_english/exact_match/ci95_high": -0.01}
+    assert evaluation.translated_vqa_lines(worse, 4, "zh")[2].endswith("worse in zh")
+    alone, only = evaluation.translated_vqa_section(split, None)  # a run without English VQA: no pairing
+    assert "english" not in alone and "translated_vqa/english_exact_match" not in only

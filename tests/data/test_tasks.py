@@ -1,5 +1,5 @@
-"""The translate tasks' examples: sources, targets, the masking of colour or shape words, and the
-prompts they become."""
+"""The translate tasks' examples: sources, targets, the masking of colour or shape words, VQA in
+the translations' language, and the prompts they become."""
 import datasets
 import pytest
 
@@ -10,7 +10,8 @@ IMAGES = datasets.Dataset.from_dict({
     "image_id": ["a", "b", "c"], "caption": ["a blue circle", "", "a small red star left of a large teal circle"],
     "questions": [["what color is the shape?"], ["what shape is in the image?"], []],
     "answers": [["blue"], ["circle"], []], "question_types": [["colour"], ["shape"], []],
-    "translation": ["一个蓝色圆形", "", "一个小的红色星形在一个大的青色圆形左边"], "language": ["zh", "", "zh"]})
+    "translation": ["一个蓝色圆形", "", "一个小的红色星形在一个大的青色圆形左边"], "language": ["zh", "zh", "zh"],
+    "translated_questions": [["这个形状是什么颜色？"], [""], []], "translated_answers": [["蓝色"], [""], []]})
 SPEECH = datasets.Dataset.from_dict({
     "image_id": ["a", "a", "c", "b"], "transcript": ["a blue circle", "what color is the shape?",
                                                      "a small red star left of a large teal circle", "a thing"],
@@ -51,3 +52,22 @@ def test_translate_prompts():
         MbmProcessor.prompt("translate", "a red circle")
     with pytest.raises(ValueError, match="English source"):
         MbmProcessor.prompt("translate", "", "zh")
+
+
+def test_translated_vqa_asks_each_translated_question_and_skips_the_untranslated():
+    examples = task_examples(IMAGES, None, ("vqa", "translated_vqa"))
+    asked = [(e.image, e.question, e.target, e.question_type, e.language) for e in examples if e.task == "translated_vqa"]
+    assert asked == [(0, "这个形状是什么颜色？", "蓝色", "colour", "zh")]  # b's question had no translation
+    assert task_counts(examples)["translated_vqa"] == 1 and task_counts(examples)["vqa"] == 2
+    assert not any(e.task == "translated_vqa" for e in task_examples(IMAGES, None, ("vqa", "translate")))
+    assert MbmProcessor.prompt("translated_vqa", "这个形状是什么颜色？", "zh") == \
+        "<image>question (zh): 这个形状是什么颜色？ answer:"
+    with pytest.raises(ValueError, match="question and its language"):
+        MbmProcessor.prompt("translated_vqa", "这个形状是什么颜色？")
+
+
+def test_the_language_model_reads_the_translated_questions_only_when_translating():
+    from mbmlab.models.text import corpus_lines
+
+    assert "question (zh): 这个形状是什么颜色？ answer: 蓝色" in corpus_lines(IMAGES, translations=True)
+    assert not any("这个形状" in line for line in corpus_lines(IMAGES))

@@ -71,7 +71,8 @@ def test_tiny_series_writes_the_report(tiny_run):
                  "fairness/spoken_vqa/accent/difference", "explain/object_share", "baseline/blind/vqa/exact_match",
                  "attention/max_abs_difference/sdpa", "attention/max_abs_difference/gpt2",
                  "align/image/recall@1", "align/audio/recall@5", "baseline/random_init/align/image/recall@1",
-                 "baseline/chance/align/audio/recall@1", "fuse/final_validation_loss"):
+                 "baseline/chance/align/audio/recall@1", "fuse/final_validation_loss", "translated_vqa/exact_match/colour",
+                 "translated_vqa/minus_english/exact_match/ci95_low", "translate/bleu", "speech_translate/bleu"):
         assert name in metrics, name
     tiny = P.PRESETS["tiny"]
     assert metrics["data/test/images"] == tiny["max_test_images"] + tiny["scenes_test_images"]
@@ -285,9 +286,10 @@ def test_ask_answers_a_typed_and_a_spoken_question(tiny_run, tmp_path):
 
 
 def test_ask_translates_into_chinese_and_speaks_it(tiny_run, tmp_path):
-    """The tiny run trained the translate task (its default tasks): ``--to zh`` prints a
+    """The tiny run trained the translate tasks (its default tasks): ``--to zh`` prints a
     translation and ``--speak`` writes 16 kHz mono Mandarin; a language it was not trained on, an
-    unknown one and a missing --to are refused with what is supported (exit 2)."""
+    unknown one and a missing --to are refused with what is supported (exit 2); ``--question`` with
+    ``--lang zh`` is answered by translated_vqa."""
     from mbmlab.data.collect import load_processed
 
     processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
@@ -306,6 +308,13 @@ def test_ask_translates_into_chinese_and_speaks_it(tiny_run, tmp_path):
     assert unknown.returncode == 2 and "unsupported language 'xx'; supported: zh, de, fr, cs" in unknown.stderr
     missing = mbmlab("ask", tiny_run, "--image", picture, "--translate", "a red circle")
     assert missing.returncode == 2 and "needs --to LANGUAGE; supported: zh, de, fr, cs" in missing.stderr
+    # answered in Chinese: asked in Chinese, or in English through the training questions' grammar
+    for question, asked in (("图中是什么形状？", None), ("what shape is in the image?", "图中是什么形状？")):
+        answered = mbmlab("ask", tiny_run, "--image", picture, "--question", question, "--lang", "zh")
+        assert answered.returncode == 0 and answered.stdout.startswith("translated_vqa: "), answered.stderr[-2000:]
+        assert (f"asked as: {asked}" in answered.stdout) == (asked is not None)
+    outside = mbmlab("ask", tiny_run, "--image", picture, "--question", "what is this?", "--lang", "zh")
+    assert outside.returncode == 2 and "ask in Chinese with --lang zh" in outside.stderr
 
 
 def test_fusion_training_under_accelerate_launch_two_cpu_processes(tiny_run, tmp_path):

@@ -29,9 +29,10 @@ def user_folder(path: Path, kind: str) -> Path:
 
 
 @pytest.mark.parametrize("kind, present, absent", [
-    ("captions", "caption/CIDEr", ("vqa/exact_match", "asr/wer", "spoken_vqa/exact_match", "speech_translate/bleu")),
+    ("captions", "caption/CIDEr", ("vqa/exact_match", "asr/wer", "spoken_vqa/exact_match", "speech_translate/bleu",
+                                   "translated_vqa/exact_match")),
     ("questions", "vqa/exact_match", ("caption/CIDEr", "asr/wer", "spoken_vqa/exact_match", "translate/bleu",
-                                      "speech_translate/bleu")),
+                                      "speech_translate/bleu", "translated_vqa/exact_match")),
 ])
 def test_a_user_folder_runs_through_the_series(tmp_path, kind, present, absent):
     folder = user_folder(tmp_path / kind, kind)
