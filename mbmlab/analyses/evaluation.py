@@ -454,9 +454,11 @@ def _probe(frame: pd.DataFrame, examples: list[Example], swap, kind: str, images
 def speech_translate_section(split: TestSplit, seed: int = 0):
     """Spoken captions translated end to end from the clip, beside the cascade: the clip as the
     model itself transcribed it (its ``asr`` predictions), then translated by its text translation
-    (the translate task with a blank image: the clip has no image). BLEU and chrF with intervals
-    resampling images (the clips of one image together), and the paired gap end-to-end − cascade.
-    Returns (per-clip frame, metrics)."""
+    (the translate task with a blank image: the clip has no image) and, where every clip's image is
+    in the split, with the image the caption describes (``cascade_with_image``: more than the clip
+    carries, so it says how far the transcript, not the missing picture, holds the cascade back).
+    BLEU and chrF with intervals resampling images (the clips of one image together), and the paired
+    gaps end-to-end − each cascade. Returns (per-clip frame, metrics)."""
     import torch
 
     from ..metrics.translation import translation_difference, translation_metrics
@@ -477,8 +479,20 @@ def speech_translate_section(split: TestSplit, seed: int = 0):
     frame.loc[frame.index[[i for i, _ in typed]], "cascade"] = _generate(split, [e for _, e in typed], blank, "translate")
     metrics |= {f"speech_translate/cascade/{k}": v
                 for k, v in translation_metrics(references, list(frame["cascade"]), language, clusters, seed).items()}
-    return frame, metrics | translation_difference(references, list(frame["prediction"]), list(frame["cascade"]),
-                                                   language, "speech_translate/minus_cascade", clusters, seed)
+    metrics |= translation_difference(references, list(frame["prediction"]), list(frame["cascade"]),
+                                      language, "speech_translate/minus_cascade", clusters, seed)
+    row_of = {image_id: i for i, image_id in enumerate(split.images["image_id"])}
+    if not all(image_id in row_of for image_id in frame["image_id"]):
+        return frame, metrics
+    seen = [(i, Example("translate", row_of[frame["image_id"].iloc[i]], None, e.question, e.target, language=e.language))
+            for i, e in typed]
+    frame["cascade_with_image"] = ""
+    frame.loc[frame.index[[i for i, _ in seen]], "cascade_with_image"] = _generate(
+        split, [e for _, e in seen], split.pixels[split.name], "translate")
+    metrics |= {f"speech_translate/cascade_with_image/{k}": v for k, v in translation_metrics(
+        references, list(frame["cascade_with_image"]), language, clusters, seed).items()}
+    return frame, metrics | translation_difference(references, list(frame["prediction"]), list(frame["cascade_with_image"]),
+                                                   language, "speech_translate/minus_cascade_with_image", clusters, seed)
 
 
 def translate_lines(metrics: dict, images: int, kind: str) -> list[str]:
@@ -514,6 +528,11 @@ def speech_translate_lines(metrics: dict, clips: int) -> list[str]:
                   f"{_show(metrics, 'speech_translate/cascade/bleu')}, chrF {_show(metrics, 'speech_translate/cascade/chrf')}",
                   f"end to end minus cascade: BLEU {_show(metrics, 'speech_translate/minus_cascade/bleu')}, "
                   f"chrF {_show(metrics, 'speech_translate/minus_cascade/chrf')}"]
+    if "speech_translate/cascade_with_image/bleu" in metrics:
+        lines += [f"the cascade translating with the caption's image (more than the clip holds): BLEU "
+                  f"{_show(metrics, 'speech_translate/cascade_with_image/bleu')}, "
+                  f"chrF {_show(metrics, 'speech_translate/cascade_with_image/chrf')}; end to end minus it: BLEU "
+                  f"{_show(metrics, 'speech_translate/minus_cascade_with_image/bleu')}"]
     return lines
 
 

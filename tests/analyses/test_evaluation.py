@@ -1,6 +1,7 @@
 """04_evaluate's sections on hand-made predictions: the VQA table with its baselines, spoken VQA
 beside the same questions typed, the printed intervals. (The whole notebook runs in
 tests/series/test_notebooks.py.)"""
+import datasets
 import pandas as pd
 import pytest
 
@@ -199,11 +200,19 @@ def test_speech_translation_end_to_end_beside_the_cascade(monkeypatch):
     seen = []
     monkeypatch.setattr(evaluation, "generate", lambda m, p, examples, pixels, **_: seen.append(pixels) or
                         fake_generate(m, p, examples, pixels))
+    split.images = datasets.Dataset.from_dict({"image_id": ["e", "b", "a"]})  # the clips' images: rows 2 and 1
     frame, metrics = evaluation.speech_translate_section(split)
     assert list(frame["heard"]) == ["a red circle", ""] and list(frame["cascade"]) == ["一个红色圆形", ""]
-    assert len(seen) == 1 and float(seen[0].abs().sum()) == 0.0  # one blank image for the text translation
+    assert len(seen) == 2 and float(seen[0].abs().sum()) == 0.0  # first a blank image for the text translation
+    # then with the image each caption describes: clip 0's is "a", row 2, whose pixels this fake translates
+    assert list(frame["cascade_with_image"]) == [ZH[2], ""]
     assert metrics["speech_translate/bleu"] < 100 and "speech_translate/minus_cascade/bleu" in metrics
-    assert evaluation.speech_translate_lines(metrics, 2)[0].startswith("2 spoken test captions translated")
+    assert "speech_translate/minus_cascade_with_image/bleu/ci95_low" in metrics
+    lines = evaluation.speech_translate_lines(metrics, 2)
+    assert lines[0].startswith("2 spoken test captions translated") and "caption's image" in lines[-1]
+    split.images = datasets.Dataset.from_dict({"image_id": ["a"]})  # clip 1's image is not in the split
+    frame, metrics = evaluation.speech_translate_section(split)
+    assert "cascade_with_image" not in frame and "speech_translate/cascade_with_image/bleu" not in metrics
 
 
 def test_one_test_image_has_no_incongruent_decoding(monkeypatch):
