@@ -21,7 +21,7 @@ HEADLINE = ("vqa/exact_match", "vqa/exact_match/colour", "vqa/exact_match/shape"
             "align/audio/recall@1", "baseline/random_init/align/audio/recall@1",
             "translated_vqa/exact_match", "translated_vqa/english_exact_match",
             "translate/bleu", "translate/chrf", "translate/probe/colour", "translate/probe/shape",
-            "speech_translate/bleu", "speech_translate/cascade/bleu")
+            "speech_translate/bleu", "speech_translate/cascade/bleu", "speech_translate/cascade_with_image/bleu")
 
 
 STYLE = """
