@@ -272,10 +272,12 @@ def build(params: dict, data_root: Path, progress: bool = True) -> dict:
 
 
 def data_code(folder: Path = Path(__file__).parent) -> str:
-    """A hash of the ``mbmlab.data`` package's source files: the same parameters built by other code
-    (a changed speech plan, say) get another folder, never an old build."""
+    """A hash of the ``mbmlab.data`` package's source files and of ``mbmlab.names`` beside it (the
+    sources, languages and grammar languages the build reads): the same parameters built by other
+    code (a changed speech plan, say) get another folder, never an old build."""
     digest = hashlib.sha256()
-    for path in sorted(Path(folder).glob("*.py")):
+    names = Path(folder).parent / "names.py"
+    for path in sorted(Path(folder).glob("*.py")) + ([names] if names.is_file() else []):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

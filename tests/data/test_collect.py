@@ -163,11 +163,18 @@ def test_other_data_code_builds_another_folder(tmp_path, monkeypatch):
     left out of the name → fails."""
     from mbmlab.data import collect
 
-    (tmp_path / "plan.py").write_text("VOICES = 'round-robin over texts'\n")
-    before = collect.data_code(tmp_path)
-    assert collect.data_code(tmp_path) == before
-    (tmp_path / "plan.py").write_text("VOICES = 'round-robin within each kind'\n")
-    assert collect.data_code(tmp_path) != before
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "plan.py").write_text("VOICES = 'round-robin over texts'\n")
+    before = collect.data_code(data)
+    assert collect.data_code(data) == before
+    (data / "plan.py").write_text("VOICES = 'round-robin within each kind'\n")
+    assert collect.data_code(data) != before
+    # mbmlab.names beside the package counts too (its languages and grammar sources shape the build).
+    # Mutation: names.py left out of the hash → fails.
+    changed = collect.data_code(data)
+    (tmp_path / "names.py").write_text("GRAMMAR_LANGUAGES = {'easyvqa': 'zh'}\n")
+    assert collect.data_code(data) != changed
     name = collect.dataset_name(TINY)
     monkeypatch.setattr(collect, "data_code", lambda folder=None: "changed")
     assert collect.dataset_name(TINY) != name and collect.dataset_name(TINY).startswith("+".join(TINY["sources"]))
