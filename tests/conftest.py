@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -11,7 +13,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # the runs' cache (mbmlab.lab.reuse) of this test session: shared by its runs, never the project's data/
 # MLflow tracking (mbmlab.lab.tracking) off for the many runs of the tests; its own tests turn it on
 os.environ.setdefault("MBMLAB_MLFLOW", "0")
-os.environ.setdefault("MBMLAB_CACHE", tempfile.mkdtemp(prefix="mbmlab-test-cache-"))
+if "MBMLAB_CACHE" not in os.environ:  # made once (pytest-xdist's workers inherit it) and removed at exit
+    os.environ["MBMLAB_CACHE"] = tempfile.mkdtemp(prefix="mbmlab-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["MBMLAB_CACHE"], ignore_errors=True)
 # pytest-xdist (`-n N`, see pyproject's addopts): the cores are shared out among the workers, and the
 # notebooks' kernels and scripts a worker starts inherit its share (mbmlab.hardware keeps OMP_NUM_THREADS)
 if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("OMP_NUM_THREADS"):
