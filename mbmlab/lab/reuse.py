@@ -15,11 +15,14 @@ only serve resuming its own training) and the metrics it added go into
 ``data/cache/runs/<notebook>/<key>/`` with a ``manifest.json`` holding every file's sha256.
 A later run with the same key copies them into its own folder; an entry whose files do not match
 their hashes (truncated, edited, half-written) is deleted and the notebook runs again — never
-used. The cache is safe to delete.
+used. Two runs of one key at once (a sweep's parallel runs) do not both compute it: the first
+holds the key (``Cache.claim``, a file lock) until its outputs are stored, and the second waits,
+then reuses them. The cache is safe to delete.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import os
@@ -205,6 +208,27 @@ class Cache:
 
     def entry(self, notebook: str, key: str) -> Path:
         return self.root / notebook / key
+
+    @contextlib.contextmanager
+    def claim(self, notebook: str, key: str):
+        """Hold ``key`` while it is looked up, computed and stored, so that another run of the same
+        key (a sweep's or ``--seeds``' parallel runs on this machine, or on a shared filesystem whose
+        locks reach every node) waits and then reuses the outputs instead of computing them again. An
+        advisory ``flock`` on ``<notebook>/<key>.lock``: the system drops it when its holder dies."""
+        import fcntl
+
+        lock = self.entry(notebook, key).with_name(f"{key}.lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.log(f"      another run is computing {notebook} with the same key {key}; waiting for it")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def damage(self, entry: Path) -> str | None:
         """Why an entry cannot be used (None: whole and unchanged)."""

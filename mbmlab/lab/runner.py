@@ -1,6 +1,8 @@
 """Run the notebook series headless with papermill into a fresh ``reports/<run-id>/``."""
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import platform
@@ -291,6 +293,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     earlier = run.get("total_seconds") or 0.0
     log(f"run {run_dir}")
     cache, upstream = R.Cache(log=log), None
+    claim = contextlib.ExitStack()  # the cache key of the notebook being computed, held until it is stored
     try:
         for i, (name, entry) in enumerate(zip(series.names, run["notebooks"]), start=1):
             if entry["status"] == "ok":
@@ -309,6 +312,9 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
             else:
                 entry["key"], covers = R.key(name, values, sources[name], upstream)
             upstream = entry["key"]  # the next notebook's input
+            claim.close()
+            if reuse and entry["key"]:  # a run computing the same key (a sweep's other run): wait, then reuse it
+                claim.enter_context(cache.claim(name, entry["key"]))
             hit = cache.lookup(name, entry["key"]) if reuse and entry["key"] else None
             if hit is not None:
                 manifest = cache.restore(hit, run_dir)
@@ -362,6 +368,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
             if entry["key"]:
                 cache.store(name, entry["key"], covers, run_dir, before, metrics_before, entry["seconds"],
                             replace=not reuse)
+            claim.close()
             save_json(run_dir, "run.json", run)
             log(f"      {name} done in {entry['seconds']:.1f} s")
             if name == until:
@@ -373,6 +380,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
         else:
             run["status"] = "ok"
     finally:
+        claim.close()
         if run["status"] == "running":  # an unexpected error
             run["status"] = "failed"
             run["error"] = run["error"] or "the run stopped before the series finished"

@@ -212,3 +212,27 @@ def test_a_damaged_entry_is_rebuilt_by_the_next_run(tmp_path):
     assert (second / "02_train.out").read_text() == (first / "02_train.out").read_text()
     assert R.Cache().lookup("02_train", key) is not None  # rebuilt whole
     shutil.rmtree(R.cache_root())
+
+
+def test_two_runs_of_one_key_at_once_compute_it_once(tmp_path):
+    """Two runs started together (a sweep's parallel runs) with a slow 02: the second waits for the
+    first's key and reuses its 01–03 instead of computing them too. Mutation: the runner's claim
+    left out → 01_collect, 02_train and 03_fuse each counted twice → fails."""
+    import subprocess
+    import sys
+
+    notebooks, counts = _counting_series(tmp_path / "nb")
+    slow = nbformat.read(notebooks / "02_train.ipynb", as_version=4)
+    slow.cells[1].source = "import time\ntime.sleep(4)\n" + slow.cells[1].source
+    nbformat.write(slow, notebooks / "02_train.ipynb")
+    script = ("import sys; from pathlib import Path; from mbmlab.lab.runner import run_series; "
+              f"run_series('tiny', notebooks_dir=Path({str(notebooks)!r}), reports=Path({str(tmp_path / 'r')!r}), "
+              "progress=False, log=lambda *a: print(*a, flush=True))")
+    runs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    logs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], logs
+    executed = counts.read_text().split()
+    assert all(executed.count(name) == 1 for name in ("01_collect", "02_train", "03_fuse")), executed
+    assert executed.count("04_evaluate") == executed.count("05_bias") == 2
+    assert any("waiting for it" in log for log in logs), logs  # a run waited, and said so
+    assert not list(R.cache_root().glob("*/*.partial-*"))
