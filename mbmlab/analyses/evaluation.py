@@ -289,8 +289,11 @@ def spoken_lines(metrics: dict, questions: int) -> list[str]:
     if "spoken_vqa/cascade/exact_match" in metrics:
         lines.append("transcribed by the model, then asked typed (the cascade): exact match "
                      f"{show_interval(metrics, 'spoken_vqa/cascade/exact_match')}")
+        lines += ["  " + line for line in voice_lines(metrics, "spoken_vqa/cascade/exact_match")]
     for name, what in (("spoken_vqa/minus_typed/exact_match", "answered from the clip"),
-                       ("spoken_vqa/cascade_minus_typed/exact_match", "the cascade")):
+                       ("spoken_vqa/cascade_minus_typed/exact_match", "the cascade"),
+                       ("spoken_vqa/cascade_minus_typed/exact_match/seen_voices", "the cascade, trained voices"),
+                       ("spoken_vqa/cascade_minus_typed/exact_match/heldout_voices", "the cascade, held-out voices")):
         if name in metrics:
             d, low, high = (100 * metrics[f"{name}{end}"] for end in ("", "/ci95_low", "/ci95_high"))
             lines.append(f"{what} minus typed, the same questions: {d:+.1f} points [{low:+.1f}, {high:+.1f}] "
@@ -319,6 +322,13 @@ def spoken_cascade(split: TestSplit, spoken: pd.DataFrame) -> dict:
     if "typed_correct" in spoken:
         out |= intervals.paired_difference(spoken["cascade_correct"], spoken["typed_correct"], spoken["image_id"],
                                            "spoken_vqa/cascade_minus_typed/exact_match")
+    for group, rows in voice_groups(spoken, split.trained_voices).items():  # voices it trained on, and the others
+        part = spoken[rows]
+        out |= intervals.accuracy_metrics(part["cascade_correct"], prefix=f"spoken_vqa/cascade/exact_match/{group}",
+                                          clusters=part["image_id"])
+        if "typed_correct" in part:
+            out |= intervals.paired_difference(part["cascade_correct"], part["typed_correct"], part["image_id"],
+                                               f"spoken_vqa/cascade_minus_typed/exact_match/{group}")
     return out
 
 

@@ -87,6 +87,37 @@ def test_held_out_voices_are_scored_apart_from_the_trained_ones():
     assert evaluation.voice_lines(scores, "spoken_vqa/exact_match")[0].startswith("seen voices: 1.0000 [")
 
 
+def test_the_cascade_is_scored_apart_for_trained_and_held_out_voices(monkeypatch):
+    """Four spoken questions (clips 0–3; clips 2 and 3 by a voice never trained on), each heard
+    as the asr predictions say and asked typed: the fake answers "red" to anything heard as a
+    colour question, "circle" otherwise."""
+    import torch
+
+    qa = vqa_frame().assign(correct=[1.0, 1.0, 1.0, 0.0])  # typed: b's shape wrong
+    spoken = qa.drop(columns="correct").assign(voice=["v1", "v1", "new", "new"])
+    asked = [Example("spoken_vqa", i // 2, c, "", a, t) for i, (c, a, t) in
+             enumerate(zip(range(4), spoken["answer"], spoken["question_type"]))]
+    heard = ["colour?", "shape?", "shape?", "shape?"]  # clip 2 misheard: a colour question heard as shape
+    split = FakeSplit({"spoken_vqa": spoken}, [], trained_voices={"v1"})
+    split.examples = asked + [Example("asr", None, c, "", "") for c in range(4)]
+    split.predictions = ["red", "circle", "red", "star"] + heard
+    split.model = split.processor = None
+    split.pixels, split.name, split.batch_size, split.num_beams = {"test": torch.zeros(2, 1)}, "test", 8, 1
+    split.limits = {"vqa": 4, "spoken_vqa": 4}
+    monkeypatch.setattr(evaluation, "generate", lambda m, p, examples, pixels, **_:
+                        ["red" if e.question == "colour?" else "circle" for e in examples])
+    frame, metrics = evaluation.spoken_vqa_section(split, qa)
+    assert list(frame["cascade_correct"]) == [1.0, 1.0, 0.0, 0.0]  # clip 2 misheard; clip 3's answer is star
+    assert metrics["spoken_vqa/cascade/exact_match/seen_voices"] == 1.0
+    assert metrics["spoken_vqa/cascade/exact_match/heldout_voices"] == 0.0
+    assert metrics["spoken_vqa/cascade_minus_typed/exact_match/seen_voices"] == 0.0
+    assert metrics["spoken_vqa/cascade_minus_typed/exact_match/heldout_voices"] == -0.5  # (0 − 1 + 0 − 0) / 2
+    lines = evaluation.spoken_lines(metrics, 4)
+    assert "  heldout voices: 0.0000 [0.0000, 0.0000]" in lines
+    assert any(line.startswith("the cascade, held-out voices minus typed, the same questions: -50.0 points")
+               for line in lines)
+
+
 def test_fused_against_cnn_bow_is_a_paired_difference_resampling_images():
     split = FakeSplit({"vqa": vqa_frame()}, train())
     cnn_bow = ["red", "star", "red", "star"]  # right on a-colour, b-colour, b-shape; the model on a-colour, a-shape, b-colour
