@@ -21,12 +21,12 @@ SPEECH = datasets.Dataset.from_dict({
 def test_task_examples_from_images_and_speech():
     examples = task_examples(IMAGES, SPEECH)
     assert task_counts(examples) == {"caption": 1, "vqa": 3, "asr": 3, "spoken_vqa": 1, "translate": 0,
-                                     "speech_translate": 0}  # no translation column, no translation
+                                     "speech_translate": 0, "translated_vqa": 0}  # no translation column, none
     spoken = next(e for e in examples if e.task == "spoken_vqa")
     assert (spoken.image, spoken.clip, spoken.target, spoken.question_type) == (1, 1, "circle", "shape")
     assert task_counts(task_examples(IMAGES, None, ("vqa", "asr")))["asr"] == 0  # no speech, no ASR
     assert task_counts(task_examples(None, SPEECH)) == {"caption": 0, "vqa": 0, "asr": 3, "spoken_vqa": 0,
-                                                        "translate": 0, "speech_translate": 0}
+                                                        "translate": 0, "speech_translate": 0, "translated_vqa": 0}
     with pytest.raises(ValueError, match="unknown tasks"):
         task_examples(IMAGES, None, ("vqa", "ocr"))
     grouped = units(examples)
