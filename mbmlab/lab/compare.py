@@ -5,7 +5,8 @@ A difference is tested only where two runs answered the same test items and kept
 (``vqa_predictions.csv``, ``spoken_vqa_predictions.csv``, ``asr_predictions.csv``): the paired
 test of ``mbmlab.metrics.stats.paired_test`` on those items (images resampled for questions,
 clips for WER; a sign-flip permutation p-value), with Holm's correction over every metric and
-pair tested at once. A difference is flagged when its Holm-adjusted p < 0.05. Everything else —
+pair tested at once, each with sign flips enough for that many tests (``permutations_for``). A
+difference is flagged when its Holm-adjusted p < 0.05. Everything else —
 metrics without per-item files, runs on other test sets — is listed, never flagged: comparing
 two runs' separate intervals is unpaired and ignores that ~230 metrics are read at once. One
 training per run: a flag says the two *trained models* differ on this test set, not that their
@@ -25,6 +26,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..artifacts import CorruptArtifactError, read_metrics
@@ -100,12 +102,22 @@ def item_scores(run: Run, metric: str) -> pd.DataFrame | None:
                               question_type=frame.get("question_type", ""))
 
 
+def permutations_for(tests: int, alpha: float = 0.05) -> int:
+    """Sign flips enough for ``tests`` Holm-corrected tests: a permutation p-value is at least
+    1 / (1 + flips), and Holm multiplies the smallest by the number of tests, so with 1,000 flips
+    and 90 tests (a sweep of six runs) nothing could ever pass 0.05. Twenty times m / α puts the
+    smallest adjusted p at α / 20 (at least the 1,000 of every other test)."""
+    from ..metrics.bootstrap import RESAMPLES
+
+    return max(RESAMPLES, int(np.ceil(20 * tests / alpha)))
+
+
 def paired_tests(runs: list[Run], seed: int = 0) -> pd.DataFrame:
     """Every paired test the runs allow: one row per (metric, pair of runs sharing the test items)
     with the difference (first − second), its interval, p and Holm's adjusted p over all rows."""
     from ..metrics.stats import holm, paired_test
 
-    rows = []
+    planned = []  # (metric, pair, the paired items) of every test, so their number is known first
     for metric, (_, keys, _, how) in ITEM_FILES.items():
         scores = [item_scores(r, metric) for r in runs]
         for i in range(len(runs)):
@@ -119,10 +131,12 @@ def paired_tests(runs: list[Run], seed: int = 0) -> pd.DataFrame:
                 parts = {metric: both}
                 if how == "correct":
                     parts |= {f"{metric}/{t}": part for t, part in both.groupby("question_type_a") if t}
-                for name, part in parts.items():
-                    test = paired_test(part["score_a"], part["score_b"], clusters=part["cluster_a"],
-                                       denominators=part["weight_a"], seed=seed)
-                    rows.append({"metric": name, "pair": f"{runs[i].name} vs {runs[j].name}", "items": len(part)} | test)
+                planned += [(name, f"{runs[i].name} vs {runs[j].name}", part) for name, part in parts.items()]
+    permutations = permutations_for(len(planned))
+    rows = [{"metric": name, "pair": pair, "items": len(part)}
+            | paired_test(part["score_a"], part["score_b"], clusters=part["cluster_a"], denominators=part["weight_a"],
+                          seed=seed, n_permutations=permutations)
+            for name, pair, part in planned]
     table = pd.DataFrame(rows, columns=["metric", "pair", "items", "difference", "ci95_low", "ci95_high", "p_value"])
     table["p_holm"] = holm(table["p_value"]) if len(table) else []
     return table

@@ -87,7 +87,7 @@ def _cluster_sums(values, clusters) -> tuple[np.ndarray, np.ndarray]:
 
 
 def paired_test(a, b, clusters=None, denominators=None, seed: int = 0, n_resamples: int = RESAMPLES,
-                level: float = 0.95) -> dict:
+                level: float = 0.95, n_permutations: int | None = None) -> dict:
     """Two models scored on the same test items: ``{difference, ci95_low, ci95_high, p_value}``.
 
     difference = (Σa − Σb) / Σdenominators (denominators 1: the difference of the means; a clip's
@@ -95,7 +95,9 @@ def paired_test(a, b, clusters=None, denominators=None, seed: int = 0, n_resampl
     (images, clips) with both models' scores of a cluster kept together (the paired bootstrap);
     the two-sided p-value is a sign-flip permutation test — under "no difference" the two models'
     sums of a cluster are exchangeable, so each cluster's difference is negated with probability 1/2
-    (Good 2005, ch. 3)."""
+    (Good 2005, ch. 3). Its smallest possible value is 1 / (1 + ``n_permutations``) (default
+    ``n_resamples``): a caller correcting for m tests at level α needs n_permutations well above
+    m / α, or no test can pass (``mbmlab.lab.compare.permutations_for``)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or not len(a):
         raise ValueError("paired scores must be non-empty and of the same items")
@@ -105,9 +107,12 @@ def paired_test(a, b, clusters=None, denominators=None, seed: int = 0, n_resampl
     observed = float(d.sum() / w.sum())
     idx = resample_indices(len(d), n_resamples, seed)
     low, high = interval(d[idx].sum(axis=1) / w[idx].sum(axis=1), level)
-    signs = np.random.default_rng(seed + 1).choice([-1.0, 1.0], size=(n_resamples, len(d)))
-    flipped = (signs * d).sum(axis=1) / w.sum()
-    p_value = float((1 + np.sum(np.abs(flipped) >= abs(observed) - 1e-12)) / (1 + n_resamples))
+    permutations = n_permutations or n_resamples
+    rng, exceed = np.random.default_rng(seed + 1), 0
+    for start in range(0, permutations, RESAMPLES):  # in blocks: the memory of 1,000 at a time
+        signs = rng.choice([-1.0, 1.0], size=(min(RESAMPLES, permutations - start), len(d)))
+        exceed += int(np.sum(np.abs((signs * d).sum(axis=1) / w.sum()) >= abs(observed) - 1e-12))
+    p_value = float((1 + exceed) / (1 + permutations))
     return {"difference": observed, "ci95_low": low, "ci95_high": high, "p_value": p_value}
 
 

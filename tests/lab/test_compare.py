@@ -157,3 +157,24 @@ def test_seed_groups_and_runs_are_not_mixed(tmp_path, two_runs, capsys):
     group = seed_group(tmp_path, "g", [0, 1], [(0.9, 0.2), (0.8, 0.3)])
     assert cli.main(["compare", str(two_runs[0].path), str(group)]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_a_sweep_of_six_runs_still_flags_a_real_difference(tmp_path):
+    """Six runs (15 pairs × 4 tests = 60 Holm-corrected tests): with the 1,000 sign flips of one
+    test the smallest possible p (1/1001) times 60 is 0.06, so nothing could pass — a sweep's
+    page said "0 of 9 differ" for 99.7% against 83.2% VQA. With flips enough for the number of tests
+    the colour-blind runs are flagged against the seeing ones, and equal runs are not. Mutation:
+    ``permutations_for`` returning 1,000 → fails (every adjusted p 0.0599)."""
+    runs = []
+    for k in range(6):
+        folder = fake_run(tmp_path, f"run-{k}", {"vqa/exact_match": 1.0 if k % 2 else 0.5}, {"seed": k})
+        predictions(folder, wrong_colours=not k % 2)
+        runs.append(compare.read_run(folder))
+    assert compare.permutations_for(60) == 24_000 and compare.permutations_for(1) == 1_000
+    tests = compare.paired_tests(runs)
+    assert len(tests) == 60
+    vqa = tests[tests["metric"] == "vqa/exact_match"]
+    seeing = {f"run-{k}" for k in (1, 3, 5)}
+    mixed = vqa["pair"].map(lambda pair: len(set(pair.split(" vs ")) & seeing) == 1)
+    assert (vqa.loc[mixed, "p_holm"] < 0.05).all() and mixed.sum() == 9
+    assert (vqa.loc[~mixed, "p_holm"] >= 0.05).all()  # the same answers: nothing flagged
