@@ -268,10 +268,18 @@ def write_page(runs: list[Run], out: Path, title: str | None = None, notes: list
     param_rows = "".join("<tr><td>" + e(str(row["parameter"])) + "</td>" +
                          "".join(f"<td>{e(json.dumps(row[r.name]))}</td>" for r in runs) + "</tr>"
                          for row in params.to_dict("records")) or f"<tr><td colspan='{len(runs) + 1}'>none</td></tr>"
+    def differs(row: dict) -> str:
+        """The flagged pairs (A≠B, …), each pair's difference, interval and p folded beneath."""
+        if not row["differs"]:
+            return "no" if row["tested"] else "not tested"
+        found = pairs(row["differs"]).split("; ")
+        return (f"<details><summary>{e(', '.join(f.split(' (')[0] for f in found))}</summary>"
+                f"{'<br>'.join(e(f) for f in found)}</details>")
+
     metric_rows = "".join(
         "<tr><td>" + e(row["metric"]) + "</td>" +
         "".join(f"<td class='num'>{e(_cell(row[r.name], row[f'{r.name} ci95']))}</td>" for r in runs) +
-        f"<td class='{'yes' if row['differs'] else ''}'>{e(pairs(row['differs'])) or ('no' if row['tested'] else 'not tested')}</td></tr>"
+        f"<td class='{'yes' if row['differs'] else ''}' style='min-width: 24em'>{differs(row)}</td></tr>"
         for row in metrics.to_dict("records"))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mbmlab compare: {len(runs)} runs</title>
@@ -287,7 +295,7 @@ def write_page(runs: list[Run], out: Path, title: str | None = None, notes: list
 p &lt; 0.05; "no" does not show the values equal. One training per run: a flag is about these
 two trained models on this test set, not about their configurations across seeds.</p>
 <figure><img src="{data_uri(out / 'compare.png')}" alt="shared metrics"><figcaption>shared metrics, headline first</figcaption></figure>
-<table><tr><th>metric</th>{head}<th>differs (paired test, Holm)</th></tr>{metric_rows}</table>
+<div style="overflow-x: auto"><table><tr><th>metric</th>{head}<th>differs (paired test, Holm)</th></tr>{metric_rows}</table></div>
 </body></html>
 """
     path = out / "index.html"

@@ -94,6 +94,7 @@ def test_page_is_self_contained_and_escaped(two_runs, tmp_path):
     assert "data:image/png;base64," in page and 'src="compare.png"' not in page
     assert "<b>cross</b>" not in page and "&lt;b&gt;cross&lt;/b&gt;" in page
     assert "2 of 4 tested metrics differ (paired tests on the same test items, Holm-corrected over all 4 tests)" in page
+    assert "<details><summary>A≠B</summary>A≠B (+0.5 [" in page  # the pair, its numbers folded beneath
     assert (out / "compare.csv").read_text().startswith("metric,shared,A-run")
 
 
