@@ -148,7 +148,7 @@ def question_in(question: str, language: str) -> str:
     try:
         return chinese.question(question)
     except chinese.Untranslatable as err:
-        raise AskError(f"ask in Chinese with --lang zh (e.g. 图片里是什么形状？), or in English the grammar of the "
+        raise AskError(f"ask in Chinese with --lang zh (e.g. 图中是什么形状？), or in English the grammar of the "
                        f"training questions translates (e.g. 'what shape is in the image?'): {err}") from None
 
 
