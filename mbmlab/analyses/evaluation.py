@@ -1,7 +1,8 @@
 """04_evaluate's sections: the test split generated once for every task, then one function per
 section — VQA against its baselines, captioning, speech recognition, spoken VQA against the
-same questions typed, VQA in the translations' language, translation, and the ask examples. Each returns the tables the notebook shows and the
-metrics it records; the metrics' formulas live in ``mbmlab.metrics``."""
+same questions typed, VQA in the translations' language, translation, and the ask examples.
+Each returns the tables the notebook shows and the metrics it records; the metrics' formulas
+live in ``mbmlab.metrics``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -351,8 +352,8 @@ def first_spoken_question(split: TestSplit):
 
 def ask_examples(split: TestSplit) -> list[str]:
     """The seed's application on test data: a typed question (in English, and in each language the
-    model answers in) and a caption for the first test image, and the first spoken question (as ``mbmlab ask`` answers it: transcribed, then asked)
-    with its true answer."""
+    model answers in) and a caption for the first test image, and the first spoken question (as
+    ``mbmlab ask`` answers it: transcribed, then asked) with its true answer."""
     model, processor, images, lines = split.model, split.processor, split.images, []
     if images is not None and len(images):
         picture = images[0]["image"]
