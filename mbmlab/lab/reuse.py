@@ -212,7 +212,7 @@ class Cache:
     @contextlib.contextmanager
     def claim(self, notebook: str, key: str):
         """Hold ``key`` while it is looked up, computed and stored, so that another run of the same
-        key (a sweep's or ``--seeds``' parallel runs on this machine, or on a shared filesystem whose
+        key (a sweep's parallel runs that differ only after it, on this machine or on a shared filesystem whose
         locks reach every node) waits and then reuses the outputs instead of computing them again. An
         advisory ``flock`` on ``<notebook>/<key>.lock``: the system drops it when its holder dies."""
         import fcntl
