@@ -40,6 +40,8 @@ LANGUAGES = {
     "cs": {"name": "Czech", "bleu_tokenize": "13a", "espeak_voice": "cs"},
 }
 GRAMMAR_LANGUAGES = {"easyvqa": "zh", "scenes": "zh"}  # source → the one language its grammar writes
+# an image row's translation columns (mbmlab.data.collect.FEATURES); read by the translate tasks and 02's corpus
+TRANSLATED_COLUMNS = ("translation", "language", "translated_questions", "translated_answers")
 
 SOURCES = ("easyvqa", "scenes", "speech", "user")  # mbmlab.data.collect
 IMAGE_SOURCES = ("easyvqa", "scenes", "user")  # the sources whose text the speech source speaks

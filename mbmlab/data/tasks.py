@@ -23,7 +23,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
-from ..names import TASKS, TRANSLATE_TASKS
+from ..names import TASKS, TRANSLATE_TASKS, TRANSLATED_COLUMNS
 from .attributes import COLOURS, SHAPES
 
 MASK = "[mask]"  # what a masked source word becomes (one token string the tokenizer learns)
@@ -79,8 +79,7 @@ def task_examples(images, speech, tasks=tuple(TASKS), translate_mask: float = 0.
     if images is not None:
         wanted = ["image_id", "caption", "questions", "answers", "question_types"]
         translating = bool(set(TRANSLATE_TASKS) & set(tasks)) and "translation" in images.column_names
-        translated = ["translation", "language", "translated_questions", "translated_answers"]
-        columns = images.select_columns(wanted + (translated if translating else []))
+        columns = images.select_columns(wanted + (list(TRANSLATED_COLUMNS) if translating else []))
         for i, r in enumerate(columns):
             row_of[r["image_id"]] = i
             if "vqa" in tasks:

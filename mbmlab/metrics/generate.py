@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm  # text bars: readable in JupyterLab and in the rendered HTML
 
 from ..models.processing_mbm import pad
-from ..names import ASR_CTC_WEIGHT, LANGUAGES, TASKS
+from ..names import ASR_CTC_WEIGHT, GRAMMAR_LANGUAGES, LANGUAGES, TASKS
 
 TRANSCRIBES = ("asr",)  # the tasks whose target is the clip's transcript (what the CTC head spells)
 
@@ -139,9 +139,10 @@ def task_for(image: bool, audio: bool, question: bool, translate: bool = False, 
 
 def question_in(question: str, language: str) -> str:
     """A question for translated_vqa in ``language``: as typed when it is written in Chinese (any CJK
-    character) or the language is not zh; an English question through the grammar that wrote the
-    training questions (``mbmlab.data.chinese.question``), refused when the grammar cannot."""
-    if language != "zh" or any("\u4e00" <= ch <= "\u9fff" for ch in question):
+    character) or no drawn source's grammar writes ``language`` (``GRAMMAR_LANGUAGES``); an English
+    question through the grammar that wrote the training questions (``mbmlab.data.chinese.question``),
+    refused when the grammar cannot."""
+    if language not in GRAMMAR_LANGUAGES.values() or any("\u4e00" <= ch <= "\u9fff" for ch in question):
         return question
     from ..data import chinese
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from ..names import TRANSLATED_COLUMNS
 from .processing_mbm import AUDIO, IMAGE, MbmProcessor
 
 EOS = "<|endoftext|>"
@@ -24,8 +25,7 @@ def corpus_lines(images=None, speech=None, translations: bool = False) -> list[s
     lines = []
     if images is not None:
         translated = translations and "translation" in images.column_names
-        for r in images.select_columns(["questions", "answers", "caption"] + (
-                ["translation", "language", "translated_questions", "translated_answers"] if translated else [])):
+        for r in images.select_columns(["questions", "answers", "caption"] + (list(TRANSLATED_COLUMNS) if translated else [])):
             for q, a in zip(r["questions"], r["answers"], strict=True):
                 lines.append(f"{text_prompt('vqa', q)} {a}")
             if translated:

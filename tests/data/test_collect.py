@@ -115,6 +115,9 @@ def test_drawn_sources_come_translated(built):
         assert row["translation"].startswith("一个") or not row["caption"]
         assert len(row["translated_questions"]) == len(row["questions"]) == len(row["translated_answers"])
         assert all(q.endswith("？") for q in row["translated_questions"]) and all(row["translated_answers"])
+    from mbmlab.names import TRANSLATED_COLUMNS  # the one list the tasks and 02's corpus read
+
+    assert set(TRANSLATED_COLUMNS) <= set(processed.images["train"].column_names)
 
 
 def test_text_outside_the_grammar_is_a_logged_translation_drop():

@@ -1,5 +1,6 @@
-"""What needs only a tiny run's 01 and 02: 07_bias_study through the real notebook, and the CTC
-pretraining benchmark (benchmarks/ctc_pretraining.py).
+"""What needs only a tiny run's 01 and 02: 07_bias_study through the real notebook, the CTC
+pretraining benchmark (benchmarks/ctc_pretraining.py) and the image alignment benchmark
+(benchmarks/image_alignment.py).
 
 A module of its own so that pytest-xdist (``--dist loadscope``: a module whole on one worker) runs
 it beside test_notebooks.py, the longest module, instead of after it on the same worker. Its run
@@ -90,3 +91,22 @@ def test_ctc_pretraining_benchmark_trains_with_the_policy_given(upstream_run):
     for split in ("validation", "test"):
         assert re.search(rf"^{split} +question +trained +\d+ ", out, re.M), out
     assert re.search(r"^test +question +held out +\d+ ", out, re.M)  # the tiny preset holds voices out of training
+
+
+def test_image_alignment_benchmark_aligns_each_seed_and_leaves_the_run_alone(upstream_run):
+    """``benchmarks/image_alignment.py`` (docs/results.md quotes it: the choice of ``align_epochs``)
+    aligns the run's image tower again, once per seed, with the run's 02 settings and ``--set``'s:
+    one line per seed with the validation curve, the epoch kept and the test recall; the run's own
+    tower is untouched (mutation: the seed not passed on → both lines equal)."""
+    tower = upstream_run / "image_encoder"
+    before = {p: p.read_bytes() for p in tower.rglob("*") if p.is_file()}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "image_alignment.py"), "--run", str(upstream_run),
+                           "--seeds", "0", "1", "--set", "align_epochs=2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("seed ")]
+    curves = [re.search(r"^seed (\d): validation recall@1 by epoch (\S+ \S+); kept epoch [12] .*test recall@1 ", line)
+              for line in lines]
+    assert len(lines) == 2 and all(curves), done.stdout[-2000:]
+    trained = [line.split(":", 1)[1].rsplit(";", 1)[0] for line in lines]  # all but the seconds
+    assert [c.group(1) for c in curves] == ["0", "1"] and trained[0] != trained[1]
+    assert {p: p.read_bytes() for p in tower.rglob("*") if p.is_file()} == before
