@@ -314,9 +314,7 @@ def spoken_cascade(split: TestSplit, spoken: pd.DataFrame) -> dict:
         return {}
     typed = [Example("vqa", e.image, None, heard[e.clip], e.target, e.question_type) for e in asked]
     spoken["heard"] = [heard[e.clip] for e in asked]
-    spoken["cascade"] = generate(split.model, split.processor, typed, split.pixels[split.name], batch_size=split.batch_size,
-                                 num_beams=split.num_beams, max_new_tokens=split.limits.get("vqa", split.limits["spoken_vqa"]),
-                                 progress=False)
+    spoken["cascade"] = _generate(split, typed, split.pixels[split.name], "vqa" if "vqa" in split.limits else "spoken_vqa")
     spoken["cascade_correct"] = intervals.answers_correct(spoken["cascade"], spoken["answer"])
     out = intervals.accuracy_metrics(spoken["cascade_correct"], prefix="spoken_vqa/cascade/exact_match",
                                      clusters=spoken["image_id"])
@@ -554,5 +552,7 @@ def _show(metrics: dict, name: str, percent: bool = False) -> str:
 
 
 def _generate(split: TestSplit, examples: list[Example], pixels, task: str) -> list[str]:
+    """The split's model's answers to ``examples`` as 04 decodes them (its batch, beams), at most
+    ``task``'s token limit."""
     return generate(split.model, split.processor, examples, pixels, batch_size=split.batch_size,
                     num_beams=split.num_beams, max_new_tokens=split.limits[task], progress=False)
