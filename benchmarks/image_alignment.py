@@ -36,7 +36,7 @@ def main() -> None:
 
     lm, tokenizer = AutoModelForCausalLM.from_pretrained(args.run / "lm"), AutoTokenizer.from_pretrained(args.run / "lm")
     for seed in args.seeds or [values["seed"]]:
-        params = values | {"seed": seed, "resume": False, "image_encoder": ""}
+        params = values | {"seed": seed, "resume": False}
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
             (before, after), history = align.align_image_tower(Path(folder), lm, tokenizer, dataset, params,
