@@ -12,7 +12,6 @@ Writes nothing into the run: the towers are aligned in a temporary folder.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +28,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a 02 parameter changed")
     parser.add_argument("--seeds", type=int, nargs="+", help="initialisation seeds (default: the run's seed)")
     args = parser.parse_args()
-    values = json.loads((args.run / "run.json").read_text())["params"]
-    values = P.resolve("default", {k: v for k, v in values.items() if k in P.SCHEMA} | dict(P.parse_override(s) for s in args.set))
+    values = P.of_run(args.run, args.set)
+    artifacts.check_run_models(args.run, "02_train")  # a damaged lm/ refused by name, as 03 refuses it
     dataset = load_processed(artifacts.load_json(args.run, "dataset.json")["path"]).images
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
@@ -67,8 +66,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a 03 parameter changed")
     parser.add_argument("--probe-epochs", type=int, default=60)
     args = parser.parse_args()
-    values = json.loads((args.run / "run.json").read_text())["params"]
-    values = P.resolve("default", {k: v for k, v in values.items() if k in P.SCHEMA} | dict(P.parse_override(s) for s in args.set))
+    values = P.of_run(args.run, args.set)
     torch.manual_seed(values["seed"])
     prepared = fused.prepare(args.run, values, splits=("train", "validation", "test"))
     start = time.perf_counter()

@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..data.sources import SourceError, check_sources
@@ -414,6 +415,14 @@ def resolve(preset: str = "default", overrides: dict[str, Any] | None = None) ->
     resolved = {key: SCHEMA[key].validate(value) for key, value in values.items()}
     check_consistency(resolved)
     return resolved
+
+
+def of_run(run_dir, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """A finished run's parameters (its ``run.json``) with ``--set``-style ``overrides``
+    (``key=value`` texts), validated under today's schema: what a benchmark re-running one of the
+    run's steps trains with."""
+    values = json.loads((Path(run_dir) / "run.json").read_text())["params"]
+    return resolve("default", {k: v for k, v in values.items() if k in SCHEMA} | dict(parse_override(s) for s in overrides))
 
 
 def check_consistency(values: dict[str, Any]) -> None:

@@ -92,3 +92,16 @@ def test_notebook_parameters_cell_agrees_with_schema(notebook):
     assert set(declared) == set(expected)
     for name, info in declared.items():
         assert ast.literal_eval(info["default"]) == expected[name], name
+
+
+def test_a_runs_parameters_come_back_with_overrides_under_todays_schema(tmp_path):
+    """What the benchmarks re-run a step with: the run's own values (a key the schema no longer
+    has dropped), ``--set``-style texts on top, validated; a bad override refused."""
+    import json
+
+    values = P.resolve("tiny") | {"align_epochs": 3.0}
+    (tmp_path / "run.json").write_text(json.dumps({"params": values | {"retired_parameter": 1}}))
+    got = P.of_run(tmp_path, ["seed=4"])
+    assert got == values | {"seed": 4}  # the run's align_epochs, not a preset's
+    with pytest.raises(P.ParameterError):
+        P.of_run(tmp_path, ["align_epochs=-1"])
