@@ -3,7 +3,8 @@ joint CTC–attention decoding, ``mbmlab.metrics.joint_decoding``) at several we
 WER and CER with intervals (resampled by clip), for the voices trained on and the held-out ones
 apart, and the seconds each weight took. With ``--spoken``, also the split's spoken questions
 through the cascade (each transcribed at that weight, then asked typed about its image) beside the
-same questions typed, with the paired difference (images resampled). Choose the weight on
+same questions typed, with the paired difference (images resampled), and how many of the wrong
+transcripts the CTC head itself prefers to the reference (model errors) or not (search errors). Choose the weight on
 ``validation``; score the chosen one on ``test`` once (04 does, with ``asr_ctc_weight``).
 
     .venv/bin/python benchmarks/asr_decoding.py --run reports/RUN --split validation --weights 0,0.1,0.3,0.5,0.7,0.9
@@ -22,6 +23,8 @@ from mbmlab.data.collect import load_processed
 from mbmlab.data.tasks import task_examples
 from mbmlab.metrics import intervals
 from mbmlab.metrics.generate import generate, max_target_tokens
+from mbmlab.metrics.joint_decoding import search_or_model_errors
+from mbmlab.models.ctc import frame_lengths
 from mbmlab.training.fused import split_inputs
 
 
@@ -92,8 +95,15 @@ def cascade(model, processor, processed, split: str, features, masks, limit: int
     right = {name: answers_correct(a, [e.target for e in asked]) for name, a in answers.items()}
     images = [processed.images[split][e.image]["image_id"] for e in asked]
     d = intervals.paired_difference(right["cascade"], right["typed"], images, "d")
+    clips = [e.clip for e in asked]
+    with torch.no_grad():
+        log_probs = model.model.audio_ctc_head(model.model.get_audio_frames(features[split][clips]))
+    errors = search_or_model_errors(log_probs, frame_lengths(masks[split][clips], log_probs.shape[1]),
+                                    [e.question for e in asked], heard, model.model.audio_ctc_head.characters)
     return (f"{len(asked)} spoken questions: cascade {right['cascade'].mean():.4f}, typed {right['typed'].mean():.4f}, "
-            f"cascade − typed {d['d']:+.4f} [{d['d/ci95_low']:+.4f}, {d['d/ci95_high']:+.4f}]")
+            f"cascade − typed {d['d']:+.4f} [{d['d/ci95_low']:+.4f}, {d['d/ci95_high']:+.4f}]; {errors['wrong']} "
+            f"transcribed wrong: the CTC head prefers the reference in {errors['search']} (search errors), what "
+            f"was heard in {errors['model']} (model errors)")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,14 @@ series takes a quarter of an hour. One training per call: compare settings over 
 
     .venv/bin/python benchmarks/ctc_pretraining.py --run reports/RUN [--epochs 80] [--time-masks 2]
         [--time-fraction 0.2] [--vtlp-warp 0] [--train-from data/processed/OTHER] [--seed 0]
+        [--word-sequences 1000 --swap-share 1.0]
 
 ``--train-from`` takes the training clips from another processed folder (say one synthesised with
 ``speech_rate_jitter``), validation and test from the run's: the same texts and voices, evaluated on
-the same clips.
+the same clips. ``--word-sequences N`` adds N training clips of new sentences made of the training
+transcripts' words (``mbmlab.data.speech.word_sequences``: each word of a drawn transcript swapped
+for a random one with probability ``--swap-share``), spoken by the trained voices in turn and
+cached like 01's clips.
 """
 from __future__ import annotations
 
@@ -19,27 +23,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from mbmlab.artifacts import load_json
 from mbmlab.data.collect import load_processed
-from mbmlab.metrics.asr import error_rates
-from mbmlab.metrics.vqa import normalise_answer
+from mbmlab.metrics.asr import error_rates_by
 from mbmlab.models import audio
 from mbmlab.training import ctc
 
 
-def group_scores(references: list[str], hypotheses: list[str], kinds: list[str], heldout: list[bool]) -> list[dict]:
-    """WER and exact share per (kind, voice group), plus all clips."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, (kind, held) in enumerate(zip(kinds, heldout, strict=True)):
-        groups.setdefault((kind, "held out" if held else "trained"), []).append(i)
-    groups[("all", "all")] = list(range(len(references)))
-    rows = []
-    for (kind, voices), index in sorted(groups.items()):
-        refs = [normalise_answer(references[i]) for i in index]
-        hyps = [normalise_answer(hypotheses[i]) for i in index]
-        rows.append({"kind": kind, "voices": voices, "clips": len(index), "wer": error_rates(refs, hyps)["wer"],
-                     "exact": sum(r == h for r, h in zip(refs, hyps)) / len(index)})
-    return rows
+def scores(references: list[str], hypotheses: list[str], kinds: list[str], voices: list[str],
+           heldout: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(WER, CER and exact share per kind of text and voice group, and over all clips; the same
+    per voice for the questions alone)."""
+    frame = pd.DataFrame({"reference": references, "prediction": hypotheses, "kind": kinds, "voice": voices})
+    frame["group"] = frame["kind"] + " / " + frame["voice"].map(lambda v: "held out" if v in heldout else "trained")
+    groups = pd.concat([error_rates_by(frame, "group"), error_rates_by(frame.assign(group="all"), "group")])
+    return groups, error_rates_by(frame[frame["kind"] == "question"], "voice")
 
 
 def main(argv=None) -> None:
@@ -51,6 +51,12 @@ def main(argv=None) -> None:
     parser.add_argument("--time-fraction", type=float, default=0.2, help="a time mask's longest share of the clip")
     parser.add_argument("--vtlp-warp", type=float, help="VTLP warp (default: the run's vtlp_warp)")
     parser.add_argument("--seed", type=int, help="default: the run's seed")
+    parser.add_argument("--word-sequences", type=int, default=0,
+                        help="extra training clips of new sentences made of the training transcripts' words")
+    parser.add_argument("--swap-share", type=float, default=1.0,
+                        help="each word of such a sentence swapped for a random one with this probability")
+    parser.add_argument("--word-jitter", type=float, default=0.0,
+                        help="such a clip's pitch drawn from 1 ± this, its speaking rate from 1 ± half of it")
     parser.add_argument("--output", type=Path, help="folder for the checkpoints (default: a new temporary one)")
     args = parser.parse_args(argv)
     output = args.output or Path(tempfile.mkdtemp(prefix="mbmlab-ctc-pretraining-"))
@@ -69,6 +75,13 @@ def main(argv=None) -> None:
     encoder, extractor = audio.audio_encoder_for(params | {"seed": seed},
                                                  [d for s in splits.values() for d in s["duration"]])
     clips = {s: ctc.Clips(*audio.log_mel(splits[s], extractor), splits[s]["transcript"]) for s in splits}
+    if args.word_sequences:
+        extra = ctc.word_sequence_clips(train, args.word_sequences, seed, Path(dataset["path"]).parent.parent / "cache"
+                                        / "speech", extractor, args.swap_share, args.word_jitter)
+        clips["train"] = clips["train"] + extra
+        print(f"{args.word_sequences} word-sequence clips (swap share {args.swap_share:g}, jitter "
+              f"{args.word_jitter:g}), e.g. "
+              f"{extra.transcripts[:3]}")
     start = time.perf_counter()
     model, trainer, _, _ = ctc.pretrain_ctc(
         encoder, clips, output, epochs=epochs, batch_size=params["audio_ctc_batch_size"],
@@ -76,17 +89,15 @@ def main(argv=None) -> None:
         masks={"time_masks": args.time_masks, "time_fraction": args.time_fraction})
     seconds = time.perf_counter() - start
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    print(f"{len(train)} training clips, {epochs:g} epochs, seed {seed}: time masks {args.time_masks} × up to "
+    print(f"{len(clips['train'])} training clips, {epochs:g} epochs, seed {seed}: time masks {args.time_masks} × up to "
           f"{args.time_fraction:g} of the clip, VTLP warp {warp:g}; {seconds:.0f} s of training, "
           f"last logged loss {losses[-1] if losses else float('nan'):.6f}")
     heldout = set(params["speech_heldout_voices"])
-    print(f"{'split':<11}{'kind':<10}{'voices':<10}{'clips':>6}{'WER':>8}{'exact':>8}")
     for split in ("validation", "test"):
-        hypotheses = ctc.transcribe(model, clips[split])
-        rows = group_scores(clips[split].transcripts, hypotheses, list(splits[split]["kind"]),
-                            [v in heldout for v in splits[split]["voice"]])
-        for row in rows:
-            print(f"{split:<11}{row['kind']:<10}{row['voices']:<10}{row['clips']:>6}{row['wer']:>8.4f}{row['exact']:>8.3f}")
+        groups, questions = scores(clips[split].transcripts, ctc.transcribe(model, clips[split]),
+                                   list(splits[split]["kind"]), list(splits[split]["voice"]), heldout)
+        print(f"\n{split}, greedy CTC:\n{groups.round(4).to_string(index=False)}\n"
+              f"{split}, the questions per voice:\n{questions.round(4).to_string(index=False)}")
 
 
 if __name__ == "__main__":

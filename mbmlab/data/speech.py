@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import tempfile
@@ -189,6 +190,28 @@ def plan_clips(image_rows: dict[str, list[dict]], plan: SpeechPlan, seed: int) -
                           "accent": voice.accent, "gender": voice.gender,
                           "utterance": Utterance(text, voice.name, round(rate, 4), round(pitch, 4))})
     return clips
+
+
+def word_sequences(texts: list[str], count: int, rng: random.Random, swap_share: float = 1.0) -> list[str]:
+    """``count`` new sentences for speech training made of the words of ``texts`` (lower case,
+    punctuation dropped), to break the few templates' hold on what the recogniser expects to hear
+    (text diversity for TTS-trained speech; the issue's anchor). Each starts from a text drawn at
+    random and replaces each of its words, with probability ``swap_share``, by a word drawn
+    uniformly from the vocabulary — at 1.0 a random word sequence as long as a real text, at 0.3 a
+    real sentence with about a third of its words swapped. Uniform draws give a rare word (a colour,
+    a shape) as many turns as "the"."""
+    if not 0.0 <= swap_share <= 1.0:
+        raise ValueError(f"swap_share is a share in [0, 1], got {swap_share}")
+    sentences = [re.findall(r"[a-z0-9']+", t.lower()) for t in texts]
+    sentences = [s for s in sentences if s]
+    if count and not sentences:
+        raise ValueError("no words to build sentences from: every text is empty")
+    vocabulary = sorted({w for s in sentences for w in s})
+    out = []
+    for _ in range(count):
+        words = rng.choice(sentences)
+        out.append(" ".join(rng.choice(vocabulary) if rng.random() < swap_share else w for w in words))
+    return out
 
 
 def speak(clips: list[dict], plan: SpeechPlan, cache: SpeechCache, seed: int, progress: bool = True) -> list[dict]:

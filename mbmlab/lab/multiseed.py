@@ -61,9 +61,19 @@ def write_summary(runs: list[Path], preset: str, seeds: list[int], reports: Path
 
     rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{row['mean']:.4f} ± {row['std']:.4f}</td>"
                    f"<td>{seed_interval(row)}</td></tr>" for name, row in table.iterrows())
+    reading = ""
+    if len(runs) > 1:
+        from scipy import stats as st
+
+        factor = st.t.ppf(0.975, len(runs) - 1)
+        reading = (f"<p>The interval is mean ± {factor:.2f} · std / √{len(runs)} (Student's t with {len(runs) - 1} "
+                   f"degree{'s' if len(runs) > 2 else ''} of freedom)" + (
+                       ": with so few seeds it is wide and may run past a metric's own bounds (a share below 0 or "
+                       "above 1); read it as how far another training may move the number, and a difference "
+                       "between configurations as not established" if factor > 4 else "") + ".</p>")
     (folder / "index.html").write_text(
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(preset)}: {len(runs)} seeds</title>"
-        f"<h1>{html.escape(preset)}: {len(runs)} seeds</h1><ul>{links}</ul>"
+        f"<h1>{html.escape(preset)}: {len(runs)} seeds</h1><ul>{links}</ul>{reading}"
         f"<table><tr><th>metric</th><th>mean ± std (n−1)</th><th>95% t interval of the mean over seeds</th></tr>"
         f"{rows}</table>")
     return folder

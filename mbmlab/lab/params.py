@@ -201,6 +201,10 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("audio_heads", int, 4, "audio encoder attention heads", (NB_TRAIN,), minimum=1),
     Param("audio_ctc_epochs", float, 80.0, "CTC pretraining epochs of the audio encoder (a character head, "
           "SpecAugment) before alignment; 0 skips it", (NB_TRAIN,), minimum=0.0),
+    Param("audio_ctc_word_sequences", int, 0, "CTC pretraining: extra training clips of new sentences made of the "
+          "training transcripts' words, spoken by the trained TTS voices (trained voices heard better, voices never "
+          "heard worse, the step's time doubled: docs/results.md); 0: none", (NB_TRAIN,),
+          minimum=0),
     Param("audio_ctc_batch_size", int, 16, "clips per CTC pretraining batch", (NB_TRAIN,), minimum=1),
     Param("audio_ctc_learning_rate", float, 4e-3, "CTC pretraining peak learning rate", (NB_TRAIN,), minimum=0.0),
     Param("spec_augment", bool, True, "audio augmentation of training batches (CTC pretraining and fusion): speed "

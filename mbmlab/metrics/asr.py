@@ -26,8 +26,18 @@ def error_rates(references: list[str], predictions: list[str]) -> dict[str, floa
     return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}
 
 
+def exact_share(references: list[str], predictions: list[str]) -> float:
+    """The share of transcripts right word for word (after ``normalise_answer``)."""
+    if len(references) != len(predictions) or not references:
+        raise ValueError(f"{len(references)} references for {len(predictions)} predictions")
+    return sum(normalise_answer(r) == normalise_answer(p) for r, p in zip(references, predictions)) / len(references)
+
+
 def error_rates_by(frame: pd.DataFrame, group: str) -> pd.DataFrame:
-    """WER and CER per value of ``group`` (voice, accent, gender, engine), with clip counts."""
-    rows = [{group: value, "clips": len(part), **error_rates(list(part["reference"]), list(part["prediction"]))}
-            for value, part in frame.groupby(group, sort=True)]
-    return pd.DataFrame(rows, columns=[group, "clips", "wer", "cer"])
+    """WER, CER and the exact share per value of ``group`` (voice, accent, gender, engine), with
+    clip counts; ``frame`` has ``reference`` and ``prediction`` columns."""
+    rows = []
+    for value, part in frame.groupby(group, sort=True):
+        refs, preds = list(part["reference"]), list(part["prediction"])
+        rows.append({group: value, "clips": len(part), **error_rates(refs, preds), "exact": exact_share(refs, preds)})
+    return pd.DataFrame(rows, columns=[group, "clips", "wer", "cer", "exact"])

@@ -81,6 +81,25 @@ class JointCtcScores(LogitsProcessor):
         return out
 
 
+def search_or_model_errors(log_probs: torch.Tensor, lengths: torch.Tensor, references: list[str],
+                           heard: list[str], characters: str = ctc.CHARACTERS) -> dict[str, int]:
+    """Where the wrong transcripts come from: for each clip whose ``heard`` text differs from its
+    reference (both normalised), does the CTC head (``log_probs`` (N, T, C), ``lengths``) give the
+    reference the higher probability (a *search* error: the decoding missed a transcript the head
+    prefers) or the heard one (a *model* error: the head itself hears it so)?"""
+    out = {"clips": len(references), "wrong": 0, "search": 0, "model": 0}
+    for lp, n, reference, text in zip(log_probs, lengths.tolist(), references, heard, strict=True):
+        reference, text = normalise_answer(reference), normalise_answer(text)
+        if reference == text:
+            continue
+        scorer = ctc.PrefixScorer(lp[:n], characters)
+        states = [scorer.state(t) for t in (reference, text)]
+        right, wrong = (s.full if s is not None else -math.inf for s in states)
+        out["wrong"] += 1
+        out["search" if right > wrong else "model"] += 1
+    return out
+
+
 def token_texts(tokenizer) -> tuple[list[str], frozenset[int]]:
     """Each id's text, and the ids of the special and added tokens (their text counted as empty)."""
     special = frozenset(tokenizer.all_special_ids) | frozenset(tokenizer.get_added_vocab().values())  # <image>, <audio>

@@ -6,6 +6,7 @@ decoder in 03. The weights with the lowest validation WER (greedy CTC decoding) 
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import torch
@@ -102,6 +103,38 @@ class Clips(Dataset):
     def __getitem__(self, i: int) -> dict:
         return {"input_features": self.features[i], "frame_mask": self.frame_mask[i], "text": self.transcripts[i]}
 
+    def __add__(self, other: "Clips") -> "Clips":
+        return Clips(torch.cat([self.features, other.features]), torch.cat([self.frame_mask, other.frame_mask]),
+                     self.transcripts + other.transcripts)
+
+
+def word_sequence_clips(train, count: int, seed: int, cache_root: Path, extractor, swap_share: float = 1.0,
+                        jitter: float = 0.0) -> Clips:
+    """``count`` training clips of new sentences made of the words of ``train``'s transcripts
+    (``mbmlab.data.speech.word_sequences``), spoken in turn by the TTS voices that speak ``train``
+    (so never a held-out voice) and cached under ``cache_root`` like 01's clips; ``jitter``: each
+    clip's pitch drawn from 1 ± jitter and its speaking rate from 1 ± jitter / 2. Raises
+    ValueError when no training clip is spoken by a TTS voice (a user's recordings)."""
+    import datasets
+
+    from ..data import speech as tts
+    from ..data.collect import SPEECH_FEATURES
+    from ..models.audio import log_mel
+
+    voices = sorted(v for v in set(train["voice"]) if v in tts.VOICES)
+    if not voices:
+        raise ValueError("word-sequence clips are spoken by the TTS voices of the training clips, and no training "
+                         "clip has one (recorded speech): set audio_ctc_word_sequences=0")
+    rng = random.Random(f"words/{seed}")
+    sentences = tts.word_sequences(list(train["transcript"]), count, rng, swap_share)
+    utterances = [tts.Utterance(t, voices[i % len(voices)], round(1 + rng.uniform(-jitter, jitter) / 2, 4),
+                                round(1 + rng.uniform(-jitter, jitter), 4)) for i, t in enumerate(sentences)]
+    wavs = tts.synthesize_all(utterances, tts.SpeechCache(Path(cache_root)), progress=False)
+    rows = datasets.Dataset.from_list(
+        [{"audio": {"bytes": wav, "path": None}, "transcript": t} for t, wav in zip(sentences, wavs, strict=True)],
+        features=datasets.Features({"audio": SPEECH_FEATURES["audio"], "transcript": datasets.Value("string")}))
+    return Clips(*log_mel(rows, extractor), sentences)
+
 
 class ClipCollator:
     def __init__(self, characters: str = ctc.CHARACTERS):
@@ -192,6 +225,15 @@ def pretrain_audio_tower(run: Path, speech, params: dict):
                          f"audio_ctc_epochs=0 to skip CTC pretraining")
     clips = {s: Clips(*audio.log_mel(speech[s], extractor), speech[s]["transcript"])
              for s in ("train", "validation", "test")}
+    if params["audio_ctc_word_sequences"]:
+        from ..artifacts import load_json
+
+        extra = word_sequence_clips(speech["train"], params["audio_ctc_word_sequences"], params["seed"],
+                                    Path(load_json(run, "dataset.json")["path"]).parent.parent / "cache" / "speech",
+                                    extractor)
+        print(f"CTC pretraining: {len(clips['train'])} training clips and {len(extra)} word-sequence clips "
+              f"(e.g. {extra.transcripts[0]!r})")
+        clips["train"] = clips["train"] + extra
     model, trainer, before, after = pretrain_ctc(
         encoder, clips, Path(run) / "checkpoints" / "ctc_audio", epochs=params["audio_ctc_epochs"],
         batch_size=params["audio_ctc_batch_size"], learning_rate=params["audio_ctc_learning_rate"],

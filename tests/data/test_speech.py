@@ -124,3 +124,27 @@ def test_held_out_voices_speak_only_test_clips():
         speech.plan_clips(rows, speech.SpeechPlan(voices=("espeak-us-m",), heldout_voices=("flite-rms-m",)), seed=0)
     with pytest.raises(ValueError, match="every voice is held out"):
         speech.plan_clips(rows, speech.SpeechPlan(voices=("espeak-us-m",), heldout_voices=("espeak-us-m",)), seed=0)
+
+
+def test_word_sequences_swap_words_for_words_of_the_texts():
+    import random
+
+    texts = ["Is there a red circle?", "what is the blue shape in the image?"]
+    words = {"is", "there", "a", "red", "circle", "what", "the", "blue", "shape", "in", "image"}
+    kept = speech.word_sequences(texts, 20, random.Random(0), swap_share=0.0)
+    assert set(kept) == {"is there a red circle", "what is the blue shape in the image"}  # lower case, no punctuation
+    mixed = speech.word_sequences(texts, 400, random.Random(0), swap_share=1.0)
+    assert {len(s.split()) for s in mixed} == {5, 8} and {w for s in mixed for w in s.split()} == words
+    counts = Counter(w for s in mixed for w in s.split())
+    assert min(counts.values()) > 0.6 * max(counts.values())  # uniform over the vocabulary, not the texts
+    assert mixed == speech.word_sequences(texts, 400, random.Random(0), swap_share=1.0)  # seeded
+
+    def kept_share(sentences):  # the share of words where the sentence still reads its original
+        originals = [t.split() for t in kept]
+        return np.mean([max(sum(a == b for a, b in zip(s.split(), o)) / len(o) for o in originals
+                            if len(o) == len(s.split())) for s in sentences])
+
+    assert kept_share(mixed) < 0.3
+    assert 0.6 < kept_share(speech.word_sequences(texts, 400, random.Random(1), swap_share=0.3)) < 0.85
+    with pytest.raises(ValueError, match="share"):
+        speech.word_sequences(texts, 1, random.Random(0), swap_share=1.5)

@@ -54,12 +54,15 @@ def test_ctc_pretraining_groups_scores_by_kind_and_voice_group():
     spec = importlib.util.spec_from_file_location("ctc_pretraining", BENCHMARKS / "ctc_pretraining.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    rows = module.group_scores(["is there a circle?", "what is the shape?", "A red circle."],
-                               ["is there a circle", "what is gray shape", "a red circle"],
-                               ["question", "question", "caption"], [False, False, True])
-    by = {(r["kind"], r["voices"]): r for r in rows}
-    assert set(by) == {("question", "trained"), ("caption", "held out"), ("all", "all")}
-    assert by[("question", "trained")]["clips"] == 2 and by[("question", "trained")]["exact"] == 0.5
-    assert by[("question", "trained")]["wer"] == 1 / 8  # one substitution over 8 reference words
-    assert by[("caption", "held out")]["wer"] == 0.0 and by[("caption", "held out")]["exact"] == 1.0
-    assert by[("all", "all")]["clips"] == 3 and by[("all", "all")]["wer"] == 1 / 11
+    groups, questions = module.scores(["is there a circle?", "what is the shape?", "A red circle."],
+                                      ["is there a circle", "what is gray shape", "a red circle"],
+                                      ["question", "question", "caption"], ["flite-kal-m", "espeak-gb-f", "flite-rms-m"],
+                                      {"flite-rms-m"})
+    by = {r.group: r for r in groups.itertuples()}
+    assert set(by) == {"question / trained", "caption / held out", "all"}
+    assert by["question / trained"].clips == 2 and by["question / trained"].exact == 0.5
+    assert by["question / trained"].wer == 1 / 8  # one substitution over 8 reference words
+    assert by["caption / held out"].wer == 0.0 and by["caption / held out"].exact == 1.0
+    assert by["all"].clips == 3 and by["all"].wer == 1 / 11
+    assert list(questions["voice"]) == ["espeak-gb-f", "flite-kal-m"]  # the questions alone, per voice
+    assert list(questions["exact"]) == [0.0, 1.0] and list(questions["wer"]) == [0.25, 0.0]

@@ -28,6 +28,9 @@ def test_summary_is_mean_and_sample_std_of_shared_metrics(tmp_path):
     assert saved["seeds"] == [0, 1, 2] and saved["metrics"]["vqa/exact_match"]["std"] == pytest.approx(0.1)
     page = (folder / "index.html").read_text()
     assert "0.9000 ± 0.1000" in page and "[0.6516, 1.1484]" in page
+    assert "mean ± 4.30 · std / √3 (Student's t with 2 degrees of freedom): with so few seeds" in page
+    two = (multiseed.write_summary(runs[:2], "tiny", [0, 1], reports=tmp_path / "reports") / "index.html").read_text()
+    assert "mean ± 12.71 · std / √2 (Student's t with 1 degree of freedom): with so few" in two
 
 
 def test_cli_runs_one_series_per_seed(tmp_path, monkeypatch):

@@ -111,3 +111,23 @@ def test_ask_transcribes_jointly_and_answers_a_spoken_question_from_its_transcri
     calls.clear()
     ask(model, processor, audio=clip, max_new_tokens=4, ctc_weight=0.0)
     assert not calls  # no weight: the GPT alone
+
+
+def test_a_wrong_transcript_is_a_search_error_when_the_head_prefers_the_reference():
+    """Three clips that spell "a blue": two heard as "a red" (the head prefers the reference: search)
+    and one "A blue?" (right after normalising); a fourth that spells "a red" heard so against the
+    reference "a blue" (the head prefers what was heard: model). Each full probability is checked
+    against torch's ctc_loss, the reference implementation."""
+    clips = [spelling("a blue"), spelling("a blue"), spelling("a red"), spelling("a blue")]
+    width = max(len(c) for c in clips)
+    log_probs = torch.stack([torch.cat([c, c[-1:].expand(width - len(c), -1)]) for c in clips])
+    lengths = torch.tensor([len(c) for c in clips])
+    counts = joint_decoding.search_or_model_errors(log_probs, lengths, ["a blue"] * 4,
+                                                   ["a red", "A blue?", "a red", "a red"])
+    assert counts == {"clips": 4, "wrong": 3, "search": 2, "model": 1}
+    scorer = ctc.PrefixScorer(clips[2], ctc.CHARACTERS)
+    for text in ("a red", "a blue"):
+        target = torch.tensor([ctc.CHARACTERS.index(c) + 1 for c in text])
+        loss = torch.nn.functional.ctc_loss(clips[2][:, None], target[None], torch.tensor([len(clips[2])]),
+                                            torch.tensor([len(target)]), blank=ctc.BLANK, reduction="sum")
+        assert scorer.state(text).full == pytest.approx(-loss.item(), abs=1e-6)

@@ -446,6 +446,9 @@ def test_asr_decoding_compares_ctc_weights_and_the_spoken_cascade(tiny_run):
     lines = done.stdout.splitlines()
     assert [line.split(" | ")[0] for line in lines if line.startswith("weight")] == ["weight 0.00", "weight 0.50"]
     assert sum("spoken questions: cascade" in line for line in lines) == 2
+    for line in (line for line in lines if "spoken questions: cascade" in line):
+        counts = re.search(r"(\d+) transcribed wrong: .* in (\d+) \(search errors\), .* in (\d+) \(model errors\)", line)
+        assert counts and int(counts[1]) == int(counts[2]) + int(counts[3]), line
 
 
 def test_stage0_probe_prints_stage0_and_the_probe_of_its_reading_by_type(tiny_run):

@@ -78,3 +78,31 @@ def test_pretraining_refuses_transcripts_it_cannot_spell(tmp_path):
               "audio_ctc_epochs": 1.0}
     with pytest.raises(ValueError, match="audio_ctc_epochs=0"):
         ctc_training.pretrain_audio_tower(tmp_path, speech, params)
+
+
+def test_word_sequence_clips_are_spoken_by_the_training_voices_only(tmp_path, monkeypatch):
+    """02's extra CTC clips: ``count`` new sentences of the training words, each voice of the
+    training clips in turn (a held-out voice speaks no training clip, so never one of these),
+    log-mel features as 01's clips get; recorded speech (no TTS voice) is refused by name."""
+    import datasets
+
+    from mbmlab.data import speech as tts
+
+    spoken = []
+    synthesize = tts.synthesize_all
+    monkeypatch.setattr(tts, "synthesize_all", lambda utterances, cache, **kw: spoken.extend(utterances)
+                        or synthesize(utterances, cache, **kw))
+    train = datasets.Dataset.from_dict({"transcript": ["Is there a red circle?", "a blue shape."] * 2,
+                                        "voice": ["flite-kal-m", "espeak-gb-f", "espeak-gb-f", "flite-kal-m"]})
+    extractor = audio.feature_extractor(3)
+    clips = ctc_training.word_sequence_clips(train, 5, 0, tmp_path / "cache", extractor)
+    assert len(clips) == 5 and [u.voice for u in spoken] == ["espeak-gb-f", "flite-kal-m"] * 2 + ["espeak-gb-f"]
+    assert clips.transcripts == [u.text for u in spoken]
+    assert {w for t in clips.transcripts for w in t.split()} <= {"is", "there", "a", "red", "circle", "blue", "shape"}
+    assert clips.features.shape[1:] == (audio.MEL_BINS, 300) and clips.frame_mask.sum(1).min() > 20  # 3 s chunks, speech in each
+    assert len(list((tmp_path / "cache").rglob("*.wav"))) == 5  # cached like 01's clips
+    both = clips + clips
+    assert len(both) == 10 and both.transcripts[5:] == clips.transcripts
+    recorded = train.map(lambda r: {"voice": "user-speaker-1"})
+    with pytest.raises(ValueError, match="audio_ctc_word_sequences=0"):
+        ctc_training.word_sequence_clips(recorded, 5, 0, tmp_path / "cache", extractor)
