@@ -113,8 +113,10 @@ def word_sequence_clips(train, count: int, seed: int, cache_root: Path, extracto
     """``count`` training clips of new sentences made of the words of ``train``'s transcripts
     (``mbmlab.data.speech.word_sequences``), spoken in turn by the TTS voices that speak ``train``
     (so never a held-out voice) and cached under ``cache_root`` like 01's clips; ``jitter``: each
-    clip's pitch drawn from 1 ± jitter and its speaking rate from 1 ± jitter / 2. Raises
-    ValueError when no training clip is spoken by a TTS voice (a user's recordings)."""
+    clip's pitch drawn from 1 ± jitter and its speaking rate from 1 ± jitter / 2. A clip longer
+    than the extractor's chunk is dropped, and the count said (cut short, its transcript would
+    hold words it does not). Raises ValueError when no training clip is spoken by a TTS voice (a
+    user's recordings)."""
     import datasets
 
     from ..data import speech as tts
@@ -133,7 +135,12 @@ def word_sequence_clips(train, count: int, seed: int, cache_root: Path, extracto
     rows = datasets.Dataset.from_list(
         [{"audio": {"bytes": wav, "path": None}, "transcript": t} for t, wav in zip(sentences, wavs, strict=True)],
         features=datasets.Features({"audio": SPEECH_FEATURES["audio"], "transcript": datasets.Value("string")}))
-    return Clips(*log_mel(rows, extractor), sentences)
+    features, mask = log_mel(rows, extractor)
+    fits = mask.sum(1) < mask.shape[1]
+    if not fits.all():
+        print(f"dropped {int((~fits).sum())} of {count} word-sequence clips longer than the audio encoder's "
+              f"{extractor.chunk_length}-s chunk")
+    return Clips(features[fits], mask[fits], [t for t, keep in zip(sentences, fits.tolist(), strict=True) if keep])
 
 
 class ClipCollator:

@@ -80,10 +80,11 @@ def test_pretraining_refuses_transcripts_it_cannot_spell(tmp_path):
         ctc_training.pretrain_audio_tower(tmp_path, speech, params)
 
 
-def test_word_sequence_clips_are_spoken_by_the_training_voices_only(tmp_path, monkeypatch):
+def test_word_sequence_clips_are_spoken_by_the_training_voices_only(tmp_path, monkeypatch, capsys):
     """02's extra CTC clips: ``count`` new sentences of the training words, each voice of the
     training clips in turn (a held-out voice speaks no training clip, so never one of these),
-    log-mel features as 01's clips get; recorded speech (no TTS voice) is refused by name."""
+    log-mel features as 01's clips get, a clip longer than the chunk dropped and counted; recorded
+    speech (no TTS voice) is refused by name."""
     import datasets
 
     from mbmlab.data import speech as tts
@@ -103,6 +104,9 @@ def test_word_sequence_clips_are_spoken_by_the_training_voices_only(tmp_path, mo
     assert len(list((tmp_path / "cache").rglob("*.wav"))) == 5  # cached like 01's clips
     both = clips + clips
     assert len(both) == 10 and both.transcripts[5:] == clips.transcripts
+    short = ctc_training.word_sequence_clips(train, 5, 0, tmp_path / "cache", audio.feature_extractor(1))
+    assert 0 < len(short) < 5 and set(short.transcripts) < set(clips.transcripts)  # what does not fit 1 s is dropped
+    assert capsys.readouterr().out.startswith(f"dropped {5 - len(short)} of 5 word-sequence clips longer than")
     recorded = train.map(lambda r: {"voice": "user-speaker-1"})
     with pytest.raises(ValueError, match="audio_ctc_word_sequences=0"):
         ctc_training.word_sequence_clips(recorded, 5, 0, tmp_path / "cache", extractor)
