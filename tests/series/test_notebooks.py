@@ -77,6 +77,9 @@ def test_tiny_series_writes_the_report(tiny_run):
     tiny = P.PRESETS["tiny"]
     assert metrics["data/test/images"] == tiny["max_test_images"] + tiny["scenes_test_images"]
     assert metrics["data/train/clips"] == tiny["speech_max_clips"]
+    words = re.search(r"CTC pretraining: (\d+) training clips and (\d+) word-sequence clips",
+                      (tiny_run / "02_train.ipynb").read_text())  # 02 trains its CTC head on new sentences too
+    assert words and int(words[1]) == tiny["speech_max_clips"] and 0 < int(words[2]) <= tiny["audio_ctc_word_sequences"]
     assert {"vqa/source/easyvqa/exact_match", "vqa/source/scenes/exact_match"} <= set(metrics)
     index = (tiny_run / "index.html").read_text()
     assert "vqa/exact_match" in index and "baseline/majority/vqa/exact_match" in index

@@ -89,8 +89,15 @@ def test_ctc_pretraining_benchmark_trains_with_the_policy_given(upstream_run):
     assert "time masks 2 × up to 0.2 of the clip" in out
     assert math.isfinite(default) and math.isfinite(unmasked) and default != unmasked
     for split in ("validation", "test"):
-        assert re.search(rf"^{split} +question +trained +\d+ ", out, re.M), out
-    assert re.search(r"^test +question +held out +\d+ ", out, re.M)  # the tiny preset holds voices out of training
+        table = out.split(f"{split}, greedy CTC:")[1].split(f"{split}, the questions per voice:")
+        assert re.search(r"^ *question / trained +\d+ ", table[0], re.M), out
+        assert re.search(r"^ *espeak-\S+ +\d+ ", table[1], re.M), out
+    assert re.search(r"^ *question / held out +\d+ ", out, re.M)  # the tiny preset holds voices out of training
+    words, _ = run("--word-sequences", "6")
+    clips = int(re.search(r"^(\d+) training clips", out, re.M).group(1))
+    dropped = re.search(r"^dropped (\d+) of 6 word-sequence clips longer than", words, re.M)  # and said so
+    assert re.search(rf"^{clips + 6 - (int(dropped[1]) if dropped else 0)} training clips", words, re.M), words
+    assert "6 word-sequence clips (swap share 1, jitter 0)" in words
 
 
 def test_image_alignment_benchmark_aligns_each_seed_and_leaves_the_run_alone(upstream_run):
