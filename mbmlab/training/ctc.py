@@ -108,6 +108,13 @@ class Clips(Dataset):
                      self.transcripts + other.transcripts)
 
 
+def tts_voices(train) -> list[str]:
+    """The TTS voices (``mbmlab.data.voices.VOICES``) that speak ``train``'s clips, sorted."""
+    from ..data.voices import VOICES
+
+    return sorted(v for v in set(train["voice"]) if v in VOICES)
+
+
 def word_sequence_clips(train, count: int, seed: int, cache_root: Path, extractor, swap_share: float = 1.0,
                         jitter: float = 0.0) -> Clips:
     """``count`` training clips of new sentences made of the words of ``train``'s transcripts
@@ -123,7 +130,7 @@ def word_sequence_clips(train, count: int, seed: int, cache_root: Path, extracto
     from ..data.collect import SPEECH_FEATURES
     from ..models.audio import log_mel
 
-    voices = sorted(v for v in set(train["voice"]) if v in tts.VOICES)
+    voices = tts_voices(train)
     if not voices:
         raise ValueError("word-sequence clips are spoken by the TTS voices of the training clips, and no training "
                          "clip has one (recorded speech): set audio_ctc_word_sequences=0")
@@ -226,16 +233,21 @@ def pretrain_audio_tower(run: Path, speech, params: dict):
     encoder, extractor = audio.audio_encoder_for(params, [d for split in speech.values() for d in split["duration"]])
     if params["audio_ctc_epochs"] <= 0:
         return (encoder, extractor), None, None
+    words = params["audio_ctc_word_sequences"]
+    if words and not tts_voices(speech["train"]):
+        print(f"no word-sequence clips (audio_ctc_word_sequences={words}): no training clip is spoken by a TTS voice "
+              f"to say them (recorded speech)")
+        words = 0
     unknown = unknown_characters(speech["train"]["transcript"])
     if unknown:
         raise ValueError(f"training transcripts hold characters the CTC vocabulary lacks {unknown}; set "
                          f"audio_ctc_epochs=0 to skip CTC pretraining")
     clips = {s: Clips(*audio.log_mel(speech[s], extractor), speech[s]["transcript"])
              for s in ("train", "validation", "test")}
-    if params["audio_ctc_word_sequences"]:
+    if words:
         from ..artifacts import load_json
 
-        extra = word_sequence_clips(speech["train"], params["audio_ctc_word_sequences"], params["seed"],
+        extra = word_sequence_clips(speech["train"], words, params["seed"],
                                     Path(load_json(run, "dataset.json")["path"]).parent.parent / "cache" / "speech",
                                     extractor)
         print(f"CTC pretraining: {len(clips['train'])} training clips and {len(extra)} word-sequence clips "

@@ -69,15 +69,18 @@ def test_ctc_model_masks_features_only_while_training(monkeypatch):
     assert warps == [0.1]  # 02's vtlp_warp reaches the training batches only
 
 
-def test_pretraining_refuses_transcripts_it_cannot_spell(tmp_path):
+def test_pretraining_refuses_transcripts_it_cannot_spell(tmp_path, capsys):
+    """…and, on recorded speech (no TTS voice to say them), goes on without word-sequence clips and
+    says why, where the default asks for them."""
     import datasets
 
-    speech = {s: datasets.Dataset.from_dict({"transcript": ["naïve café"], "duration": [1.0]})
+    speech = {s: datasets.Dataset.from_dict({"transcript": ["naïve café"], "duration": [1.0], "voice": ["user"]})
               for s in ("train", "validation", "test")}
     params = {"audio_encoder": "", "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "seed": 0,
-              "audio_ctc_epochs": 1.0}
+              "audio_ctc_epochs": 1.0, "audio_ctc_word_sequences": 5}
     with pytest.raises(ValueError, match="audio_ctc_epochs=0"):
         ctc_training.pretrain_audio_tower(tmp_path, speech, params)
+    assert capsys.readouterr().out.startswith("no word-sequence clips (audio_ctc_word_sequences=5): no training clip")
 
 
 def test_word_sequence_clips_are_spoken_by_the_training_voices_only(tmp_path, monkeypatch, capsys):
