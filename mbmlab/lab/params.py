@@ -342,13 +342,13 @@ SCENES_READ = {"image_connector": "attend", "fuse_stage0_epochs": 60, "fuse_stag
 # Presets only override schema defaults; ``default`` is the schema itself.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "sources": ["easyvqa", "scenes", "speech"], "scenes_images": 100, "scenes_test_images": 40,
+        "sources": ["easyvqa", "scenes", "speech"], "scenes_images": 60, "scenes_test_images": 20,
         "bias_pairs": ["circle:red"], "speech_max_clips": 40,
-        "max_train_images": 300, "max_test_images": 100, "vocab_size": 500, "tasks": list(TASKS),
+        "max_train_images": 150, "max_test_images": 50, "vocab_size": 500, "tasks": list(TASKS),
         "lm_dim": 64, "lm_layers": 1, "lm_heads": 4, "lm_epochs": 2.0,
         "resnet_width": 8, "audio_dim": 32, "audio_layers": 1, "audio_heads": 2, "audio_ctc_epochs": 10.0,
         "audio_ctc_word_sequences": 40, "align_epochs": 2.0,  # 02's path with them, run in CI
-        "align_batch_size": 32, "fuse_stage1_epochs": 1.0, "fuse_epochs": 6.0, "fuse_batch_images": 8,
+        "align_batch_size": 32, "fuse_stage1_epochs": 1.0, "fuse_epochs": 4.0, "fuse_batch_images": 8,
         "fuse_learning_rate": 2e-3, "gallery_size": 4, "explain_images": 24, "pocketsphinx_clips": 8,
         "baseline_epochs": 2.0,
     },
