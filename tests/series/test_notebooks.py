@@ -253,11 +253,30 @@ def test_a_run_loads_through_the_auto_classes(tiny_run):
 
 
 def mbmlab(*args):
+    """The installed command in its own process."""
     return subprocess.run([str(Path(sys.executable).with_name("mbmlab")), *map(str, args)], capture_output=True,
                           text=True, timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1"})
 
 
-def test_ask_answers_a_typed_and_a_spoken_question(tiny_run, tmp_path):
+@pytest.fixture
+def ask(capsys):
+    """``mbmlab ask`` through the same ``cli.main`` in this process: the command's ~5 s of imports
+    paid once, not per call (the installed entry point and its exit code: ``mbmlab`` above, in
+    test_ask_answers_a_typed_and_a_spoken_question)."""
+    from mbmlab.lab import cli
+
+    def call(*args):
+        capsys.readouterr()
+        try:
+            code = cli.main(["ask", *map(str, args)])
+        except SystemExit as exit_:  # argparse's refusals
+            code = exit_.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["mbmlab", "ask", *map(str, args)], code, out.out, out.err)
+    return call
+
+
+def test_ask_answers_a_typed_and_a_spoken_question(tiny_run, tmp_path, ask):
     from mbmlab.data.collect import load_processed
 
     processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
@@ -276,10 +295,10 @@ def test_ask_answers_a_typed_and_a_spoken_question(tiny_run, tmp_path):
 
     typed = mbmlab("ask", tiny_run, "--image", picture, "--question", "what shape is in the image?")
     assert typed.returncode == 0 and typed.stdout.startswith("vqa: "), typed.stderr[-2000:]
-    spoken = mbmlab("ask", tiny_run, "--image", picture, "--audio", question, "--speak", tmp_path / "answer.wav")
+    spoken = ask(tiny_run, "--image", picture, "--audio", question, "--speak", tmp_path / "answer.wav")
     assert spoken.returncode == 0 and spoken.stdout.startswith("spoken_vqa: "), spoken.stderr[-2000:]
     assert spoken.stdout.splitlines()[1].startswith("heard: ")  # transcribed first (the cascade)
-    direct = mbmlab("ask", tiny_run, "--image", picture, "--audio", question, "--end-to-end")
+    direct = ask(tiny_run, "--image", picture, "--audio", question, "--end-to-end")
     assert direct.returncode == 0 and "heard: " not in direct.stdout, direct.stderr[-2000:]
     answer = spoken.stdout.splitlines()[0].split(": ", 1)[1]
     if answer:
@@ -288,7 +307,7 @@ def test_ask_answers_a_typed_and_a_spoken_question(tiny_run, tmp_path):
     assert bad.returncode == 2 and "no image at" in bad.stderr
 
 
-def test_ask_translates_into_chinese_and_speaks_it(tiny_run, tmp_path):
+def test_ask_translates_into_chinese_and_speaks_it(tiny_run, tmp_path, ask):
     """The tiny run trained the translate tasks (its default tasks): ``--to zh`` prints a
     translation and ``--speak`` writes 16 kHz mono Mandarin; a language it was not trained on, an
     unknown one and a missing --to are refused with what is supported (exit 2); ``--question`` with
@@ -298,25 +317,25 @@ def test_ask_translates_into_chinese_and_speaks_it(tiny_run, tmp_path):
     processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
     picture = tmp_path / "picture.png"
     processed.images["test"][0]["image"].save(picture)
-    out = mbmlab("ask", tiny_run, "--image", picture, "--translate", "a red circle", "--to", "zh",
+    out = ask(tiny_run, "--image", picture, "--translate", "a red circle", "--to", "zh",
                  "--speak", tmp_path / "zh.wav")
     assert out.returncode == 0 and out.stdout.startswith("translate: "), out.stderr[-2000:]
     if out.stdout.splitlines()[0].split(": ", 1)[1]:
         with wave.open(str(tmp_path / "zh.wav")) as spoken:
             assert (spoken.getframerate(), spoken.getnchannels(), spoken.getsampwidth()) == (16_000, 1, 2)
             assert spoken.getnframes() > 4_000
-    untrained = mbmlab("ask", tiny_run, "--image", picture, "--translate", "a red circle", "--to", "de")
+    untrained = ask(tiny_run, "--image", picture, "--translate", "a red circle", "--to", "de")
     assert untrained.returncode == 2 and "not trained to translate into 'de'; it translates into zh" in untrained.stderr
-    unknown = mbmlab("ask", tiny_run, "--image", picture, "--translate", "a red circle", "--to", "xx")
+    unknown = ask(tiny_run, "--image", picture, "--translate", "a red circle", "--to", "xx")
     assert unknown.returncode == 2 and "unsupported language 'xx'; supported: zh, de, fr, cs" in unknown.stderr
-    missing = mbmlab("ask", tiny_run, "--image", picture, "--translate", "a red circle")
+    missing = ask(tiny_run, "--image", picture, "--translate", "a red circle")
     assert missing.returncode == 2 and "needs --to LANGUAGE; supported: zh, de, fr, cs" in missing.stderr
     # answered in Chinese: asked in Chinese, or in English through the training questions' grammar
     for question, asked in (("图中是什么形状？", None), ("what shape is in the image?", "图中是什么形状？")):
-        answered = mbmlab("ask", tiny_run, "--image", picture, "--question", question, "--lang", "zh")
+        answered = ask(tiny_run, "--image", picture, "--question", question, "--lang", "zh")
         assert answered.returncode == 0 and answered.stdout.startswith("translated_vqa: "), answered.stderr[-2000:]
         assert (f"asked as: {asked}" in answered.stdout) == (asked is not None)
-    outside = mbmlab("ask", tiny_run, "--image", picture, "--question", "what is this?", "--lang", "zh")
+    outside = ask(tiny_run, "--image", picture, "--question", "what is this?", "--lang", "zh")
     assert outside.returncode == 2 and "ask in Chinese with --lang zh" in outside.stderr
 
 
@@ -343,7 +362,7 @@ def test_nbval_reproduces_the_checked_outputs(tiny_run):
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
-def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_run):
+def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_run, ask):
     """06_fusion_study on the tiny run: three strategies, the same steps and target tokens, the
     comparison in metrics.json, and each saved model answers through ``mbmlab ask``."""
     import papermill as pm
@@ -376,7 +395,7 @@ def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_
     processed = load_processed(json.loads((tiny_run / "dataset.json").read_text())["path"])
     processed.images["test"][0]["image"].save(picture)
     for fusion in P.FUSIONS:
-        answer = mbmlab("ask", tiny_run / "fusion_study" / f"{fusion}-seed0", "--image", picture,
+        answer = ask(tiny_run / "fusion_study" / f"{fusion}-seed0", "--image", picture,
                         "--question", "what color is the shape?")
         assert answer.returncode == 0 and answer.stdout.startswith("vqa: "), (fusion, answer.stderr[-2000:])
 
