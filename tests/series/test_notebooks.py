@@ -473,6 +473,28 @@ def test_asr_decoding_compares_ctc_weights_and_the_spoken_cascade(tiny_run):
         assert counts and int(counts[1]) == int(counts[2]) + int(counts[3]), line
 
 
+def test_evaluate_split_scores_a_finished_run_on_validation_and_leaves_it_alone(tiny_run):
+    """``benchmarks/evaluate_split.py`` (docs/results.md quotes it): 04 again in the run's
+    ``on-validation/`` on the validation questions, with 01–03's metrics and none of 04's test
+    numbers carried over (mutation: metrics.json copied whole → the cnn_bow line fails); the run's
+    own files untouched; a second call refused, nothing overwritten."""
+    own = {name: (tiny_run / name).read_bytes() for name in ("metrics.json", "vqa_predictions.csv", "params.json")}
+    command = [sys.executable, str(ROOT / "benchmarks" / "evaluate_split.py"), "--run", str(tiny_run),
+               "--set", "baselines=[]", "--set", "explain_images=0", "--set", "pocketsphinx_clips=0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "validation vqa/exact_match by type: " in done.stdout
+    out = tiny_run / "on-validation"
+    assert json.loads((out / "params.json").read_text())["evaluate_split"] == "validation"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(pd.read_csv(out / "vqa_predictions.csv")) == metrics["data/validation/questions"]
+    assert not [name for name in metrics if name.startswith("baseline/cnn_bow/")]  # the test split's, not made here
+    assert metrics["lm/perplexity"] == json.loads(own["metrics.json"])["lm/perplexity"]
+    assert {name: (tiny_run / name).read_bytes() for name in own} == own
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "exists" in again.stderr
+
+
 def test_stage0_probe_prints_stage0_and_the_probe_of_its_reading_by_type(tiny_run):
     """``benchmarks/stage0_probe.py`` (docs/results.md quotes it) on the tiny run: one epoch of
     stage 0 with mirrored images and a mixing layer, then the probe of the frozen reading on test."""
