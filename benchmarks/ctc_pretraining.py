@@ -14,7 +14,8 @@ series takes a quarter of an hour. One training per call: compare settings over 
 the same clips. ``--word-sequences N`` adds N training clips of new sentences made of the training
 transcripts' words (``mbmlab.data.speech.word_sequences``: each word of a drawn transcript swapped
 for a random one with probability ``--swap-share``), spoken by the trained voices in turn and
-cached like 01's clips.
+cached like 01's clips; without the flag, as many as the run's 02 trained with
+(``audio_ctc_word_sequences``; ``--word-sequences 0`` for none).
 """
 from __future__ import annotations
 
@@ -51,8 +52,9 @@ def main(argv=None) -> None:
     parser.add_argument("--time-fraction", type=float, default=0.2, help="a time mask's longest share of the clip")
     parser.add_argument("--vtlp-warp", type=float, help="VTLP warp (default: the run's vtlp_warp)")
     parser.add_argument("--seed", type=int, help="default: the run's seed")
-    parser.add_argument("--word-sequences", type=int, default=0,
-                        help="extra training clips of new sentences made of the training transcripts' words")
+    parser.add_argument("--word-sequences", type=int,
+                        help="extra training clips of new sentences made of the training transcripts' words "
+                             "(default: the run's audio_ctc_word_sequences, as 02 trained)")
     parser.add_argument("--swap-share", type=float, default=1.0,
                         help="each word of such a sentence swapped for a random one with this probability")
     parser.add_argument("--word-jitter", type=float, default=0.0,
@@ -71,6 +73,8 @@ def main(argv=None) -> None:
     epochs = params["audio_ctc_epochs"] if args.epochs is None else args.epochs
     warp = params["vtlp_warp"] if args.vtlp_warp is None else args.vtlp_warp
     seed = params["seed"] if args.seed is None else args.seed
+    if args.word_sequences is None:  # a run from before the parameter: none
+        args.word_sequences = params.get("audio_ctc_word_sequences", 0)
     splits = {"train": train, "validation": speech["validation"], "test": speech["test"]}
     encoder, extractor = audio.audio_encoder_for(params | {"seed": seed},
                                                  [d for s in splits.values() for d in s["duration"]])

@@ -43,3 +43,9 @@ def trained_voices(voices, heldout) -> list[str]:
     if not seen:
         raise ValueError("every voice is held out: none is left to speak the training clips")
     return seen
+
+
+def tts_voices(clips) -> list[str]:
+    """The TTS voices of ``VOICES`` that speak ``clips`` (a table with a ``voice`` column: a split's
+    speech), sorted; a user's recorded speech has none."""
+    return sorted(v for v in set(clips["voice"]) if v in VOICES)

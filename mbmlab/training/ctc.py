@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from transformers import TrainerCallback
 
+from ..data.voices import tts_voices
 from ..metrics.vqa import normalise_answer
 from ..models import ctc
 
@@ -106,13 +107,6 @@ class Clips(Dataset):
     def __add__(self, other: "Clips") -> "Clips":
         return Clips(torch.cat([self.features, other.features]), torch.cat([self.frame_mask, other.frame_mask]),
                      self.transcripts + other.transcripts)
-
-
-def tts_voices(train) -> list[str]:
-    """The TTS voices (``mbmlab.data.voices.VOICES``) that speak ``train``'s clips, sorted."""
-    from ..data.voices import VOICES
-
-    return sorted(v for v in set(train["voice"]) if v in VOICES)
 
 
 def word_sequence_clips(train, count: int, seed: int, cache_root: Path, extractor, swap_share: float = 1.0,

@@ -148,3 +148,13 @@ def test_word_sequences_swap_words_for_words_of_the_texts():
     assert 0.6 < kept_share(speech.word_sequences(texts, 400, random.Random(1), swap_share=0.3)) < 0.85
     with pytest.raises(ValueError, match="share"):
         speech.word_sequences(texts, 1, random.Random(0), swap_share=1.5)
+
+
+def test_tts_voices_are_the_synthesised_voices_of_a_split_only():
+    """A split's TTS voices, sorted and once each; a recorded speaker is none of them (02 then
+    makes no word-sequence clips)."""
+    from mbmlab.data.voices import tts_voices
+
+    split = {"voice": ["flite-slt-f", "espeak-us-m", "flite-slt-f", "speaker-07"]}
+    assert tts_voices(split) == ["espeak-us-m", "flite-slt-f"]
+    assert tts_voices({"voice": ["speaker-07"]}) == []

@@ -87,8 +87,8 @@ def test_ctc_pretraining_benchmark_trains_with_the_policy_given(upstream_run):
         loss = float(re.search(r"last logged loss (\S+)$", done.stdout, re.M).group(1))
         return done.stdout, loss
 
-    out, default = run()
-    _, unmasked = run("--time-masks", "0", "--time-fraction", "0")
+    out, default = run("--word-sequences", "0")
+    _, unmasked = run("--word-sequences", "0", "--time-masks", "0", "--time-fraction", "0")
     assert "time masks 2 × up to 0.2 of the clip" in out
     assert math.isfinite(default) and math.isfinite(unmasked) and default != unmasked
     for split in ("validation", "test"):
@@ -96,11 +96,13 @@ def test_ctc_pretraining_benchmark_trains_with_the_policy_given(upstream_run):
         assert re.search(r"^ *question / trained +\d+ ", table[0], re.M), out
         assert re.search(r"^ *espeak-\S+ +\d+ ", table[1], re.M), out
     assert re.search(r"^ *question / held out +\d+ ", out, re.M)  # the tiny preset holds voices out of training
-    words, _ = run("--word-sequences", "6")
+    words, _ = run()  # as many word-sequence clips as 02 trained with (mutation: a default of 0 → fails)
+    asked = json.loads((upstream_run / "params.json").read_text())["audio_ctc_word_sequences"]
+    assert asked > 0
     clips = int(re.search(r"^(\d+) training clips", out, re.M).group(1))
-    dropped = re.search(r"^dropped (\d+) of 6 word-sequence clips longer than", words, re.M)  # and said so
-    assert re.search(rf"^{clips + 6 - (int(dropped[1]) if dropped else 0)} training clips", words, re.M), words
-    assert "6 word-sequence clips (swap share 1, jitter 0)" in words
+    dropped = re.search(rf"^dropped (\d+) of {asked} word-sequence clips longer than", words, re.M)  # and said so
+    assert re.search(rf"^{clips + asked - (int(dropped[1]) if dropped else 0)} training clips", words, re.M), words
+    assert f"{asked} word-sequence clips (swap share 1, jitter 0)" in words
 
 
 def test_image_alignment_benchmark_aligns_each_seed_and_leaves_the_run_alone(upstream_run):
