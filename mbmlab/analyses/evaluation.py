@@ -17,7 +17,7 @@ from ..metrics import intervals
 from ..metrics.asr import error_rates_by
 from ..metrics.frames import predictions_frame
 from ..metrics.generate import ask, generate, max_target_tokens
-from ..metrics.vqa import majority_answer, majority_by_type
+from ..metrics.vqa import blind_questions, majority_answer, majority_by_type
 from ..training.fused import split_inputs
 
 
@@ -132,11 +132,28 @@ def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
     for source, part in qa.groupby("source"):
         metrics |= intervals.accuracy_metrics(part["correct"], prefix=f"vqa/source/{source}/exact_match",
                                               clusters=part["image_id"])
+    blind = blind_questions(qa)
+    metrics["vqa/blind_questions/texts"] = len(blind)
+    metrics["vqa/blind_questions/share"] = float(qa["question"].isin(blind["question"]).mean())
     if "cnn_bow" in baseline_answers:
         qa["cnn_bow_correct"] = intervals.answers_correct(answered["cnn_bow"], answered["answer"])
         metrics |= intervals.paired_difference(qa["correct"], qa["cnn_bow_correct"], qa["image_id"],
                                                "vqa/minus_cnn_bow/exact_match")
     return qa, scores, metrics
+
+
+def blind_finding(qa: pd.DataFrame, shown: int = 4) -> str:
+    """What 04 says of the question texts the model answers alike for every image although their
+    answers vary (``metrics.vqa.blind_questions``): a model that reads the image has none."""
+    blind = blind_questions(qa)
+    if blind.empty:
+        return "no question text is answered blind (one answer for every image although the answers vary)"
+    asked = qa["question"].isin(blind["question"])
+    examples = "; ".join(f"'{r.question}' → always '{r.answered}' ({100 * r.exact_match:.0f}% right, {r.images} images)"
+                         for r in blind.head(shown).itertuples())
+    return (f"answered blind: {len(blind)} question texts ({asked.sum()} questions, {100 * asked.mean():.1f}%) get one "
+            f"answer for every image although their answers vary — the model does not read the image for them: "
+            f"{examples}{' …' if len(blind) > shown else ''}")
 
 
 def reference_finding(metrics: dict) -> str:

@@ -10,6 +10,7 @@ import jinja2
 from ..artifacts import read_metrics
 
 HEADLINE = ("vqa/exact_match", "vqa/exact_match/colour", "vqa/exact_match/shape", "vqa/exact_match/yes/no",
+            "vqa/blind_questions/share",  # the share of questions answered alike whatever the image (0 for a model that reads)
             "baseline/majority/vqa/exact_match", "baseline/majority_by_type/vqa/exact_match",
             "baseline/blind/vqa/exact_match", "baseline/image_only/vqa/exact_match", "baseline/random_init/vqa/exact_match",
             "spoken_vqa/exact_match", "spoken_vqa/typed_exact_match", "spoken_vqa/cascade/exact_match",

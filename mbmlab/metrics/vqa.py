@@ -45,3 +45,23 @@ def majority_answer(train_answers: list[str]) -> str:
 def majority_by_type(train: pd.DataFrame) -> dict[str, str]:
     """Most frequent training answer within each question type: a stronger 'blind' baseline."""
     return {kind: majority_answer(list(group["answer"])) for kind, group in train.groupby("question_type")}
+
+
+def blind_questions(frame: pd.DataFrame, min_images: int = 20, max_truth_share: float = 0.9) -> pd.DataFrame:
+    """Question texts answered as if the image were not there: asked of at least ``min_images``
+    images, given one and the same (normalised) answer for every one of them, while the true
+    answers vary (the most common covers at most ``max_truth_share`` of them, so the constant
+    answer is wrong on at least the rest). ``frame`` has ``question``, ``answer``, ``prediction``
+    and ``image_id``. Returns one row per such text: question, images, the answer given, exact
+    match, most wrong first."""
+    columns = ["question", "images", "answered", "exact_match"]
+    rows = []
+    for question, group in frame.groupby("question", sort=True):
+        given = group["prediction"].map(normalise_answer)
+        truth = group["answer"].map(normalise_answer)
+        if group["image_id"].nunique() < min_images or given.nunique() != 1:
+            continue
+        if truth.value_counts(normalize=True).iloc[0] > max_truth_share:
+            continue
+        rows.append((question, group["image_id"].nunique(), given.iloc[0], float((given == truth).mean())))
+    return pd.DataFrame(rows, columns=columns).sort_values(["exact_match", "question"], ignore_index=True)

@@ -85,3 +85,29 @@ def test_caption_metrics_combine_exact_match_and_coco_scores():
     metrics = caption_metrics(refs, preds)
     assert metrics["exact_match"] == 0.5
     assert metrics["CIDEr"] == caption_scores(refs, preds)["CIDEr"]
+
+
+def test_blind_questions_are_those_answered_alike_for_every_image_whose_answers_vary():
+    """By hand: A is answered "no" for all 20 images though 6 hold the shape (blind, 70% right);
+    B is answered right (not blind); C's answer never varies ("circle" is right everywhere: one
+    answer is no sign of blindness); D is asked of 10 images only; E's truth is 95% "no", so one
+    answer for all is within max_truth_share. Mutations: the truth-varies test dropped → C is
+    listed; the images minimum dropped → D is listed; a prediction compared raw, not normalised →
+    A ("No." once) drops out."""
+    from mbmlab.metrics.vqa import blind_questions
+
+    rows = []
+    for i in range(20):
+        rows.append(("is there a circle?", "yes" if i < 6 else "no", "No." if i == 0 else "no", f"a{i}"))
+        rows.append(("is there a square?", "yes" if i < 6 else "no", "yes" if i < 6 else "no", f"a{i}"))
+        rows.append(("what shape is it?", "circle", "circle", f"a{i}"))
+        rows.append(("is there a star?", "yes" if i == 0 else "no", "no", f"a{i}"))
+    for i in range(10):
+        rows.append(("is there a line?", "yes" if i < 5 else "no", "no", f"d{i}"))
+    frame = pd.DataFrame(rows, columns=["question", "answer", "prediction", "image_id"])
+    found = blind_questions(frame)
+    assert found.to_dict("records") == [{"question": "is there a circle?", "images": 20, "answered": "no",
+                                         "exact_match": 0.7}]
+    assert blind_questions(frame, min_images=10)["question"].tolist() == ["is there a line?", "is there a circle?"]
+    assert blind_questions(frame, max_truth_share=1.0)["question"].tolist() == [
+        "is there a circle?", "is there a star?", "what shape is it?"]  # every constant answer, right or not
