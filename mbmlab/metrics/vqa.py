@@ -63,5 +63,6 @@ def blind_questions(frame: pd.DataFrame, min_images: int = 20, max_truth_share: 
             continue
         if truth.value_counts(normalize=True).iloc[0] > max_truth_share:
             continue
-        rows.append((question, group["image_id"].nunique(), given.iloc[0], float((given == truth).mean())))
+        right = answers_correct(group["prediction"], group["answer"]).mean()  # the exact-match rule
+        rows.append((question, group["image_id"].nunique(), given.iloc[0], float(right)))
     return pd.DataFrame(rows, columns=columns).sort_values(["exact_match", "question"], ignore_index=True)
