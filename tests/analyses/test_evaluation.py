@@ -286,3 +286,14 @@ def test_questions_asked_in_chinese_are_paired_with_the_same_questions_in_englis
     assert evaluation.translated_vqa_lines(worse, 4, "zh")[2].endswith("worse in zh")
     alone, only = evaluation.translated_vqa_section(split, None)  # a run without English VQA: no pairing
     assert "english" not in alone and "translated_vqa/english_exact_match" not in only
+
+
+def test_blind_finding_names_the_texts_answered_blind_and_says_so_when_there_are_none():
+    blind_finding = evaluation.blind_finding
+    rows = [("is there a circle?", "yes" if i < 6 else "no", "no", f"i{i}") for i in range(20)]
+    rows += [("what shape is it?", "circle" if i % 2 else "square", "circle" if i % 2 else "square", f"i{i}")
+             for i in range(20)]
+    qa = pd.DataFrame(rows, columns=["question", "answer", "prediction", "image_id"])
+    assert blind_finding(qa).startswith("answered blind: 1 question texts (20 questions, 50.0%)")
+    assert "'is there a circle?' → always 'no' (70% right, 20 images)" in blind_finding(qa)
+    assert blind_finding(qa[qa["question"] != "is there a circle?"]).startswith("no question text is answered blind")
