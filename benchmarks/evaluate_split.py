@@ -18,10 +18,9 @@ from pathlib import Path
 
 from mbmlab.artifacts import check_run_models
 from mbmlab.lab import params as P
+from mbmlab.lab.report import metric_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-# what 01_collect, 02_train and 03_fuse record in metrics.json; everything else is 04's and 05's
-UPSTREAM = ("data/", "lm/", "align/", "ctc/", "fuse/", "attention/")
 # what 01–03 leave that 04 may read (its model folders, the data and fusion records); none of 04's or 05's outputs
 KEPT = {"dataset.json", "data_card.json", "fuse.json", "params.json", "run.json", "lm", "image_encoder",
         "audio_encoder", "fused"}
@@ -38,7 +37,8 @@ def copy_for(run: Path, split: str) -> Path:
         if item.name in KEPT or item.name.endswith("_history.csv"):
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
     metrics = json.loads((run / "metrics.json").read_text())
-    (out / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k.startswith(UPSTREAM)}, indent=1))
+    upstream = {k: v for k, v in metrics.items() if metric_notebook(k, list(P.NOTEBOOKS)) in P.NOTEBOOKS[:3]}
+    (out / "metrics.json").write_text(json.dumps(upstream, indent=1))  # what 01–03 recorded
     return out
 
 
