@@ -104,7 +104,9 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
     ``pairs`` (shape → colour) are what ``oversample`` balances."""
     if mitigation not in MITIGATIONS:
         raise ValueError(f"unknown mitigation {mitigation!r}; mitigations: {', '.join(MITIGATIONS)}")
-    splits = ("train", "validation") if values.get("fuse_stage0_epochs", 0) > 0 else ("train",)  # stage 0 stops early
+    # stage 0 stops early on validation; stage 2 keeps its best epoch on it (as 03 does)
+    needs_validation = values.get("fuse_stage0_epochs", 0) > 0 or values.get("fuse_keep_best_epoch", False)
+    splits = ("train", "validation") if needs_validation else ("train",)
     prepared = fused.prepare(Path(run), values, splits=splits, processed=processed)
     train_set, read_rows = prepared.train_set, prepared.examples["train"]
     objects = objects_frame(processed.images["train"])
@@ -118,7 +120,8 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
     plan = fused.plan(values, scale=scale)
     start = time.perf_counter()
     fused.read_stage(prepared, values, read_rows)
-    trainers = fused.train_quietly(prepared.model, train_set, prepared.collator, plan, Path(out) / "checkpoints", values)
+    trainers = fused.train_quietly(prepared.model, train_set, prepared.collator, plan, Path(out) / "checkpoints", values,
+                                   eval_set=prepared.sets.get("validation"))
     seconds = time.perf_counter() - start
     prepared.model.save_pretrained(Path(out) / "fused")
     prepared.processor.save_pretrained(Path(out) / "fused")

@@ -97,7 +97,8 @@ def train_and_evaluate(run: Path, values: dict, out: Path | None = None) -> tupl
     fused.read_stage(prepared, values)
     trainers = fused.train_stages(model, prepared.train_set, prepared.collator, plan,
                                   Path(run) / "checkpoints" / "fusion_study", batch_size=values["fuse_batch_images"],
-                                  seed=values["seed"], bf16=values["bf16"], save_strategy="no")
+                                  seed=values["seed"], bf16=values["bf16"], save_strategy="no",
+                                  eval_set=prepared.sets["validation"], keep_best=values.get("fuse_keep_best_epoch", False))
     seconds = time.perf_counter() - start
     history = fused.history(trainers)
     spent = budget(prepared.train_set)

@@ -48,7 +48,8 @@ def main(argv=None) -> dict:
     summary = {"world_size": last.args.world_size, "process_index": last.args.process_index,
                "backend": dist.get_backend() if dist.is_initialized() else None,
                "steps": {name: t.state.global_step for name, t in trainers.items()},
-               "train_loss": {name: t.state.log_history[-1].get("train_loss") for name, t in trainers.items()}}
+               "train_loss": {name: t.state.log_history[-1].get("train_loss") for name, t in trainers.items()},
+               "epoch_kept": "the last (choosing stage 2's epoch on validation, fuse_keep_best_epoch, is 03_fuse's)"}
     if last.is_world_process_zero():
         built.model.save_pretrained(out / "fused")
         built.processor.save_pretrained(out / "fused")

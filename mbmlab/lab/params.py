@@ -287,6 +287,9 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
           (NB_FUSE,), minimum=0.01),
     Param("fuse_batch_images", int, 8, "images (or clips) per fusion training batch", (NB_FUSE,), minimum=1),
     Param("fuse_learning_rate", float, 1e-3, "stage 2 peak learning rate", (NB_FUSE,), minimum=0.0),
+    Param("fuse_keep_best_epoch", bool, True, "stage 2 scores the validation answers and transcripts after each "
+          "epoch (teacher-forced: exact where greedy decoding would give the target) and keeps the best epoch's "
+          "weights; false: the last epoch's", (NB_FUSE,)),
     # 04_evaluate
     Param("eval_batch_size", int, 256, "sequences per generation batch", (NB_EVALUATE,), minimum=1),
     Param("num_beams", int, 1, "beam width for generation; 1 means greedy", (NB_EVALUATE,), minimum=1),

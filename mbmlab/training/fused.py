@@ -9,6 +9,8 @@ The same training as a script for ``accelerate launch`` on many processes, GPUs 
 """
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,11 +179,121 @@ def parameter_counts(model, parts=None, keep_reader: bool = False) -> pd.DataFra
                                             "trainable": frame["trainable"].sum()}])], ignore_index=True)
 
 
+SCORED_TASKS = ("vqa", "spoken_vqa", "asr")  # where a row's exact target is the right output (not captions)
+
+
+@torch.no_grad()
+def score_rows(model, units: TaskUnits, collator: FusionCollator, batch_size: int,
+               tasks: tuple[str, ...] = SCORED_TASKS) -> pd.DataFrame:
+    """Each row of ``tasks`` in ``units`` scored in one teacher-forced forward pass: ``exact`` when
+    the argmax at every target position (the target's tokens and EOS) is the target token — by
+    induction exactly when greedy decoding would produce the target — and ``prediction``, the
+    greedy output's tokens up to and including its first wrong one (the whole target when exact).
+    One row per scored example: task, image, question, answer, prediction, exact. The model's
+    training mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    tokenizer = collator.processor.tokenizer
+    records = []
+    for start in range(0, len(units), batch_size):
+        items, examples = [], []
+        for i in range(start, min(start + batch_size, len(units))):
+            item = units[i]
+            keep = [k for k, row in enumerate(item["rows"]) if row[0] in tasks]
+            if keep:
+                items.append(item | {"rows": [item["rows"][k] for k in keep]})
+                examples += [units.units[i].examples[k] for k in keep]
+        if not items:
+            continue
+        batch = collator(items)
+        labels = batch.pop("labels")[:, 1:]
+        for name in ("ctc_targets", "ctc_target_lengths"):
+            batch.pop(name, None)
+        predicted = model(**batch).logits[:, :-1].argmax(-1)
+        scored = labels != T.IGNORE_INDEX
+        wrong = (predicted != labels) & scored
+        for ex, row_pred, row_scored, row_wrong in zip(examples, predicted, scored, wrong, strict=True):
+            positions = row_scored.nonzero().flatten()
+            misses = row_wrong[positions].nonzero().flatten()
+            upto = positions if not len(misses) else positions[: int(misses[0]) + 1]
+            records.append({"task": ex.task, "image": ex.image, "question": ex.question, "answer": ex.target,
+                            "prediction": tokenizer.decode(row_pred[upto], skip_special_tokens=True).strip(),
+                            "exact": not len(misses)})
+    model.train(was_training)
+    return pd.DataFrame(records, columns=["task", "image", "question", "answer", "prediction", "exact"])
+
+
+class KeepBestEpoch(T.TrainerCallback):
+    """After each epoch: the validation rows scored (``score_rows``), the score — the mean over the
+    scored tasks of each one's exact share — and each task's share appended to ``folder/epochs.csv``;
+    a better score than every earlier epoch's saves the model's weights to ``folder/best.safetensors``
+    (and ``best.json``). ``restore`` loads them after training. The files persist, so a resumed
+    stage still knows the epochs scored before its interruption; a fresh (not resumed) stage
+    starts them anew. Choosing the epoch on validation, never on test."""
+
+    def __init__(self, eval_set: TaskUnits, collator: FusionCollator, batch_size: int, folder: Path, resume: bool):
+        self.eval_set, self.collator, self.batch_size, self.folder = eval_set, collator, batch_size, Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            for name in ("epochs.csv", "best.json", "best.safetensors"):
+                (self.folder / name).unlink(missing_ok=True)
+
+    @property
+    def epochs(self) -> pd.DataFrame:
+        path = self.folder / "epochs.csv"
+        return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+    @property
+    def best(self) -> dict | None:
+        path = self.folder / "best.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        from safetensors.torch import save_file
+
+        started = time.perf_counter()
+        rows = score_rows(model, self.eval_set, self.collator, self.batch_size)
+        if rows.empty:
+            return control
+        from ..metrics.vqa import blind_questions
+
+        shares = rows.groupby("task")["exact"].mean()
+        record = {"epoch": round(float(state.epoch), 4), "step": state.global_step, "score": float(shares.mean()),
+                  **{f"{task}/exact": float(v) for task, v in shares.items()}}
+        if "vqa" in shares:  # question texts given one answer for every image (mbmlab.metrics.vqa.blind_questions)
+            typed = rows[rows["task"] == "vqa"].rename(columns={"image": "image_id"})
+            record["vqa/blind_texts"] = len(blind_questions(typed))
+        record["seconds"] = round(time.perf_counter() - started, 2)  # what scoring the epoch cost
+        scored = pd.concat([self.epochs, pd.DataFrame([record])], ignore_index=True)
+        scored.drop_duplicates("epoch", keep="last").to_csv(self.folder / "epochs.csv", index=False)  # an epoch redone on resume
+        best = self.best
+        if best is None or record["score"] > best["score"]:
+            save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()},
+                      self.folder / "best.safetensors")
+            (self.folder / "best.json").write_text(json.dumps(record, indent=1))
+        return control
+
+    def restore(self, model) -> dict | None:
+        """Load the best epoch's weights into ``model`` (shared tensors as the model ties them);
+        returns the best epoch's record, None when no epoch was scored."""
+        from safetensors.torch import load_file
+
+        best = self.best
+        if best is not None:
+            state = load_file(self.folder / "best.safetensors")
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected or any(k not in model.state_dict() for k in missing):
+                raise RuntimeError(f"best epoch weights do not fit the model: {unexpected or missing}")
+        return best
+
+
 def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: list[Stage], output_dir: Path, *,
                  batch_size: int, seed: int, bf16: bool = False, resume: bool = False, eval_set: TaskUnits | None = None,
-                 callbacks: dict | None = None, **extra) -> dict:
+                 callbacks: dict | None = None, keep_best: bool = False, **extra) -> dict:
     """Run the stages in order; returns ``{stage name: Trainer}``. ``callbacks[stage]`` (a list)
-    joins that stage's Trainer (the resume test interrupts a stage this way)."""
+    joins that stage's Trainer (the resume test interrupts a stage this way). ``keep_best`` (with
+    ``eval_set``): the last stage keeps its best epoch on the validation rows (``KeepBestEpoch``,
+    ``trainer.kept_epoch`` its record; its scores in ``<output_dir>/<stage>/selection/``)."""
     trainers = {}
     for stage in plan:
         set_trainable(model, stage.parts, stage.keep_reader)
@@ -189,8 +301,13 @@ def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: li
         args = T.training_arguments(Path(output_dir) / stage.name, epochs=stage.epochs, batch_size=batch_size,
                                     learning_rate=stage.learning_rate, seed=seed, n_examples=len(train_set),
                                     **settings)
+        chooser = KeepBestEpoch(eval_set, collator, 4 * batch_size, Path(output_dir) / stage.name / "selection", resume) \
+            if keep_best and eval_set is not None and stage is plan[-1] else None
         trainers[stage.name] = T.train(model, args, train_set, collator, eval_dataset=eval_set, resume=resume,
-                                       callbacks=(callbacks or {}).get(stage.name))
+                                       callbacks=[*(callbacks or {}).get(stage.name, []), *([chooser] if chooser else [])])
+        if chooser is not None and trainers[stage.name].state.global_step >= trainers[stage.name].state.max_steps:
+            trainers[stage.name].kept_epoch = chooser.restore(model)
+            trainers[stage.name].scored_epochs = chooser.epochs
         if eval_set is not None:  # the validation loss once per stage (each pass costs seconds on a CPU)
             trainers[stage.name].evaluate()
         if trainers[stage.name].control.should_training_stop and trainers[stage.name].state.global_step < \
@@ -199,6 +316,28 @@ def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: li
     set_trainable(model, PARTS)
     model.eval()
     return trainers
+
+
+def record_epoch_choice(trainers: dict, run: Path) -> str:
+    """After ``train_stages(keep_best=True)``: the scored epochs to ``run/fuse_epochs.csv``, the kept
+    one's validation shares to ``metrics.json`` (``fuse/kept_epoch``, ``fuse/validation/<task>/exact``),
+    and a sentence saying which epoch was kept and why."""
+    from .. import artifacts
+
+    last = list(trainers.values())[-1] if trainers else None
+    kept, scored = getattr(last, "kept_epoch", None), getattr(last, "scored_epochs", None)
+    if kept is None or scored is None or scored.empty:
+        return "stage 2 kept its last epoch (no epoch scored on validation: fuse_keep_best_epoch=false or no rows to score)"
+    scored.to_csv(Path(run) / "fuse_epochs.csv", index=False)
+    shares = {k: v for k, v in kept.items() if k.endswith("/exact")}
+    artifacts.log_metrics(run, {"fuse/kept_epoch": kept["epoch"], "fuse/epochs_scored": float(len(scored)),
+                                **{f"fuse/validation/{k}": v for k, v in shares.items()}})
+    table = scored.set_index("epoch").drop(columns=["step", "seconds"], errors="ignore").to_string(
+        float_format=lambda v: f"{v:.4f}")
+    last_epoch = scored["epoch"].iloc[-1]
+    why = "the last" if kept["epoch"] == last_epoch else f"not the last ({last_epoch:g}): its score was higher"
+    return (f"validation exact share after each stage-2 epoch (teacher-forced; score = the tasks' mean):\n{table}\n"
+            f"kept: epoch {kept['epoch']:g}, {why}")
 
 
 def read_stage(prepared: "Prepared", values: dict, train: list[Example] | None = None,
@@ -222,12 +361,15 @@ def read_stage(prepared: "Prepared", values: dict, train: list[Example] | None =
                            restarts=values["fuse_stage0_restarts"], mirror=values["fuse_stage0_mirror"])
 
 
-def train_quietly(model, train_set, collator, plan: list[Stage], output_dir: Path, values: dict) -> dict:
+def train_quietly(model, train_set, collator, plan: list[Stage], output_dir: Path, values: dict,
+                  eval_set: TaskUnits | None = None) -> dict:
     """``train_stages`` with 03_fuse's batch, seed and bf16 from ``values``, no checkpoints, no
-    logging, no progress bars: the extra trainings that 04's baselines and 07's bias study run."""
+    logging, no progress bars: the extra trainings that 04's baselines and 07's bias study run.
+    With ``eval_set``, the last stage keeps its best epoch as 03 does (``fuse_keep_best_epoch``)."""
     return train_stages(model, train_set, collator, plan, output_dir, batch_size=values["fuse_batch_images"],
                         seed=values["seed"], bf16=values["bf16"], save_strategy="no", logging_strategy="no",
-                        disable_tqdm=True)
+                        disable_tqdm=True, eval_set=eval_set,
+                        keep_best=eval_set is not None and values.get("fuse_keep_best_epoch", False))
 
 
 def history(trainers: dict) -> pd.DataFrame:

@@ -54,6 +54,10 @@ def test_bias_study_injects_strengths_and_measures_them(upstream_run):
     weights = [(upstream_run / "bias_study" / f"strength0.90-none-seed{k}" / "fused" / "model.safetensors").read_bytes()
                for k in (0, 1)]
     assert weights[0] != weights[1]  # the seeds train other models (mutation: the seed not passed on fails here)
+    for k in (0, 1):  # each arm's stage 2 kept its best epoch on the validation scenes, as 03 does
+        scored = pd.read_csv(upstream_run / "bias_study" / f"strength0.90-none-seed{k}" / "checkpoints" / "stage2" /
+                             "selection" / "epochs.csv")
+        assert scored["epoch"].tolist() == [1.0, 2.0] and "vqa/exact" in scored
     metrics = json.loads((upstream_run / "metrics.json").read_text())
     for key in ("none/0.30", "none/0.90", "oversample/0.90"):
         for name in ("vqa/exact_match", "bias/amplification", "bias/directional_amplification/A->T/ci95_low",

@@ -256,3 +256,106 @@ def test_spec_augment_masks_only_training_batches(tokenizer, monkeypatch):
     warped.train()
     warped(**batch)
     assert warps == [0.1]  # the config's warp reaches the training batches' augmentation
+
+
+def test_teacher_forced_exactness_is_what_greedy_decoding_gives(tokenizer, tmp_path):
+    """``score_rows`` against ``generate`` (greedy, KV cache, left padding): a model trained until
+    it answers some rows right and others not; a row is ``exact`` exactly when generation gives its
+    target, and its ``prediction`` starts what generation gave. (Mutations, each fails: EOS left out
+    of the scored positions — a model that says the answer but does not stop counts as exact; the
+    logits not shifted against the labels; the prediction cut at the first right token.)"""
+    from mbmlab.metrics.generate import generate
+
+    model, processor = family.build(tokenizer, "gpt2", "resnet")
+    units_ = data(processor)
+    fused.train_stages(model, units_, fused.FusionCollator(processor), fused.stages(0, 0, 12, 1e-2, fused.PARTS),
+                       tmp_path, **run_args())
+    rows = fused.score_rows(model, units_, fused.FusionCollator(processor), batch_size=2)
+    scored = [e for u in units_.units for e in u.examples if e.task in fused.SCORED_TASKS]
+    assert len(rows) == len(scored) == 7 and rows["task"].tolist() == [e.task for e in scored]
+    said = generate(model, processor, scored, units_.pixel_values, units_.input_features, max_new_tokens=12,
+                    progress=False)
+    truth = [e.target for e in scored]
+    assert rows["exact"].tolist() == [s == t for s, t in zip(said, truth)]
+    assert 0 < rows["exact"].sum() < len(rows), said  # both kinds present, or the test tells nothing
+    for prediction, text, target, exact in zip(rows["prediction"], said, truth, rows["exact"]):
+        assert text.startswith(prediction), (prediction, text)
+        # a wrong row's prediction holds its first wrong token: not the target's start, unless it stopped there
+        assert exact or not target.startswith(prediction) or text == prediction, (prediction, text, target)
+    model.train()
+    fused.score_rows(model, units_, fused.FusionCollator(processor), batch_size=2)
+    assert model.training
+
+
+def test_the_best_epoch_on_validation_is_the_one_kept(tokenizer, tmp_path, monkeypatch):
+    """Three stage-2 epochs scored 0.5, 0.9, 0.7 (``score_rows`` replaced): the model ends with the
+    weights it had after epoch 2, ``epochs.csv`` lists all three, ``record_epoch_choice`` says so.
+    (Mutations, each fails: ``restore`` not called; a worse score also saving.)"""
+    import pandas as pd
+    from transformers import TrainerCallback
+
+    scores = iter([0.5, 0.9, 0.7])
+    monkeypatch.setattr(fused, "score_rows", lambda *a, **k: pd.DataFrame(
+        {"task": ["vqa"], "image": [0], "question": ["q"], "answer": ["a"], "prediction": ["a"],
+         "exact": [next(scores)]}))
+    seen = []
+
+    class Snapshot(TrainerCallback):
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            seen.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    model, processor = family.build(tokenizer, "gpt2", "resnet")
+    units_ = data(processor)
+    trainers = fused.train_stages(model, units_, fused.FusionCollator(processor), fused.stages(0, 0, 3, 1e-2, fused.PARTS),
+                                  tmp_path, eval_set=units_, keep_best=True, callbacks={"stage2": [Snapshot()]},
+                                  **run_args())
+    assert len(seen) == 3 and trainers["stage2"].kept_epoch["epoch"] == 2.0
+    final = model.state_dict()
+    assert all(torch.equal(final[k], seen[1][k]) for k in final)
+    assert any(not torch.equal(final[k], seen[2][k]) for k in final)
+    assert trainers["stage2"].scored_epochs["score"].tolist() == [0.5, 0.9, 0.7]
+    said = fused.record_epoch_choice(trainers, tmp_path)
+    assert "kept: epoch 2, not the last (3)" in said
+    assert pd.read_csv(tmp_path / "fuse_epochs.csv")["epoch"].tolist() == [1.0, 2.0, 3.0]
+    # without keep_best no epoch is scored and the last is kept
+    model, processor = family.build(tokenizer, "gpt2", "resnet")
+    plain = fused.train_stages(model, units_, fused.FusionCollator(processor), fused.stages(0, 0, 1, 1e-2, fused.PARTS),
+                               tmp_path / "plain", eval_set=units_, **run_args())
+    assert not hasattr(plain["stage2"], "kept_epoch") and "kept its last epoch" in fused.record_epoch_choice(plain, tmp_path)
+
+
+def test_exactness_needs_every_target_token_and_the_end(tokenizer):
+    """A hand case: a stand-in model whose argmax is the next input token everywhere (every target
+    right), except in one row at its EOS (it says the answer and goes on with a space) and in
+    another at its second target token (it says " red" there). Only the untouched rows are exact;
+    the row that goes on predicts the whole answer; the other's prediction is its first token and
+    " red", where greedy decoding would part from the target. (Mutations, each fails: EOS left out
+    of the scored positions; the logits not shifted; the prediction cut before its wrong token.)"""
+    from types import SimpleNamespace
+
+    _, processor = family.build(tokenizer)
+    units_ = data(processor)
+    examples = [e for u in units_.units for e in u.examples if e.task in fused.SCORED_TASKS]
+    targets = [processor.target_ids([e.target])[0] for e in examples]  # target tokens and EOS
+    goes_on = next(k for k, e in enumerate(examples) if e.target == "circle")
+    wrong_second = next(k for k, t in enumerate(targets) if len(t) >= 3)
+    space, red = tokenizer.convert_tokens_to_ids("Ġ"), tokenizer(" red")["input_ids"][0]
+
+    class Stub(torch.nn.Module):
+        def forward(self, input_ids, attention_mask, **inputs):
+            assert input_ids.shape[0] == len(examples)  # only the scored rows, in order
+            logits = torch.zeros(*input_ids.shape, len(tokenizer))
+            logits[:, :-1].scatter_(-1, input_ids[:, 1:].unsqueeze(-1), 1.0)
+            last = attention_mask.sum(1) - 1  # right padding: the EOS position of each row
+            logits[goes_on, last[goes_on] - 1] = 0.0
+            logits[goes_on, last[goes_on] - 1, space] = 1.0
+            at = last[wrong_second] - len(targets[wrong_second]) + 1  # predicts the second target token
+            logits[wrong_second, at] = 0.0
+            logits[wrong_second, at, red] = 1.0
+            return SimpleNamespace(logits=logits)
+
+    frame = fused.score_rows(Stub(), units_, fused.FusionCollator(processor), batch_size=len(units_))
+    assert frame["exact"].tolist() == [k not in (goes_on, wrong_second) for k in range(len(examples))]
+    assert frame.loc[goes_on, "prediction"] == "circle"
+    assert frame.loc[wrong_second, "prediction"] == tokenizer.decode([targets[wrong_second][0], red]).strip()
+    assert all(frame.loc[k, "prediction"] == e.target for k, e in enumerate(examples) if k not in (goes_on, wrong_second))
