@@ -329,15 +329,18 @@ def record_epoch_choice(trainers: dict, run: Path) -> str:
     if kept is None or scored is None or scored.empty:
         return "stage 2 kept its last epoch (no epoch scored on validation: fuse_keep_best_epoch=false or no rows to score)"
     scored.to_csv(Path(run) / "fuse_epochs.csv", index=False)
-    shares = {k: v for k, v in kept.items() if k.endswith("/exact")}
+    shares = {k: v for k, v in kept.items() if k.endswith(("/exact", "/blind_texts"))}
     artifacts.log_metrics(run, {"fuse/kept_epoch": kept["epoch"], "fuse/epochs_scored": float(len(scored)),
                                 **{f"fuse/validation/{k}": v for k, v in shares.items()}})
     table = scored.set_index("epoch").drop(columns=["step", "seconds"], errors="ignore").to_string(
         float_format=lambda v: f"{v:.4f}")
     last_epoch = scored["epoch"].iloc[-1]
     why = "the last" if kept["epoch"] == last_epoch else f"not the last ({last_epoch:g}): its score was higher"
+    blind = kept.get("vqa/blind_texts", 0)
+    warning = (f"\nwarning: at the kept epoch {blind:g} validation question texts get one answer for every image "
+               "although their answers vary (answered blind; 04 lists them on test)") if blind else ""
     return (f"validation exact share after each stage-2 epoch (teacher-forced; score = the tasks' mean):\n{table}\n"
-            f"kept: epoch {kept['epoch']:g}, {why}")
+            f"kept: epoch {kept['epoch']:g}, {why}{warning}")
 
 
 def read_stage(prepared: "Prepared", values: dict, train: list[Example] | None = None,
