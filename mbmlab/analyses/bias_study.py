@@ -121,7 +121,7 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
     start = time.perf_counter()
     fused.read_stage(prepared, values, read_rows)
     trainers = fused.train_quietly(prepared.model, train_set, prepared.collator, plan, Path(out) / "checkpoints", values,
-                                   eval_set=prepared.sets.get("validation"))
+                                   eval_set=prepared.sets.get("validation") if values.get("fuse_keep_best_epoch") else None)
     seconds = time.perf_counter() - start
     prepared.model.save_pretrained(Path(out) / "fused")
     prepared.processor.save_pretrained(Path(out) / "fused")
