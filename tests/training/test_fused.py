@@ -263,9 +263,10 @@ def test_spec_augment_masks_only_training_batches(tokenizer, monkeypatch):
 def test_teacher_forced_exactness_is_what_greedy_decoding_gives(tokenizer, tmp_path):
     """``score_rows`` against ``generate`` (greedy, KV cache, left padding): a model trained until
     it answers some rows right and others not; a row is ``exact`` exactly when generation gives its
-    target, and its ``prediction`` starts what generation gave. (Mutations, each fails: EOS left out
-    of the scored positions — a model that says the answer but does not stop counts as exact; the
-    logits not shifted against the labels; the prediction cut at the first right token.)"""
+    target, and its ``prediction`` starts what generation gave. (Mutations that fail here: the
+    logits not shifted against the labels; the prediction cut before its first wrong token. EOS
+    left out of the scored positions passes here — this model stops where it should — and fails
+    the hand case below.)"""
     from mbmlab.metrics.generate import generate
 
     model, processor = family.build(tokenizer, "gpt2", "resnet")
