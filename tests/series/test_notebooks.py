@@ -81,6 +81,12 @@ def test_tiny_series_writes_the_report(tiny_run):
                       (tiny_run / "02_train.ipynb").read_text())  # 02 trains its CTC head on new sentences too
     assert words and int(words[1]) == tiny["speech_max_clips"] and 0 < int(words[2]) <= tiny["audio_ctc_word_sequences"]
     assert {"vqa/source/easyvqa/exact_match", "vqa/source/scenes/exact_match"} <= set(metrics)
+    # 03 scored each stage-2 epoch on validation and kept the best (fuse_keep_best_epoch, on in the preset)
+    epochs = pd.read_csv(tiny_run / "fuse_epochs.csv")
+    assert epochs["epoch"].tolist() == [float(e) for e in range(1, int(tiny["fuse_epochs"]) + 1)]
+    assert metrics["fuse/kept_epoch"] == epochs.loc[epochs["score"].idxmax(), "epoch"]
+    assert {"fuse/validation/vqa/exact", "fuse/validation/asr/exact", "fuse/validation/spoken_vqa/exact"} <= set(metrics)
+    assert "kept: epoch" in (tiny_run / "03_fuse.ipynb").read_text()
     index = (tiny_run / "index.html").read_text()
     assert "vqa/exact_match" in index and "baseline/majority/vqa/exact_match" in index
     for name in P.NOTEBOOKS:
