@@ -117,7 +117,7 @@ scaled to all; MFU = those FLOP/s ÷ this machine's measured peak ({{ peak_note 
 # which notebook a metric family comes from (the report groups them under it)
 METRIC_NOTEBOOK = {"data": "01_collect", "lm": "02_train", "align": "02_train", "ctc": "02_train",
                    "attention": "02_train", "baseline/random_init/align": "02_train",
-                   "baseline/random_init/ctc": "02_train", "fuse": "03_fuse", "bias": "05_bias", "fairness": "05_bias", "fusion_study": "06_fusion_study",
+                   "baseline/random_init/ctc": "02_train", "baseline/chance/align": "02_train", "fuse": "03_fuse", "bias": "05_bias", "fairness": "05_bias", "fusion_study": "06_fusion_study",
                    "bias_study": "07_bias_study"}
 
 

@@ -120,7 +120,7 @@ def test_index_shows_where_the_time_went_and_each_trainings_mfu(tmp_path):
 
 
 def test_every_metric_family_is_placed_under_the_notebook_that_records_it():
-    """01's data counts, 02's CTC, attention check and untrained-tower references, 03's fusion, and
+    """01's data counts, 02's CTC, attention check, untrained-tower and chance references, 03's fusion, and
     the rest 04's (benchmarks/evaluate_split.py keeps 01–03's by this; mutation: ctc left out of
     METRIC_NOTEBOOK → ctc/audio/wer lands under 04 and this fails)."""
     from mbmlab.lab import params as P
@@ -128,7 +128,8 @@ def test_every_metric_family_is_placed_under_the_notebook_that_records_it():
     names = list(P.NOTEBOOKS)
     expected = {"data/train/images": "01_collect", "ctc/audio/wer": "02_train", "lm/perplexity": "02_train",
                 "attention/max_abs_difference/sdpa": "02_train", "baseline/random_init/ctc/audio/wer": "02_train",
-                "baseline/random_init/align/image/recall@1": "02_train", "fuse/final_train_loss": "03_fuse",
+                "baseline/random_init/align/image/recall@1": "02_train", "baseline/chance/align/audio/recall@5": "02_train",
+                "fuse/final_train_loss": "03_fuse",
                 "vqa/exact_match": "04_evaluate", "baseline/cnn_bow/vqa/exact_match": "04_evaluate",
                 "fairness/asr/voice/difference": "05_bias"}
     assert {name: report.metric_notebook(name, names) for name in expected} == expected
