@@ -366,7 +366,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fusion-study": {"study_seeds": 3},
     # 01 with the procedural scenes (and their spoken questions), then 02–05 as default does, the
     # images read for each question (the attend connector, taught in 03's stage 0)
-    # (stage 2 at 4 epochs, as measured on the scenes; the default went to 5 for easy-VQA's yes/no questions)
+    # (stage 2 at 4 epochs, as measured on the scenes; the default went to 5 for easy-VQA's yes/no questions,
+    # then to 7 with 02's word-sequence clips)
     # (and 02's alignment at the 6 epochs the scenes were measured with)
     # (and without the word-sequence clips of 02's CTC step, as measured: the default took them with 7 epochs)
     "scenes": SCENES_READ | {"sources": ["scenes", "speech"], "fuse_epochs": 4.0, "align_epochs": 6.0,
