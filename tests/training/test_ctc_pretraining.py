@@ -19,13 +19,15 @@ def tone_clip(word: str, rng: np.random.Generator, rate: int = 16_000) -> np.nda
     return np.concatenate(parts)
 
 
-def tone_clips(n: int, seed: int):
+def tone_clips(n: int, seed: int, spaced: bool = False):
+    """``n`` clips of 1–4 letters; ``spaced``: each letter a word of the transcript ("c a d")."""
     rng = np.random.default_rng(seed)
     words = ["".join(rng.choice(list(PITCH), size=rng.integers(1, 5))) for _ in range(n)]
     extractor = audio.feature_extractor(1)
     out = extractor([tone_clip(w, rng) for w in words], sampling_rate=16_000, return_tensors="pt",
                     padding="max_length", truncation=True, return_attention_mask=True)
-    return ctc_training.Clips(out["input_features"], out["attention_mask"], words)
+    return ctc_training.Clips(out["input_features"], out["attention_mask"],
+                              [" ".join(w) if spaced else w for w in words])
 
 
 def test_ctc_pretraining_learns_to_spell_and_keeps_its_head(tmp_path):
