@@ -88,8 +88,8 @@ executed notebook is that run's{% endif %}</p>
 </section>{% endfor %}
 {% if trainings %}<h2 id="trainings">Trainings: throughput and MFU</h2>
 <p>Each training this run did (a reused notebook's trainings ran in the run it came from). Model
-FLOPs counted exactly (matmuls and convolutions, forward and backward) on every 10th pass and
-scaled to all; MFU = those FLOP/s ÷ this machine's measured peak ({{ peak_note }}).</p>
+FLOPs counted exactly (matmuls and convolutions, forward and backward) on about 20 passes (at least
+10 apart) spread over each training and scaled to all; MFU = those FLOP/s ÷ this machine's measured peak ({{ peak_note }}).</p>
 <table><tr><th>training</th><th>seconds</th><th>passes</th><th>items/s</th><th>tokens/s</th><th>GFLOP/s</th><th>MFU</th></tr>
 {% for t in trainings %}<tr><td>{{ t.where }}</td><td class="num">{{ t.seconds|num('%.1f') }}</td><td class="num">{{ t.passes }}</td>
 <td class="num">{{ t.items_per_second|num('%.1f') }}</td><td class="num">{{ t.tokens_per_second|num('%.0f') }}</td>

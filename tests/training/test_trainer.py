@@ -110,14 +110,18 @@ def test_a_nan_in_a_batch_stops_training_naming_stage_step_and_batch(tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the NaN step was never applied
 
 
-def test_a_training_records_its_throughput_with_flops_counted(tmp_path):
+def test_a_training_records_its_throughput_with_flops_counted(tmp_path, monkeypatch):
     """A bias-free Linear(8 → 4) on batches of 16: forward 2·16·8·4 = 1,024 FLOPs, backward only
     the weight's gradient (the input needs none), 1,024 more: 2,048 per pass, 12 passes (3 epochs
-    of 64 items). FLOPs are counted on every 10th pass and scaled to all. Mutation: summing the
-    sampled passes without scaling gives 4,096 and fails here."""
+    of 64 items). FLOPs are counted on ``FLOP_SAMPLES`` passes at least ``FLOP_SAMPLE_GAP`` apart
+    (4 and 1 here: passes 2, 5, 8, 11) and scaled to all. Mutation: summing the sampled passes
+    without scaling gives 8,192 and fails here."""
     import json
 
-    from mbmlab.training.trainer import train, training_arguments
+    from mbmlab.training.trainer import LengthAwareTrainer, train, training_arguments
+
+    monkeypatch.setattr(LengthAwareTrainer, "FLOP_SAMPLES", 4)
+    monkeypatch.setattr(LengthAwareTrainer, "FLOP_SAMPLE_GAP", 1)
 
     class Probe(torch.nn.Module):
         def __init__(self):
@@ -133,7 +137,7 @@ def test_a_training_records_its_throughput_with_flops_counted(tmp_path):
                               disable_tqdm=True)
     train(Probe(), args, items, collate)
     record = json.loads((tmp_path / "probe" / "throughput.json").read_text())
-    assert record["passes"] == 12 and record["flops_sampled_passes"] == 2
+    assert record["passes"] == 12 and record["flops_sampled_passes"] == 4
     assert record["flops"] == 2048 * 12
     assert record["tokens_per_second"] == pytest.approx(12 * 16 * 5 / record["seconds"])
     assert record["items_per_second"] == pytest.approx(12 * 16 / record["seconds"])
