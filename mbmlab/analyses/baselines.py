@@ -153,7 +153,7 @@ def train_cnn_bow(run: Path, processor, seed: int) -> Baseline:
 
 def answer(baseline: Baseline, examples: list[Example], pixel_values: torch.Tensor | None, **generate_kwargs) -> list[str]:
     """The baseline's answers to the VQA ``examples`` (asked with its input taken away), in order."""
-    from ..metrics import generate
+    from ..metrics.generate import generate
 
     asked, pixels = ablate(baseline.kind, examples, pixel_values)
     if baseline.kind == "cnn_bow":

@@ -132,7 +132,8 @@ def train_at(run: Path, values: dict, processed, strength: float, mitigation: st
 def evaluate_at(trained: Trained, processed, batch_size: int = 256, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """VQA on the balanced test split: (predictions with the image's attributes, metrics)."""
     from ..data.tasks import task_examples
-    from ..metrics import generate, max_target_tokens, predictions_frame
+    from ..metrics.frames import predictions_frame
+    from ..metrics.generate import generate, max_target_tokens
     from ..metrics.intervals import accuracy_metrics, answers_correct
 
     images = processed.images["test"]
@@ -159,7 +160,8 @@ def speech_at(trained: Trained, processed, batch_size: int = 256, seed: int = 0,
     engine, as 05_bias reports them for the default run). ``({}, {}, {})`` without speech.
     Transcripts are decoded as 04 decodes them (the CTC head's share ``ctc_weight``)."""
     from ..data.tasks import task_examples
-    from ..metrics import generate, max_target_tokens, predictions_frame
+    from ..metrics.frames import predictions_frame
+    from ..metrics.generate import generate, max_target_tokens
     from ..metrics.intervals import accuracy_metrics, answers_correct, error_rate_metrics
     from .fairness import speech_fairness
 

@@ -43,7 +43,7 @@ def test_answer_asks_the_model_with_the_input_taken_away(monkeypatch, kind):
     """What reaches generation: for blind, blank pixels whatever the pictures were; for
     image_only, the pictures as given and only the hidden question. (Mutation: ``answer`` calling
     ``generate`` on the examples and pixels it was given fails this test.)"""
-    import mbmlab.metrics
+    import mbmlab.metrics.generate
 
     seen = {}
 
@@ -51,7 +51,7 @@ def test_answer_asks_the_model_with_the_input_taken_away(monkeypatch, kind):
         seen.update(questions=[e.question for e in examples], pixels=pixels)
         return ["x"] * len(examples)
 
-    monkeypatch.setattr(mbmlab.metrics, "generate", fake_generate)  # what ``answer`` imports
+    monkeypatch.setattr(mbmlab.metrics.generate, "generate", fake_generate)  # what ``answer`` imports
     pixels = torch.randn(2, 3, 8, 8)
     trained = baselines.Baseline(kind, None, None, 1.0, 1, 0.0)
     assert baselines.answer(trained, EXAMPLES, pixels) == ["x", "x"]

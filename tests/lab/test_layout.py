@@ -153,6 +153,31 @@ def test_the_parameter_schema_and_import_mbmlab_load_no_torch():
     assert "torch" not in loaded_after("import mbmlab, mbmlab.lab.params, mbmlab.names")
 
 
+def test_the_bias_audit_notebook_imports_no_torch():
+    """05_bias reads CSVs of answers: its imports (bootstrap intervals through ``mbmlab.metrics``)
+    load neither torch nor transformers (~5 s a kernel when ``mbmlab.metrics`` imported every
+    submodule eagerly — the mutation this catches)."""
+    import json
+
+    cells = json.loads((Path(__file__).parents[2] / "notebooks" / "05_bias.ipynb").read_text())["cells"]
+    imports = "\n".join(line for cell in cells if cell["cell_type"] == "code"
+                        for line in "".join(cell["source"]).splitlines() if line.startswith(("import ", "from ")))
+    assert "mbmlab.analyses import bias_audit, fairness" in imports
+    assert not {"torch", "transformers"} & loaded_after(imports)
+
+
+def test_the_metrics_package_names_load_their_modules_when_used():
+    import mbmlab.metrics as M
+    from mbmlab.metrics import asr, vqa
+
+    for name in M.__all__:
+        assert getattr(M, name).__module__.startswith("mbmlab.metrics."), name
+    assert M.error_rates is asr.error_rates and M.max_target_tokens.__module__ == "mbmlab.metrics.generate"
+    assert M.normalise_answer is vqa.normalise_answer and M.bootstrap.__name__ == "mbmlab.metrics.bootstrap"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        M.nothing  # noqa: B018
+
+
 def test_import_mbmlab_registers_the_family_when_transformers_comes_later(tokenizer, tmp_path):
     """``import mbmlab`` first, transformers afterwards (a fresh process): the Auto classes know the family."""
     import family

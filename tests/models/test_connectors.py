@@ -4,7 +4,7 @@ import torch
 
 import family
 from family import EXAMPLES, pictures
-from mbmlab.metrics import generate
+from mbmlab.metrics.generate import generate
 from mbmlab.models import connectors
 from mbmlab.models.connectors import frame_pool, patch_states, pixel_shuffle
 

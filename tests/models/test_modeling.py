@@ -5,7 +5,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import family
 from family import COMBOS, EXAMPLES, IDS, inputs, pictures
-from mbmlab.metrics import generate
+from mbmlab.metrics.generate import generate
 from mbmlab.models import MbmForConditionalGeneration, MbmProcessor
 
 
