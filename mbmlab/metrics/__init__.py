@@ -9,6 +9,18 @@ intervals over CSVs of answers — never uses, so ``from mbmlab.metrics import b
 replaced by the submodule whenever something imported the submodule first.
 """
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # never run; for type checkers, and for the reuse key (mbmlab.lab.reuse follows these
+    # statements, so a notebook that takes a name from here is keyed by the module that defines it)
+    from . import bootstrap  # noqa: F401
+    from .asr import error_rates, error_rates_by  # noqa: F401
+    from .caption import caption_metrics, caption_scores, exact_match  # noqa: F401
+    from .frames import predictions_frame  # noqa: F401
+    from .generate import max_target_tokens  # noqa: F401
+    from .retrieval import recall_at_k  # noqa: F401
+    from .vqa import exact_match_by_type, majority_answer, majority_by_type, normalise_answer  # noqa: F401
+    from .vqa_v2 import answer_accuracy, vqa_v2_accuracy  # noqa: F401
 
 _NAMES = {
     "error_rates": "asr", "error_rates_by": "asr",
