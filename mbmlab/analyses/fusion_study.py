@@ -26,6 +26,7 @@ from .. import metrics as E
 from ..artifacts import load_json
 from ..data.collect import load_processed
 from ..data.tasks import task_examples
+from ..metrics.generate import generate
 from ..training import fused
 
 # the columns of the comparison, in order, and whether larger is better
@@ -53,8 +54,8 @@ def headline_metrics(model, processor, processed, tasks, batch_size: int = 256, 
                           processed.speech["train"] if speech is not None else None, tasks)
     limits = {t: E.max_target_tokens(processor, [e.target for e in train if e.task == t]) for t in tasks}
     start = time.perf_counter()
-    predictions = E.generate(model, processor, examples, pixels.get(split), features.get(split),
-                             batch_size=batch_size, max_new_tokens=limits, progress=False)
+    predictions = generate(model, processor, examples, pixels.get(split), features.get(split),
+                           batch_size=batch_size, max_new_tokens=limits, progress=False)
     seconds = time.perf_counter() - start
     new_tokens = sum(len(ids) for ids in processor.target_ids(predictions))
     metrics = {"generate/tokens_per_second": new_tokens / seconds}
