@@ -8,11 +8,15 @@ intervals over CSVs of answers — never uses, so ``from mbmlab.metrics import b
 ``from mbmlab.metrics.generate import generate``); a lazy function of a submodule's name would be
 replaced by the submodule whenever something imported the submodule first.
 """
+import ast
 from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # never run; for type checkers, and for the reuse key (mbmlab.lab.reuse follows these
-    # statements, so a notebook that takes a name from here is keyed by the module that defines it)
+# The one list of the package's names: read by type checkers, by the reuse key (mbmlab.lab.reuse
+# follows these statements, so a notebook taking a name from here is keyed by the module defining
+# it), and by _lazy_names below. Never run.
+if TYPE_CHECKING:
     from . import bootstrap  # noqa: F401
     from .asr import error_rates, error_rates_by  # noqa: F401
     from .caption import caption_metrics, caption_scores, exact_match  # noqa: F401
@@ -22,15 +26,15 @@ if TYPE_CHECKING:  # never run; for type checkers, and for the reuse key (mbmlab
     from .vqa import exact_match_by_type, majority_answer, majority_by_type, normalise_answer  # noqa: F401
     from .vqa_v2 import answer_accuracy, vqa_v2_accuracy  # noqa: F401
 
-_NAMES = {
-    "error_rates": "asr", "error_rates_by": "asr",
-    "recall_at_k": "retrieval",
-    "answer_accuracy": "vqa_v2", "vqa_v2_accuracy": "vqa_v2",
-    "predictions_frame": "frames",
-    "caption_metrics": "caption", "caption_scores": "caption", "exact_match": "caption",
-    "max_target_tokens": "generate",
-    "exact_match_by_type": "vqa", "majority_answer": "vqa", "majority_by_type": "vqa", "normalise_answer": "vqa",
-}
+
+def _lazy_names() -> dict[str, str]:
+    """name → the submodule that defines it, from the ``TYPE_CHECKING`` imports above."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    (block,) = [n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING"]
+    return {a.name: n.module for n in block.body if isinstance(n, ast.ImportFrom) and n.module for a in n.names}
+
+
+_NAMES = _lazy_names()
 __all__ = sorted(_NAMES)
 
 
