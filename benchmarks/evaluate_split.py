@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mbmlab.artifacts import check_run_models
 from mbmlab.lab import params as P
+from mbmlab.lab.kernels import KERNEL_MANAGERS
 from mbmlab.lab.report import metric_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def main(argv=None) -> Path:
     out = copy_for(run, args.split)
     (out / "params.json").write_text(json.dumps(json.loads((run / "params.json").read_text()) | values, indent=1))
     pm.execute_notebook(str(ROOT / "notebooks" / f"{P.NB_EVALUATE}.ipynb"), str(out / f"{P.NB_EVALUATE}.ipynb"),
-                        parameters={"run_dir": str(out), **values}, progress_bar=False, cwd=str(out))
+                        parameters={"run_dir": str(out), **values}, progress_bar=False, cwd=str(out), **KERNEL_MANAGERS)
     metrics = json.loads((out / "metrics.json").read_text())
     for name in ("vqa/exact_match", "spoken_vqa/cascade_minus_typed/exact_match", "asr/wer", "caption/CIDEr"):
         if name in metrics:

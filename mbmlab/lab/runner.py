@@ -230,6 +230,8 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+    from .kernels import KERNEL_MANAGERS
+
     if resume is not None:
         run_dir = Path(resume).resolve()
         if not (run_dir / "run.json").exists():
@@ -336,7 +338,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                     str(sources[name]), str(out),
                     parameters={"run_dir": str(run_dir), **given},
                     kernel_name=kernel_name, progress_bar=progress, cwd=str(run_dir),
-                    execution_timeout=cell_timeout,
+                    execution_timeout=cell_timeout, **KERNEL_MANAGERS,
                 )
             except pm.PapermillExecutionError as err:
                 if err.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first

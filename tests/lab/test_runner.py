@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -75,6 +76,22 @@ def test_series_runs_in_order_and_writes_report(tmp_path):
     index = (run_dir / "index.html").read_text()
     assert all(f"{name}.html" in index for name in P.NOTEBOOKS)
     assert (run_dir / "params.json").exists()
+
+
+def test_each_kernel_runs_over_its_own_unix_sockets_and_leaves_none_behind(tmp_path):
+    """The series' kernels use the ipc transport (mbmlab.lab.kernels): over tcp, two processes
+    starting kernels at once could be handed the same free port, and one kernel died with
+    "Address already in use" (CI, stop 45). Mutation: the runner without ``**KERNEL_MANAGERS``
+    fails here (transport tcp)."""
+    body = ("import ipykernel.connect\ninfo = ipykernel.connect.get_connection_info(unpack=True)\n"
+            "open('kernels.txt', 'a').write(info['transport'] + ' ' + info['ip'] + '\\n')")
+    run_dir = run_series("tiny", notebooks_dir=_series(tmp_path / "nb", bodies=dict.fromkeys(P.NOTEBOOKS[:2], body)),
+                         reports=tmp_path / "r", progress=False, until=P.NOTEBOOKS[1], log=lambda *_: None)
+    kernels = [line.split() for line in (run_dir / "kernels.txt").read_text().splitlines()]
+    assert [transport for transport, _ in kernels] == ["ipc", "ipc"]
+    stems = [Path(ip) for _, ip in kernels]
+    assert all(stem.is_absolute() for stem in stems) and len(set(stems)) == 2
+    assert not [f for stem in stems for f in stem.parent.glob(stem.name + "*")]  # sockets removed at shutdown
 
 
 def test_failing_notebook_stops_the_run_and_keeps_the_partial(tmp_path):

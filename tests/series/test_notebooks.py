@@ -18,6 +18,7 @@ import pytest
 
 from helpers import launch_two_cpu_processes
 from mbmlab.lab import params as P
+from mbmlab.lab.kernels import KERNEL_MANAGERS
 from mbmlab.lab.runner import run_series
 
 TESTS = Path(__file__).resolve().parents[1]  # tests/: the nbval settings
@@ -362,9 +363,10 @@ def test_nbval_reproduces_the_checked_outputs(tiny_run):
     number 04 and 05 print — must equal the first run's; re-executing them here too cost CI ~90 s."""
     notebooks = [str(tiny_run / f"{name}.ipynb") for name in P.NOTEBOOKS[:3]]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--current-env", "--sanitize-with",
-         str(TESTS / "nbval_sanitize.cfg"), "-p", "no:cacheprovider", "-q", "--rootdir", str(tiny_run), *notebooks],
-        capture_output=True, text=True, cwd=tiny_run, env=os.environ | {"HF_HUB_OFFLINE": "1"},
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--sanitize-with",
+         str(TESTS / "nbval_sanitize.cfg"), "-p", "no:cacheprovider", "-p", "nbval_ipc", "-q", "--rootdir",
+         str(tiny_run), *notebooks],
+        capture_output=True, text=True, cwd=tiny_run, env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(TESTS)},
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
@@ -379,7 +381,8 @@ def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_
     # structural (one budget, every metric, each model answers): a quarter of tiny's stage 2 suffices
     out = tiny_run / f"{P.NB_FUSION_STUDY}.ipynb"
     pm.execute_notebook(str(ROOT / "notebooks" / f"{P.NB_FUSION_STUDY}.ipynb"), str(out),
-                        parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run))
+                        parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run),
+                        **KERNEL_MANAGERS)
     rows = pd.read_csv(tiny_run / "fusion_study.csv")
     assert list(rows["fusion"]) == list(P.FUSIONS)
     assert rows["train/steps"].nunique() == 1 and rows["train/target_tokens"].nunique() == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mbmlab.lab import params as P
+from mbmlab.lab.kernels import KERNEL_MANAGERS
 from mbmlab.lab.runner import run_series
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,8 @@ def test_bias_study_injects_strengths_and_measures_them(upstream_run):
     # asserted is structural (arms, seeds, measures, probes), so each trains briefly
     out = upstream_run / f"{P.NB_BIAS_STUDY}.ipynb"
     pm.execute_notebook(str(ROOT / "notebooks" / f"{P.NB_BIAS_STUDY}.ipynb"), str(out),
-                        parameters={"run_dir": str(upstream_run), **values}, progress_bar=False, cwd=str(upstream_run))
+                        parameters={"run_dir": str(upstream_run), **values}, progress_bar=False, cwd=str(upstream_run),
+                        **KERNEL_MANAGERS)
     table = pd.read_csv(upstream_run / "bias_study.csv")
     assert list(zip(table["strength"], table["mitigation"], table["seed"])) == [
         (0.3, "none", 0), (0.3, "none", 1), (0.9, "none", 0), (0.9, "none", 1), (0.9, "oversample", 0), (0.9, "oversample", 1)]

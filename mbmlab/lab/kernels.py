@@ -1,0 +1,58 @@
+"""Notebook kernels over Unix domain sockets instead of TCP ports.
+
+jupyter_client's default (tcp) transport picks five free ports by binding to port 0, closing the
+sockets and writing the numbers into the kernel's connection file; the kernel binds them a moment
+later. Another process starting a kernel in that moment can be handed the same port, and the
+kernel then dies with ``ZMQError: Address already in use`` and its client waits out the 60 s
+start-up timeout. Two runs at once, a sweep's workers, or pytest-xdist's workers each starting
+kernels meet it (our CI did, twice). The ipc transport names each socket by a file path made
+from the kernel's own connection file, so no two kernels can be given the same one.
+
+``KERNEL_MANAGERS`` is what ``papermill.execute_notebook`` takes (it passes it to nbclient);
+``IpcKernelManager`` is the blocking twin for tools that build a ``KernelManager`` themselves
+(nbval: see ``tests/nbval_ipc.py``).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+
+from jupyter_client import AsyncKernelManager, KernelManager
+from traitlets import default
+
+# A Unix socket path is at most 107 bytes on Linux; "-ipc-<port>" is appended to the stem.
+_MAX_SOCKET_PATH = 100
+
+
+def _socket_dir() -> str:
+    """Where the connection file and its socket files go: the temp dir, or /tmp when its path
+    would make the socket names too long."""
+    here = tempfile.gettempdir()
+    return here if len(here) + len("/mbmlab-kernel--ipc-99") + 32 <= _MAX_SOCKET_PATH else "/tmp"
+
+
+class _Ipc:
+    """The ipc transport, with an absolute connection file named per kernel. The socket paths
+    derive from it (``<stem>-ipc-<n>``): absolute, so the kernel (started in the run folder) and
+    the client (in the caller's directory) name the same files; unique, so kernels never share."""
+
+    @default("transport")
+    def _transport_default(self) -> str:
+        return "ipc"
+
+    @default("connection_file")
+    def _connection_file_default(self) -> str:
+        return os.path.join(_socket_dir(), f"mbmlab-kernel-{uuid.uuid4().hex}.json")
+
+
+class AsyncIpcKernelManager(_Ipc, AsyncKernelManager):
+    """What papermill's nbclient engine starts kernels with (see ``KERNEL_MANAGERS``)."""
+
+
+class IpcKernelManager(_Ipc, KernelManager):
+    """The blocking kernel manager over ipc, for nbval and other synchronous clients."""
+
+
+# Keyword arguments for papermill.execute_notebook: it passes them on to nbclient.NotebookClient.
+KERNEL_MANAGERS = {"kernel_manager_class": AsyncIpcKernelManager}

@@ -1,0 +1,33 @@
+"""Kernels over Unix sockets (mbmlab.lab.kernels) for nbval too: ``-p nbval_ipc``. The runner's
+kernels are checked in test_runner (test_each_kernel_runs_over_its_own_unix_sockets...)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _nbval(folder, *plugins):
+    """nbval (strict: every output compared) on a notebook whose saved output says the kernel's
+    transport is ipc."""
+    cell = nbformat.v4.new_code_cell("import ipykernel.connect\n"
+                                     "print(ipykernel.connect.get_connection_info(unpack=True)['transport'])")
+    cell.execution_count = 1
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="ipc\n")]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / "transport.ipynb")
+    return subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
+                           *plugins, "-q", "--rootdir", str(folder), str(folder / "transport.ipynb")],
+                          capture_output=True, text=True, cwd=folder, env=os.environ | {"PYTHONPATH": str(TESTS)})
+
+
+def test_the_nbval_plugin_starts_its_kernels_over_ipc(tmp_path):
+    """With ``-p nbval_ipc`` the kernel reports ipc; without it, nbval's own tcp, so the same
+    notebook fails: the check can tell the two apart."""
+    assert _nbval(tmp_path, "-p", "nbval_ipc").returncode == 0
+    plain = _nbval(tmp_path)
+    assert plain.returncode == 1 and "tcp" in plain.stdout, plain.stdout[-2000:]
