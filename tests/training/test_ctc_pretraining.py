@@ -1,34 +1,11 @@
 """02's CTC pretraining learns to spell: on clips where each letter is a tone of its own pitch, the
 encoder and its head go from spelling nothing (random init) to spelling most letters right."""
-import numpy as np
 import pytest
 import torch
 
+from helpers import tone_clips
 from mbmlab.models import audio
 from mbmlab.training import ctc as ctc_training
-
-PITCH = {"a": 300.0, "b": 700.0, "c": 1500.0, "d": 3000.0}  # Hz: apart on the mel scale
-
-
-def tone_clip(word: str, rng: np.random.Generator, rate: int = 16_000) -> np.ndarray:
-    """Each letter 0.1 s of its tone, 0.05 s of silence between letters, a random lead-in."""
-    parts = [np.zeros(int(rng.uniform(0.0, 0.1) * rate), np.float32)]
-    for letter in word:
-        t = np.arange(int(0.1 * rate)) / rate
-        parts += [0.3 * np.sin(2 * np.pi * PITCH[letter] * t).astype(np.float32), np.zeros(int(0.05 * rate), np.float32)]
-    return np.concatenate(parts)
-
-
-def tone_clips(n: int, seed: int, spaced: bool = False):
-    """``n`` clips of 1–4 letters; ``spaced``: each letter a word of the transcript ("c a d")."""
-    rng = np.random.default_rng(seed)
-    words = ["".join(rng.choice(list(PITCH), size=rng.integers(1, 5))) for _ in range(n)]
-    extractor = audio.feature_extractor(1)
-    out = extractor([tone_clip(w, rng) for w in words], sampling_rate=16_000, return_tensors="pt",
-                    padding="max_length", truncation=True, return_attention_mask=True)
-    return ctc_training.Clips(out["input_features"], out["attention_mask"],
-                              [" ".join(w) if spaced else w for w in words])
-
 
 def test_ctc_pretraining_learns_to_spell_and_keeps_its_head(tmp_path):
     clips = {"train": tone_clips(96, 0), "validation": tone_clips(24, 1), "test": tone_clips(24, 2)}

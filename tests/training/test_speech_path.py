@@ -16,6 +16,7 @@ import datasets
 import torch
 
 import family
+from helpers import tone_clips
 from mbmlab.data.tasks import task_examples
 from mbmlab.metrics.asr import error_rates
 from mbmlab.metrics.generate import generate
@@ -23,7 +24,6 @@ from mbmlab.models import audio, ctc
 from mbmlab.training import ctc as ctc_training
 from mbmlab.training import fused
 
-from test_ctc_pretraining import tone_clips
 
 PARTS = ["audio_projector", "language_model", "audio_tower"]  # stage 2 of the default, no image here
 
