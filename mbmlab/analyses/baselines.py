@@ -101,7 +101,8 @@ def train_baseline(prepared, fuse_params: dict, kind: str, epochs: float, out: P
     sets = {}
     for split in ("train", "validation"):
         examples, pixels = ablate(kind, prepared.examples[split], prepared.pixel_values[split])
-        sets[split] = fused.TaskUnits(examples, prepared.processor, pixels)
+        sets[split] = fused.TaskUnits(examples, prepared.processor, pixels,  # 03's VQA cap, as the fused model
+                                      fused.vqa_per_image(values) if split == "train" else 0, values["seed"])
     plan = fused.plan(values, epochs=epochs, stage0=False)  # no stage 0 here: nothing to keep
     trainers = fused.train_quietly(model, sets["train"], prepared.collator, plan[:-1], out / "checkpoints" / kind, values)
     every = max(1, math.ceil(len(sets["train"]) / values["fuse_batch_images"] / EVALS_PER_EPOCH))

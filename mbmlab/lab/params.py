@@ -286,6 +286,9 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("fuse_epochs", float, 7.0, "stage 2 epochs (over images; every task of an image is used)",
           (NB_FUSE,), minimum=0.01),
     Param("fuse_batch_images", int, 8, "images (or clips) per fusion training batch", (NB_FUSE,), minimum=1),
+    Param("fuse_vqa_per_image", int, 0, "03's training (and the blind and image-only baselines') uses at most this "
+          "many of an image's VQA questions per epoch, drawn afresh each epoch; the other tasks' rows all; 0: every "
+          "question", (NB_FUSE,), minimum=0),
     Param("fuse_learning_rate", float, 1e-3, "stage 2 peak learning rate", (NB_FUSE,), minimum=0.0),
     Param("fuse_keep_best_epoch", bool, True, "stage 2 scores the validation answers and transcripts after each "
           "epoch (teacher-forced: exact where greedy decoding would give the target) and keeps the best epoch's "

@@ -10,6 +10,7 @@ The same training as a script for ``accelerate launch`` on many processes, GPUs 
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ class TaskUnits(Dataset):
 
     def __init__(self, examples: list[Example], processor, pixel_values: torch.Tensor | None = None,
                  input_features: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
-                 transcripts: list[str] | None = None):
+                 transcripts: list[str] | None = None, vqa_per_image: int = 0, seed: int = 0):
         prompts = processor.prompt_ids([processor.prompt(e.task, e.question, e.language) for e in examples])
         targets = processor.target_ids([e.target for e in examples])
         tokenised = {id(e): (p, t) for e, p, t in zip(examples, prompts, targets, strict=True)}
@@ -49,12 +50,35 @@ class TaskUnits(Dataset):
         # which follow the colour words, and a BatchNorm tower in training mode would then
         # normalise colour away batch by batch.
         self.lengths = [-(-max(len(p) + len(t) for _, _, p, t in rows) // 16) * 16 for rows in self.rows]
+        # at most this many of an image's VQA rows per epoch (0: all), drawn afresh each epoch
+        self.vqa_per_image, self.seed, self.epoch = vqa_per_image, seed, 0
 
     def __len__(self) -> int:
         return len(self.units)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next items are drawn for (the training sampler calls it, resumed runs included)."""
+        self.epoch = epoch
+
+    def rows_of(self, i: int) -> list[tuple]:
+        """Unit ``i``'s rows this epoch: every row but VQA's, and ``vqa_per_image`` of its VQA rows
+        drawn by (seed, epoch, unit) — the same draw in every process and on resume (a str seed
+        is hashed by SHA-512, not by PYTHONHASHSEED)."""
+        rows, cap = self.rows[i], self.vqa_per_image
+        vqa = [k for k, row in enumerate(rows) if row[0] == "vqa"]
+        if not cap or len(vqa) <= cap:
+            return rows
+        keep = set(random.Random(f"{self.seed}/{self.epoch}/{i}").sample(vqa, cap))
+        return [row for k, row in enumerate(rows) if row[0] != "vqa" or k in keep]
+
+    def rows_per_epoch(self) -> int:
+        """Rows trained on per epoch, with the VQA cap."""
+        cap = self.vqa_per_image
+        return sum(len(rows) - max(0, sum(r[0] == "vqa" for r in rows) - cap) if cap else len(rows)
+                   for rows in self.rows)
+
     def __getitem__(self, i: int) -> dict:
-        image, rows = self.units[i].image, self.rows[i]
+        image, rows = self.units[i].image, self.rows_of(i)
         clips = {clip for task, clip, _, _ in rows if clip is not None}
         return {"image": image, "rows": rows,
                 "pixels": self.pixel_values[image] if image is not None else None,
@@ -526,10 +550,16 @@ def prepare(run: Path, values: dict, splits=("train", "validation"), processed=N
         raise ValueError(f"none of the tasks {list(wanted)} has {splits[0]} examples in this run")
     for split in splits:
         sets[split] = TaskUnits(examples[split], processor, pixels.get(split), features.get(split), masks.get(split),
-                                processed.speech[split]["transcript"] if "audio" in needed else None)
+                                processed.speech[split]["transcript"] if "audio" in needed else None,
+                                vqa_per_image(values) if split == "train" else 0, values["seed"])
     check_lengths(sets, lm.config, values)
     collator = FusionCollator(processor, config.ctc_characters if config.ctc_weight else "")
     return Prepared(model, processor, tasks, skipped, examples, sets, collator, pixels, features)
+
+
+def vqa_per_image(values: dict) -> int:
+    """The VQA cap of 03's training; a run made before the parameter existed trained on every question."""
+    return values.get("fuse_vqa_per_image", 0)
 
 
 def ctc_head_for(run: Path, values: dict):

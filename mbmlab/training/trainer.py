@@ -126,11 +126,16 @@ class LengthGroupedEpochSampler(torch.utils.data.Sampler):
     batches) with the shuffle seeded by (seed, epoch): the order of an epoch does not depend on
     the global RNG, so a run resumed mid-epoch sees the same batches as an uninterrupted one."""
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, dataset=None):
         self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+        # told the epoch too, when it draws per epoch (fused.TaskUnits' VQA cap): accelerate tells the
+        # dataset itself only when its sampler is not wrapped for several processes (DataLoaderShard.set_epoch)
+        self.dataset = dataset
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -205,7 +210,8 @@ class LengthAwareTrainer(Trainer):
         if lengths is None:
             return super()._get_train_sampler(train_dataset)
         return LengthGroupedEpochSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                         self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+                                         self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+                                         dataset)
 
 
 def train(model, args: TrainingArguments, train_dataset, collator, eval_dataset=None, resume: bool = False,

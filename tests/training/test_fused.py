@@ -36,10 +36,57 @@ def test_task_examples_from_images_and_speech():
     assert {e.task for e in grouped[1].examples} == {"vqa", "spoken_vqa"}
 
 
-def data(processor, seed=0):
+def data(processor, seed=0, vqa_per_image=0):
     pixels = processor.pixel_values(family.pictures(2, seed))
     features = processor.audio_features(family.clips(3, seed))
-    return fused.TaskUnits(task_examples(IMAGES, SPEECH), processor, pixels, features)
+    return fused.TaskUnits(task_examples(IMAGES, SPEECH), processor, pixels, features, vqa_per_image=vqa_per_image)
+
+
+def many_questions(processor, n_images=12, per_image=5, cap=2):
+    """``n_images`` images with a caption and ``per_image`` distinct questions each, capped at ``cap``."""
+    images = datasets.Dataset.from_dict({
+        "image_id": [f"i{k}" for k in range(n_images)], "caption": [f"a shape {k}" for k in range(n_images)],
+        "questions": [[f"question {k} {q}?" for q in range(per_image)] for k in range(n_images)],
+        "answers": [["yes"] * per_image] * n_images, "question_types": [["yes/no"] * per_image] * n_images})
+    return fused.TaskUnits(task_examples(images, None), processor, processor.pixel_values(family.pictures(n_images)),
+                           vqa_per_image=cap, seed=3)
+
+
+def test_the_vqa_cap_keeps_every_other_row_and_draws_its_questions_per_epoch(tokenizer):
+    _, processor = family.build(tokenizer)
+    units_ = many_questions(processor)
+    draws = {}
+    for epoch in (0, 1, 0):
+        units_.set_epoch(epoch)
+        seen = []
+        for i in range(len(units_)):
+            rows = units_[i]["rows"]
+            assert [r[0] for r in rows].count("vqa") == 2 and [r[0] for r in rows].count("caption") == 1
+            assert all(r in units_.rows[i] for r in rows)  # a subset, in the unit's own order
+            seen.append(tuple(tuple(r[2]) for r in rows if r[0] == "vqa"))
+        assert draws.setdefault(epoch, seen) == seen  # the same epoch draws the same questions again
+    assert draws[0] != draws[1]
+    assert units_.rows_per_epoch() == 12 * 3 and units_.n_examples == 12 * 6
+    units_.vqa_per_image = 0
+    assert all(units_[i]["rows"] == units_.rows[i] for i in range(len(units_)))
+
+
+def test_training_draws_other_questions_in_each_epoch(tokenizer, tmp_path):
+    """Through the Trainer: each batch holds at most the cap's questions per image, and the second
+    epoch trains on other questions than the first — the epoch reaches the data. Mutation:
+    ``TaskUnits.set_epoch`` ignoring its epoch fails here (both epochs draw alike)."""
+    model, processor = family.build(tokenizer)
+    units_, collate, seen = many_questions(processor), fused.FusionCollator(processor), []
+
+    def recording(items):
+        seen.append((units_.epoch, [(it["image"], tuple(r[2])) for it in items for r in it["rows"] if r[0] == "vqa"]))
+        assert all(sum(r[0] == "vqa" for r in it["rows"]) <= 2 for it in items)
+        return collate(items)
+
+    fused.train_stages(model, units_, recording, fused.stages(0, 0, 2, 1e-3, fused.PARTS), tmp_path,
+                       batch_size=4, seed=0, disable_tqdm=True, save_strategy="no")
+    by_epoch = {e: {q for epoch, rows in seen if epoch == e for q in rows} for e in (0, 1)}
+    assert len(by_epoch[0]) == len(by_epoch[1]) == 12 * 2 and by_epoch[0] != by_epoch[1]
 
 
 def test_collator_puts_loss_only_on_targets_and_encodes_each_input_once(tokenizer):
@@ -80,20 +127,23 @@ def test_stage1_trains_only_the_connectors(tokenizer, tmp_path):
     assert counts.loc["language_model", "trainable"] == 0 and counts.loc["image_projector", "trainable"] > 0
 
 
-def test_resuming_an_interrupted_fusion_gives_the_same_weights(tokenizer, tmp_path):
+@pytest.mark.parametrize("vqa_per_image", [0, 1])
+def test_resuming_an_interrupted_fusion_gives_the_same_weights(tokenizer, tmp_path, vqa_per_image):
     """Both stages uninterrupted vs stopped in stage 2 and resumed in a fresh model: the same
-    weights bit for bit (dropout on, so the RNG state matters)."""
+    weights bit for bit (dropout on, so the RNG state matters). With the VQA cap, the resumed
+    epoch draws the questions the uninterrupted one drew (the epoch reaches the data on resume)."""
     plan = fused.stages(1, 1e-2, 2, 1e-3, fused.PARTS)
     runs = {}
     for name, callbacks, seed in (("whole", None, 0), ("split", {"stage2": [StopAfter(4)]}, 0)):
         model, processor = family.build(tokenizer, "gpt2", "resnet", seed=seed)
-        runs[name] = fused.train_stages(model, data(processor), fused.FusionCollator(processor), plan,
+        runs[name] = fused.train_stages(model, data(processor, vqa_per_image=vqa_per_image),
+                                       fused.FusionCollator(processor), plan,
                                        tmp_path / name, callbacks=callbacks, save_strategy="steps", save_steps=2,
                                        **run_args())
     assert runs["split"]["stage2"].state.global_step == 4 < runs["whole"]["stage2"].state.global_step
     fresh, processor = family.build(tokenizer, "gpt2", "resnet", seed=123)
-    resumed = fused.train_stages(fresh, data(processor), fused.FusionCollator(processor), plan, tmp_path / "split",
-                                resume=True, save_strategy="steps", save_steps=2, **run_args())
+    resumed = fused.train_stages(fresh, data(processor, vqa_per_image=vqa_per_image), fused.FusionCollator(processor),
+                                plan, tmp_path / "split", resume=True, save_strategy="steps", save_steps=2, **run_args())
     whole = runs["whole"]["stage2"].model.state_dict()
     assert resumed["stage2"].state.global_step == runs["whole"]["stage2"].state.global_step
     for name, tensor in resumed["stage2"].model.state_dict().items():
