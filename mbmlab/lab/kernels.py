@@ -39,7 +39,9 @@ class _Ipc:
 
     @default("transport")
     def _transport_default(self) -> str:
-        return "ipc"
+        import zmq
+
+        return "ipc" if zmq.has("ipc") else "tcp"  # a libzmq built without ipc (older Windows builds)
 
     @default("connection_file")
     def _connection_file_default(self) -> str:

@@ -288,7 +288,8 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("fuse_batch_images", int, 8, "images (or clips) per fusion training batch", (NB_FUSE,), minimum=1),
     Param("fuse_vqa_per_image", int, 0, "03's training (and the blind and image-only baselines') uses at most this "
           "many of an image's VQA questions per epoch, drawn afresh each epoch; the other tasks' rows all; 0: every "
-          "question", (NB_FUSE,), minimum=0),
+          "question (3 on the default preset: stage 2 1.8x faster, but validation VQA 94.2% after 7 epochs against "
+          "99.97%: docs/results.md)", (NB_FUSE,), minimum=0),
     Param("fuse_learning_rate", float, 1e-3, "stage 2 peak learning rate", (NB_FUSE,), minimum=0.0),
     Param("fuse_keep_best_epoch", bool, True, "stage 2 scores the validation answers and transcripts after each "
           "epoch (teacher-forced: exact where greedy decoding would give the target) and keeps the best epoch's "
