@@ -199,8 +199,9 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("audio_dim", int, 64, "audio encoder hidden size", (NB_TRAIN,), minimum=16),
     Param("audio_layers", int, 2, "audio encoder layers", (NB_TRAIN,), minimum=1),
     Param("audio_heads", int, 4, "audio encoder attention heads", (NB_TRAIN,), minimum=1),
-    Param("audio_ctc_epochs", float, 80.0, "CTC pretraining epochs of the audio encoder (a character head, "
-          "SpecAugment) before alignment; 0 skips it", (NB_TRAIN,), minimum=0.0),
+    Param("audio_ctc_epochs", float, 40.0, "CTC pretraining epochs of the audio encoder (a character head, "
+          "SpecAugment) before alignment; 0 skips it (40 since session 26, 80 before: docs/results.md)", (NB_TRAIN,),
+          minimum=0.0),
     Param("audio_ctc_word_sequences", int, 1000, "CTC pretraining: extra training clips of new sentences made of "
           "the training transcripts' words, spoken by the trained TTS voices, so the head learns words, not the few "
           "templates (with 7 stage-2 epochs the cascade within 2 points of typed at three seeds; at 5, two seeds of "
