@@ -133,7 +133,7 @@ class SpeechPlan:
     rate_jitter: float = 0.0  # rate factor drawn from [1 - j, 1 + j]
     pitch_jitter: float = 0.0
     noise_snr_db: float = 0.0  # 0 means no noise
-    heldout_voices: tuple[str, ...] = ()  # of ``voices``: these speak only test clips, never training ones
+    heldout_voices: tuple[str, ...] = ()  # of ``voices``: these speak validation and test clips, never training ones
 
 
 def voice_per_text(kinds: list[str], voices: list[str], rng: random.Random) -> list[str]:
@@ -158,7 +158,8 @@ def plan_clips(image_rows: dict[str, list[dict]], plan: SpeechPlan, seed: int) -
 
     Voices are assigned round-robin within each kind of text (``voice_per_text``), so every voice
     gets an even share of every split and of every kind of text — except ``plan.heldout_voices``, which speak only
-    in the test split (how a model hears a speaker it never trained on).
+    in the validation and test splits (how a model hears a speaker it never trained on; in validation too, so
+    that what is chosen there — checkpoints, epochs, settings — answers for them as test will ask).
     """
     unknown = [v for v in plan.voices if v not in VOICES]
     if unknown or not plan.voices:
@@ -177,7 +178,7 @@ def plan_clips(image_rows: dict[str, list[dict]], plan: SpeechPlan, seed: int) -
         if plan.max_clips and len(texts) > plan.max_clips:
             keep = sorted(rng.sample(range(len(texts)), plan.max_clips))
             texts = [texts[i] for i in keep]
-        voices = list(plan.voices) if split == "test" else seen
+        voices = seen if split == "train" else list(plan.voices)
         rng.shuffle(voices)
         speaker = voice_per_text([t[1] for t in texts], voices, rng)
         for i, (image_id, kind, text, answer, qtype) in enumerate(texts):

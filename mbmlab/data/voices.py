@@ -33,7 +33,7 @@ VOICE_NAMES = tuple(VOICES)
 
 def trained_voices(voices, heldout) -> list[str]:
     """The voices that speak training clips: ``voices`` less the ``heldout`` ones (which speak
-    only test clips). Raises ValueError when a held-out voice is not among the voices, or when
+    only validation and test clips). Raises ValueError when a held-out voice is not among the voices, or when
     every voice is held out."""
     stray = [v for v in heldout if v not in voices]
     if stray:

@@ -110,16 +110,18 @@ def test_speak_adds_seeded_noise_per_clip(tmp_path):
     assert abs(snr - 20.0) < 0.5
 
 
-def test_held_out_voices_speak_only_test_clips():
+def test_held_out_voices_speak_only_validation_and_test_clips():
     rows = {split: [{"image_id": f"{split}-{i}", "caption": f"a red circle {i}", "questions": ["q1?"],
                      "answers": ["a"], "question_types": ["t"]} for i in range(n)]
             for split, n in (("train", 40), ("validation", 20), ("test", 40))}
     heldout = ("espeak-carib-m", "flite-rms-m")
     clips = speech.plan_clips(rows, speech.SpeechPlan(voices=tuple(speech.VOICES), heldout_voices=heldout), seed=0)
     voices = {split: Counter(c["voice"] for c in clips if c["split"] == split) for split in ("train", "validation", "test")}
-    assert not set(heldout) & (set(voices["train"]) | set(voices["validation"]))
+    assert not set(heldout) & set(voices["train"])
     assert set(voices["train"]) == set(speech.VOICES) - set(heldout)
-    assert set(heldout) <= set(voices["test"]) and set(voices["test"]) == set(speech.VOICES)
+    # validation holds them too, so what is chosen there answers for a speaker never trained on
+    for split in ("validation", "test"):
+        assert set(voices[split]) == set(speech.VOICES), split
     with pytest.raises(ValueError, match="not among the voices"):
         speech.plan_clips(rows, speech.SpeechPlan(voices=("espeak-us-m",), heldout_voices=("flite-rms-m",)), seed=0)
     with pytest.raises(ValueError, match="every voice is held out"):
