@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 
 TESTS = Path(__file__).resolve().parents[1]
+PATH = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))  # the plugin: tests/nbval_ipc.py
 
 
 def _nbval(folder, *plugins):
@@ -22,7 +23,7 @@ def _nbval(folder, *plugins):
     nbformat.write(nb, folder / "transport.ipynb")
     return subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
                            *plugins, "-q", "--rootdir", str(folder), str(folder / "transport.ipynb")],
-                          capture_output=True, text=True, cwd=folder, env=os.environ | {"PYTHONPATH": str(TESTS)})
+                          capture_output=True, text=True, cwd=folder, env=os.environ | {"PYTHONPATH": PATH})
 
 
 def test_the_nbval_plugin_starts_its_kernels_over_ipc(tmp_path):

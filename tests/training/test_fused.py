@@ -62,7 +62,7 @@ def test_the_vqa_cap_keeps_every_other_row_and_draws_its_questions_per_epoch(tok
         for i in range(len(units_)):
             rows = units_[i]["rows"]
             assert [r[0] for r in rows].count("vqa") == 2 and [r[0] for r in rows].count("caption") == 1
-            assert all(r in units_.rows[i] for r in rows)  # a subset, in the unit's own order
+            assert all(r in units_.rows[i] for r in rows)  # a subset of the unit's rows
             seen.append(tuple(tuple(r[2]) for r in rows if r[0] == "vqa"))
         assert draws.setdefault(epoch, seen) == seen  # the same epoch draws the same questions again
     assert draws[0] != draws[1]
