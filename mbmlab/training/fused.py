@@ -65,17 +65,17 @@ class TaskUnits(Dataset):
         drawn by (seed, epoch, unit) — the same draw in every process and on resume (a str seed
         is hashed by SHA-512, not by PYTHONHASHSEED)."""
         rows, cap = self.rows[i], self.vqa_per_image
+        if not cap:  # the default: nothing drawn on the training's hot path
+            return rows
         vqa = [k for k, row in enumerate(rows) if row[0] == "vqa"]
-        if not cap or len(vqa) <= cap:
+        if len(vqa) <= cap:
             return rows
         keep = set(random.Random(f"{self.seed}/{self.epoch}/{i}").sample(vqa, cap))
         return [row for k, row in enumerate(rows) if row[0] != "vqa" or k in keep]
 
     def rows_per_epoch(self) -> int:
-        """Rows trained on per epoch, with the VQA cap."""
-        cap = self.vqa_per_image
-        return sum(len(rows) - max(0, sum(r[0] == "vqa" for r in rows) - cap) if cap else len(rows)
-                   for rows in self.rows)
+        """Rows trained on per epoch, with the VQA cap (every epoch draws as many)."""
+        return sum(len(self.rows_of(i)) for i in range(len(self)))
 
     def __getitem__(self, i: int) -> dict:
         image, rows = self.units[i].image, self.rows_of(i)
