@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mbmlab.artifacts import check_run_models
 from mbmlab.lab import params as P
-from mbmlab.lab.kernels import KERNEL_MANAGERS
+from mbmlab.lab.kernels import execute_notebook
 from mbmlab.lab.report import metric_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,6 @@ def main(argv=None) -> Path:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a 04 parameter")
     args = parser.parse_args(argv)
     import pandas as pd
-    import papermill as pm
 
     run = args.run.resolve()
     if not (run / "fused").is_dir():
@@ -59,8 +58,8 @@ def main(argv=None) -> Path:
     values = P.for_notebook(P.NB_EVALUATE, P.of_run(run, [*args.set, f"evaluate_split={args.split}"]))
     out = copy_for(run, args.split)
     (out / "params.json").write_text(json.dumps(json.loads((run / "params.json").read_text()) | values, indent=1))
-    pm.execute_notebook(str(ROOT / "notebooks" / f"{P.NB_EVALUATE}.ipynb"), str(out / f"{P.NB_EVALUATE}.ipynb"),
-                        parameters={"run_dir": str(out), **values}, progress_bar=False, cwd=str(out), **KERNEL_MANAGERS)
+    execute_notebook(ROOT / "notebooks" / f"{P.NB_EVALUATE}.ipynb", out / f"{P.NB_EVALUATE}.ipynb",
+                     parameters={"run_dir": str(out), **values}, progress_bar=False, cwd=str(out))
     metrics = json.loads((out / "metrics.json").read_text())
     for name in ("vqa/exact_match", "spoken_vqa/cascade_minus_typed/exact_match", "asr/wer", "caption/CIDEr"):
         if name in metrics:

@@ -8,9 +8,10 @@ start-up timeout. Two runs at once, a sweep's workers, or pytest-xdist's workers
 kernels meet it (our CI did, twice). The ipc transport names each socket by a file path made
 from the kernel's own connection file, so no two kernels can be given the same one.
 
-``KERNEL_MANAGERS`` is what ``papermill.execute_notebook`` takes (it passes it to nbclient);
-``IpcKernelManager`` is the blocking twin for tools that build a ``KernelManager`` themselves
-(nbval: see ``tests/nbval_ipc.py``).
+``execute_notebook`` is ``papermill.execute_notebook`` with that kernel manager: every notebook the
+workbench, its benchmarks and its tests execute goes through it (a test holds that no other call
+to papermill exists). ``IpcKernelManager`` is the blocking twin for tools that build a
+``KernelManager`` themselves (nbval: see ``tests/nbval_ipc.py``).
 """
 from __future__ import annotations
 
@@ -58,3 +59,12 @@ class IpcKernelManager(_Ipc, KernelManager):
 
 # Keyword arguments for papermill.execute_notebook: it passes them on to nbclient.NotebookClient.
 KERNEL_MANAGERS = {"kernel_manager_class": AsyncIpcKernelManager}
+
+
+def execute_notebook(source, out, **kwargs):
+    """``papermill.execute_notebook(source, out, **kwargs)``, its kernel on Unix sockets
+    (``AsyncIpcKernelManager``). papermill is looked up at each call, so a test's patch of
+    ``papermill.execute_notebook`` is what runs."""
+    import papermill as pm
+
+    return pm.execute_notebook(str(source), str(out), **kwargs, **KERNEL_MANAGERS)

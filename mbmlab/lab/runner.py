@@ -230,7 +230,7 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    from .kernels import KERNEL_MANAGERS
+    from .kernels import execute_notebook
 
     if resume is not None:
         run_dir = Path(resume).resolve()
@@ -334,11 +334,11 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
             before, metrics_before = R.snapshot(run_dir), read_metrics(run_dir, missing_ok=True)
             failure = None
             try:
-                pm.execute_notebook(
-                    str(sources[name]), str(out),
+                execute_notebook(
+                    sources[name], out,
                     parameters={"run_dir": str(run_dir), **given},
                     kernel_name=kernel_name, progress_bar=progress, cwd=str(run_dir),
-                    execution_timeout=cell_timeout, **KERNEL_MANAGERS,
+                    execution_timeout=cell_timeout,
                 )
             except pm.PapermillExecutionError as err:
                 if err.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first

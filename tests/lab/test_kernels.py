@@ -32,3 +32,35 @@ def test_the_nbval_plugin_starts_its_kernels_over_ipc(tmp_path):
     assert _nbval(tmp_path, "-p", "nbval_ipc").returncode == 0
     plain = _nbval(tmp_path)
     assert plain.returncode == 1 and "tcp" in plain.stdout, plain.stdout[-2000:]
+
+
+ROOT = TESTS.parent
+
+
+def papermill_calls(source: str) -> list[int]:
+    """Lines of ``source`` that execute a notebook with papermill directly (``pm.execute_notebook(…)``,
+    ``papermill.execute_notebook(…)``, or the name imported from papermill) instead of through
+    ``mbmlab.lab.kernels.execute_notebook``."""
+    import ast
+
+    tree = ast.parse(source)
+    names = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             and node.module == "papermill" for a in node.names if a.name == "execute_notebook"}
+    modules = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for a in node.names if a.name == "papermill"}
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and (
+        (isinstance(node.func, ast.Attribute) and node.func.attr == "execute_notebook"
+         and isinstance(node.func.value, ast.Name) and node.func.value.id in modules)
+        or (isinstance(node.func, ast.Name) and node.func.id in names))]
+
+
+def test_every_notebook_is_executed_through_the_ipc_wrapper():
+    """One place passes the kernel manager: a new call to papermill elsewhere would start its
+    kernel over tcp again (the port race above). The finder itself must see both direct forms."""
+    assert papermill_calls("import papermill as pm\npm.execute_notebook('a', 'b')\n") == [2]
+    assert papermill_calls("from papermill import execute_notebook as run\nrun('a', 'b')\n") == [2]
+    assert papermill_calls("from mbmlab.lab.kernels import execute_notebook\nexecute_notebook('a', 'b')\n") == []
+    found = {str(path.relative_to(ROOT)): lines for folder in ("mbmlab", "benchmarks", "tests")
+             for path in sorted((ROOT / folder).rglob("*.py"))
+             if (lines := papermill_calls(path.read_text()))}
+    assert list(found) == ["mbmlab/lab/kernels.py"] and len(found["mbmlab/lab/kernels.py"]) == 1, found

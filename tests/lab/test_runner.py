@@ -81,7 +81,7 @@ def test_series_runs_in_order_and_writes_report(tmp_path):
 def test_each_kernel_runs_over_its_own_unix_sockets_and_leaves_none_behind(tmp_path):
     """The series' kernels use the ipc transport (mbmlab.lab.kernels): over tcp, two processes
     starting kernels at once could be handed the same free port, and one kernel died with
-    "Address already in use" (CI, stop 45). Mutation: the runner without ``**KERNEL_MANAGERS``
+    "Address already in use" (CI, stop 45). Mutation: the runner calling ``pm.execute_notebook`` itself
     fails here (transport tcp)."""
     body = ("import ipykernel.connect\ninfo = ipykernel.connect.get_connection_info(unpack=True)\n"
             "open('kernels.txt', 'a').write(info['transport'] + ' ' + info['ip'] + '\\n')")

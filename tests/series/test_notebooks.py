@@ -18,7 +18,7 @@ import pytest
 
 from helpers import launch_two_cpu_processes
 from mbmlab.lab import params as P
-from mbmlab.lab.kernels import KERNEL_MANAGERS
+from mbmlab.lab.kernels import execute_notebook
 from mbmlab.lab.runner import run_series
 
 TESTS = Path(__file__).resolve().parents[1]  # tests/: the nbval settings
@@ -375,15 +375,13 @@ def test_nbval_reproduces_the_checked_outputs(tiny_run):
 def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_run, ask):
     """06_fusion_study on the tiny run: three strategies, the same steps and target tokens, the
     comparison in metrics.json, and each saved model answers through ``mbmlab ask``."""
-    import papermill as pm
     import pandas as pd
 
     values = P.for_notebook(P.NB_FUSION_STUDY, P.resolve("tiny", {"fuse_epochs": 1.0}))  # what is asserted is
     # structural (one budget, every metric, each model answers): a quarter of tiny's stage 2 suffices
     out = tiny_run / f"{P.NB_FUSION_STUDY}.ipynb"
-    pm.execute_notebook(str(ROOT / "notebooks" / f"{P.NB_FUSION_STUDY}.ipynb"), str(out),
-                        parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run),
-                        **KERNEL_MANAGERS)
+    execute_notebook(ROOT / "notebooks" / f"{P.NB_FUSION_STUDY}.ipynb", out,
+                     parameters={"run_dir": str(tiny_run), **values}, progress_bar=False, cwd=str(tiny_run))
     rows = pd.read_csv(tiny_run / "fusion_study.csv")
     assert list(rows["fusion"]) == list(P.FUSIONS)
     assert rows["train/steps"].nunique() == 1 and rows["train/target_tokens"].nunique() == 1

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mbmlab.lab import params as P
-from mbmlab.lab.kernels import KERNEL_MANAGERS
+from mbmlab.lab.kernels import execute_notebook
 from mbmlab.lab.runner import run_series
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,6 @@ def test_bias_study_injects_strengths_and_measures_them(upstream_run):
     interval in metrics.json, the probes saved, the figure drawn, findings written from the
     differences over seeds. Read as the bias-study preset reads the scenes: the attend connector
     taught in stage 0 (on the validation split 07 then prepares too)."""
-    import papermill as pm
     import pandas as pd
 
     values = P.for_notebook(P.NB_BIAS_STUDY, P.resolve("tiny", {"bias_strengths": [0.3, 0.9], "probe_images": 6,
@@ -45,9 +44,8 @@ def test_bias_study_injects_strengths_and_measures_them(upstream_run):
                                                                   "fuse_epochs": 2.0}))  # six trainings: what is
     # asserted is structural (arms, seeds, measures, probes), so each trains briefly
     out = upstream_run / f"{P.NB_BIAS_STUDY}.ipynb"
-    pm.execute_notebook(str(ROOT / "notebooks" / f"{P.NB_BIAS_STUDY}.ipynb"), str(out),
-                        parameters={"run_dir": str(upstream_run), **values}, progress_bar=False, cwd=str(upstream_run),
-                        **KERNEL_MANAGERS)
+    execute_notebook(ROOT / "notebooks" / f"{P.NB_BIAS_STUDY}.ipynb", out,
+                     parameters={"run_dir": str(upstream_run), **values}, progress_bar=False, cwd=str(upstream_run))
     table = pd.read_csv(upstream_run / "bias_study.csv")
     assert list(zip(table["strength"], table["mitigation"], table["seed"])) == [
         (0.3, "none", 0), (0.3, "none", 1), (0.9, "none", 0), (0.9, "none", 1), (0.9, "oversample", 0), (0.9, "oversample", 1)]
