@@ -44,10 +44,13 @@ def papermill_calls(source: str) -> list[int]:
     import ast
 
     tree = ast.parse(source)
+    def papermill(module):  # papermill or one of its submodules (papermill.execute defines the function)
+        return (module or "").split(".")[0] == "papermill"
+
     names = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-             and node.module == "papermill" for a in node.names if a.name == "execute_notebook"}
+             and papermill(node.module) for a in node.names if a.name == "execute_notebook"}
     modules = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-               for a in node.names if a.name == "papermill"}
+               for a in node.names if papermill(a.name)}
     return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and (
         (isinstance(node.func, ast.Attribute) and node.func.attr == "execute_notebook"
          and isinstance(node.func.value, ast.Name) and node.func.value.id in modules)
@@ -56,9 +59,11 @@ def papermill_calls(source: str) -> list[int]:
 
 def test_every_notebook_is_executed_through_the_ipc_wrapper():
     """One place passes the kernel manager: a new call to papermill elsewhere would start its
-    kernel over tcp again (the port race above). The finder itself must see both direct forms."""
+    kernel over tcp again (the port race above). The finder itself must see the direct forms."""
     assert papermill_calls("import papermill as pm\npm.execute_notebook('a', 'b')\n") == [2]
     assert papermill_calls("from papermill import execute_notebook as run\nrun('a', 'b')\n") == [2]
+    assert papermill_calls("import papermill.execute as pe\nx = 1\npe.execute_notebook('a', 'b')\n") == [3]
+    assert papermill_calls("from papermill.execute import execute_notebook\nexecute_notebook('a', 'b')\n") == [2]
     assert papermill_calls("from mbmlab.lab.kernels import execute_notebook\nexecute_notebook('a', 'b')\n") == []
     found = {str(path.relative_to(ROOT)): lines for folder in ("mbmlab", "benchmarks", "tests")
              for path in sorted((ROOT / folder).rglob("*.py"))
