@@ -90,3 +90,13 @@ def tone_clips(n: int, seed: int, spaced: bool = False):
                     padding="max_length", truncation=True, return_attention_mask=True)
     return ctc_training.Clips(out["input_features"], out["attention_mask"],
                               [" ".join(w) if spaced else w for w in words])
+
+
+def nbval_ipc_env() -> dict:
+    """The environment for a pytest subprocess run with ``-p nbval_ipc``: this process's, with
+    tests/ (where ``nbval_ipc.py`` lives) put before any PYTHONPATH it had."""
+    import os
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    return os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}

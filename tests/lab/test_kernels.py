@@ -1,14 +1,14 @@
 """Kernels over Unix sockets (mbmlab.lab.kernels) for nbval too: ``-p nbval_ipc``. The runner's
 kernels are checked in test_runner (test_each_kernel_runs_over_its_own_unix_sockets...)."""
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 
+from helpers import nbval_ipc_env
+
 TESTS = Path(__file__).resolve().parents[1]
-PATH = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))  # the plugin: tests/nbval_ipc.py
 
 
 def _nbval(folder, *plugins):
@@ -23,7 +23,7 @@ def _nbval(folder, *plugins):
     nbformat.write(nb, folder / "transport.ipynb")
     return subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
                            *plugins, "-q", "--rootdir", str(folder), str(folder / "transport.ipynb")],
-                          capture_output=True, text=True, cwd=folder, env=os.environ | {"PYTHONPATH": PATH})
+                          capture_output=True, text=True, cwd=folder, env=nbval_ipc_env())
 
 
 def test_the_nbval_plugin_starts_its_kernels_over_ipc(tmp_path):

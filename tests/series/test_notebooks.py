@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import launch_two_cpu_processes
+from helpers import launch_two_cpu_processes, nbval_ipc_env
 from mbmlab.lab import params as P
 from mbmlab.lab.kernels import execute_notebook
 from mbmlab.lab.runner import run_series
@@ -362,12 +362,11 @@ def test_nbval_reproduces_the_checked_outputs(tiny_run):
     time on the same inputs by the reuse test above (01-03 reused), whose metrics.json — every
     number 04 and 05 print — must equal the first run's; re-executing them here too cost CI ~90 s."""
     notebooks = [str(tiny_run / f"{name}.ipynb") for name in P.NOTEBOOKS[:3]]
-    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))  # -p nbval_ipc: tests/nbval_ipc.py
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--sanitize-with",
          str(TESTS / "nbval_sanitize.cfg"), "-p", "no:cacheprovider", "-p", "nbval_ipc", "-q", "--rootdir",
          str(tiny_run), *notebooks],
-        capture_output=True, text=True, cwd=tiny_run, env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": path},
+        capture_output=True, text=True, cwd=tiny_run, env=nbval_ipc_env() | {"HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
