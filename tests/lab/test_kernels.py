@@ -69,3 +69,49 @@ def test_every_notebook_is_executed_through_the_ipc_wrapper():
              for path in sorted((ROOT / folder).rglob("*.py"))
              if (lines := papermill_calls(path.read_text()))}
     assert list(found) == ["mbmlab/lab/kernels.py"] and len(found["mbmlab/lab/kernels.py"]) == 1, found
+
+
+def test_files_of_kernels_whose_process_is_gone_are_swept_and_no_others(tmp_path):
+    """A kernel's connection file and five sockets carry the pid of the process that started it;
+    a new kernel's manager removes those of dead processes (a runner killed outright leaves them).
+    Mutation: the liveness check dropped (every pid taken as dead) removes the live one and fails."""
+    import os
+
+    from mbmlab.lab.kernels import sweep_stale
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    names = {}
+    for pid in (gone.pid, os.getpid()):
+        stem = f"mbmlab-kernel-{pid}-{'ab' * 16}"
+        names[pid] = [f"{stem}.json"] + [f"{stem}-ipc-{n}" for n in range(1, 6)]
+    others = ["mbmlab-kernel-0123456789abcdef0123456789abcdef.json", "mbmlab-kernel-12-notauuid.json", "notes.txt"]
+    for name in names[gone.pid] + names[os.getpid()] + others:
+        (tmp_path / name).write_text("")
+    removed = sweep_stale(str(tmp_path))
+    assert sorted(Path(p).name for p in removed) == sorted(names[gone.pid])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[os.getpid()] + others)
+    assert sweep_stale(str(tmp_path / "absent")) == []
+
+
+def test_a_kernel_started_after_a_killed_one_sweeps_its_files(monkeypatch):
+    """End to end through the kernel manager: files left by a dead process in the socket folder are
+    gone once the next connection file is named, which carries this process's pid."""
+    import os
+    import shutil
+    import tempfile
+
+    from mbmlab.lab.kernels import IpcKernelManager
+
+    short = Path(tempfile.mkdtemp(prefix="k", dir="/tmp"))  # socket paths must stay short (tmp_path is long)
+    try:
+        monkeypatch.setattr(tempfile, "tempdir", str(short))
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        left = short / f"mbmlab-kernel-{gone.pid}-{'cd' * 16}-ipc-3"
+        left.write_text("")
+        connection = Path(IpcKernelManager().connection_file)
+        assert connection.parent == short and connection.name.startswith(f"mbmlab-kernel-{os.getpid()}-")
+        assert not left.exists()
+    finally:
+        shutil.rmtree(short)

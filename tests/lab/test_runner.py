@@ -231,17 +231,24 @@ def test_a_run_killed_outright_can_be_resumed(tmp_path):
     import subprocess
     import sys
 
-    nb = _series(tmp_path / "nb", bodies={"02_train": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
-                                                      "import time\ntime.sleep(30)"})
-    done = subprocess.run([sys.executable, "-m", "mbmlab.lab.cli", "run", "--preset", "tiny", "--notebooks", str(nb),
-                           "--reports", str(tmp_path / "r"), "--no-progress"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == -9, done.stderr[-2000:]
+    nb = _series(tmp_path / "nb", bodies={"02_train": "import os, signal, sys\n"  # its connection file, then the kill
+                                                      "open('connection.txt', 'w').write(sys.argv[sys.argv.index('-f') + 1])\n"
+                                                      "os.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(30)"})
+    killed = subprocess.Popen([sys.executable, "-m", "mbmlab.lab.cli", "run", "--preset", "tiny", "--notebooks",
+                               str(nb), "--reports", str(tmp_path / "r"), "--no-progress"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = killed.communicate(timeout=120)
+    assert killed.returncode == -9, err[-2000:]
     (run_dir,) = (tmp_path / "r").iterdir()
+    connection = Path((run_dir / "connection.txt").read_text())  # 02's kernel's, never cleaned up by the runner
+    assert connection.name.startswith(f"mbmlab-kernel-{killed.pid}-")
+    left = [connection, *(connection.with_name(f"{connection.stem}-ipc-{n}") for n in range(1, 6))]
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "running" and [n["status"] for n in run["notebooks"]][:2] == ["ok", "pending"]
     _series(nb)  # the cause mended
     assert cli.main(["run", "--resume", str(run_dir), "--notebooks", str(nb), "--no-progress"]) == 0
     assert (run_dir / "ran.txt").read_text().split() == ["01_collect", "02_train", "03_fuse", "04_evaluate", "05_bias"]
+    assert not any(path.exists() for path in left)  # swept when a kernel started after the kill (mbmlab.lab.kernels)
 
 
 def test_resume_refuses_a_damaged_model_a_finished_notebook_saved(tmp_path, capsys):
