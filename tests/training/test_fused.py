@@ -89,6 +89,47 @@ def test_training_draws_other_questions_in_each_epoch(tokenizer, tmp_path):
     assert len(by_epoch[0]) == len(by_epoch[1]) == 12 * 2 and by_epoch[0] != by_epoch[1]
 
 
+def test_under_two_processes_each_rank_draws_the_epochs_questions_as_one_process_does(tokenizer):
+    """The VQA cap under ``accelerate launch`` with 2 processes, in one process: each rank's copy of
+    the data behind accelerate's sharded loader (``prepare_data_loader``, as the Trainer's
+    ``accelerator.prepare`` builds it for rank 0 and rank 1). accelerate tells an epoch to the
+    sampler, not to the dataset, when the sampler takes it; our sampler passes it on. The ranks'
+    batches together hold every image once an epoch, with exactly the questions a single process
+    draws, other questions in the next epoch. Mutation: ``LengthGroupedEpochSampler.set_epoch`` not
+    passing the epoch to the dataset fails here (epoch 1 draws epoch 0's questions)."""
+    from accelerate.data_loader import prepare_data_loader
+
+    from mbmlab.training.trainer import LengthGroupedEpochSampler
+
+    _, processor = family.build(tokenizer)
+    reference = many_questions(processor, n_images=16)
+
+    def vqa_rows(items):
+        return [(it["image"], tuple(r[2])) for it in items for r in it["rows"] if r[0] == "vqa"]
+
+    ranks = []
+    for rank in (0, 1):
+        units_ = many_questions(processor, n_images=16)  # each process builds its own copy
+        sampler = LengthGroupedEpochSampler(units_.lengths, 4, seed=0, dataset=units_)
+        loader = torch.utils.data.DataLoader(units_, batch_sampler=torch.utils.data.BatchSampler(sampler, 4, False),
+                                             collate_fn=lambda items: items)
+        ranks.append((units_, prepare_data_loader(loader, num_processes=2, process_index=rank, put_on_device=False)))
+    drawn = {}
+    for epoch in (0, 1):
+        rows, images = [], []
+        for units_, loader in ranks:
+            loader.set_epoch(epoch)
+            assert units_.epoch == epoch
+            for batch in loader:
+                rows += vqa_rows(batch)
+                images += [it["image"] for it in batch]
+        reference.set_epoch(epoch)
+        assert sorted(images) == list(range(16))  # every image once, split between the ranks
+        assert sorted(rows) == sorted(vqa_rows([reference[i] for i in range(16)]))
+        drawn[epoch] = set(rows)
+    assert drawn[0] != drawn[1]
+
+
 def test_collator_puts_loss_only_on_targets_and_encodes_each_input_once(tokenizer):
     _, processor = family.build(tokenizer)
     units_ = data(processor)
