@@ -19,6 +19,7 @@ import pytest
 from mbmlab.lab import params as P
 from mbmlab.lab.kernels import execute_notebook
 from mbmlab.lab.runner import run_series
+from mbmlab.training import fused
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,3 +127,43 @@ def test_image_alignment_benchmark_aligns_each_seed_and_leaves_the_run_alone(ups
     trained = [line.split(":", 1)[1].rsplit(";", 1)[0] for line in lines]  # all but the seconds
     assert [c.group(1) for c in curves] == ["0", "1"] and trained[0] != trained[1]
     assert {p: p.read_bytes() for p in tower.rglob("*") if p.is_file()} == before
+
+
+def test_fuse_step_profile_reports_padding_phases_and_operators(upstream_run):
+    """benchmarks/fuse_step_profile.py (docs/results.md's step-time and padding figures) on the tiny
+    run: its padding share is that of the whole first epoch's batches, counted here from their
+    masks, and each phase and part has a time. Mutation: the share counted over the timed steps'
+    batches only fails here."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import fuse_step_profile as profile
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuse_step_profile.py"), "--run", str(upstream_run),
+                           "--steps", "3", "--profile-steps", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    share = float(re.search(r"^padding: ([\d.]+)% of ([\d,]+) token positions", done.stdout, re.M).group(1))
+    values = P.for_notebook("03_fuse", P.of_run(upstream_run))
+    prepared = fused.prepare(upstream_run, values)
+    masks = [prepared.collator([prepared.train_set[i] for i in chosen])["attention_mask"]
+             for chosen in profile.epoch_batches(prepared.train_set, values["fuse_batch_images"], values["seed"])]
+    real, positions = sum(int(m.sum()) for m in masks), sum(m.numel() for m in masks)
+    assert share == round(100 * (1 - real / positions), 1)  # over every batch of the epoch
+    timed = re.search(r"^per step, mean of 3: (.*)$", done.stdout, re.M).group(1)
+    for name in ("collate", "forward", "vision_tower", "audio_tower", "language_model", "backward", "adamw"):
+        assert re.search(rf"{name} [\d.]+ ms", timed), (name, timed)
+    assert "aten::" in done.stdout  # the operator table
+
+
+def test_padding_summary_by_hand():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from fuse_step_profile import padding_summary
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import torch
+
+    summary = padding_summary([torch.tensor([[1, 1, 0], [1, 1, 1]]), torch.tensor([[1, 0]])])
+    # 8 positions (2×3 + 1×2), 6 real tokens: a quarter is padding; widths 3 and 2
+    assert (summary["positions"], summary["real"], summary["rows"]) == (8, 6, 3)
+    assert summary["padding_share"] == 0.25 and summary["width_p5_p50_p95"] == [2.05, 2.5, 2.95]
