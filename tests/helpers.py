@@ -100,3 +100,16 @@ def nbval_ipc_env() -> dict:
 
     tests = str(Path(__file__).resolve().parent)
     return os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
+
+
+def benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` loaded as a module (benchmarks/ is no package), to call its
+    functions on hand cases."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import benchmark
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -49,12 +51,7 @@ def test_vision_towers_prints_accuracy_per_tower():
 def test_ctc_pretraining_groups_scores_by_kind_and_voice_group():
     """benchmarks/ctc_pretraining.py's table on a hand case: two trained-voice questions (one word
     of four wrong in one), one held-out caption (right after normalising case and punctuation)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ctc_pretraining", BENCHMARKS / "ctc_pretraining.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    groups, questions = module.scores(["is there a circle?", "what is the shape?", "A red circle."],
+    groups, questions = benchmark("ctc_pretraining").scores(["is there a circle?", "what is the shape?", "A red circle."],
                                       ["is there a circle", "what is gray shape", "a red circle"],
                                       ["question", "question", "caption"], ["flite-kal-m", "espeak-gb-f", "flite-rms-m"],
                                       {"flite-rms-m"})
@@ -66,3 +63,14 @@ def test_ctc_pretraining_groups_scores_by_kind_and_voice_group():
     assert by["all"].clips == 3 and by["all"].wer == 1 / 11
     assert list(questions["voice"]) == ["espeak-gb-f", "flite-kal-m"]  # the questions alone, per voice
     assert list(questions["exact"]) == [0.0, 1.0] and list(questions["wer"]) == [0.25, 0.0]
+
+
+def test_fuse_step_profile_padding_summary_by_hand():
+    """benchmarks/fuse_step_profile.py's padding share on two hand-made masks."""
+    import torch
+
+    masks = [torch.tensor([[1, 1, 0], [1, 1, 1]]), torch.tensor([[1, 0]])]
+    summary = benchmark("fuse_step_profile").padding_summary(masks)
+    # 8 positions (2×3 + 1×2), 6 real tokens: a quarter is padding; widths 3 and 2
+    assert (summary["positions"], summary["real"], summary["rows"]) == (8, 6, 3)
+    assert summary["padding_share"] == 0.25 and summary["width_p5_p50_p95"] == [2.05, 2.5, 2.95]

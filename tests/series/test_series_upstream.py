@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import benchmark
 from mbmlab.lab import params as P
 from mbmlab.lab.kernels import execute_notebook
 from mbmlab.lab.runner import run_series
@@ -134,11 +135,7 @@ def test_fuse_step_profile_reports_padding_phases_and_operators(upstream_run):
     run: its padding share is that of the whole first epoch's batches, counted here from their
     masks, and each phase and part has a time. Mutation: the share counted over the timed steps'
     batches only fails here."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import fuse_step_profile as profile
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    profile = benchmark("fuse_step_profile")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuse_step_profile.py"), "--run", str(upstream_run),
                            "--steps", "3", "--profile-steps", "2"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -154,16 +151,3 @@ def test_fuse_step_profile_reports_padding_phases_and_operators(upstream_run):
         assert re.search(rf"{name} [\d.]+ ms", timed), (name, timed)
     assert "aten::" in done.stdout  # the operator table
 
-
-def test_padding_summary_by_hand():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from fuse_step_profile import padding_summary
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    import torch
-
-    summary = padding_summary([torch.tensor([[1, 1, 0], [1, 1, 1]]), torch.tensor([[1, 0]])])
-    # 8 positions (2×3 + 1×2), 6 real tokens: a quarter is padding; widths 3 and 2
-    assert (summary["positions"], summary["real"], summary["rows"]) == (8, 6, 3)
-    assert summary["padding_share"] == 0.25 and summary["width_p5_p50_p95"] == [2.05, 2.5, 2.95]
