@@ -133,8 +133,9 @@ def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
         metrics |= intervals.accuracy_metrics(part["correct"], prefix=f"vqa/source/{source}/exact_match",
                                               clusters=part["image_id"])
     blind = blind_questions(qa)
+    qa["answered_blind"] = qa["question"].isin(blind["question"])  # per question, in vqa_predictions.csv
     metrics["vqa/blind_questions/texts"] = len(blind)
-    metrics["vqa/blind_questions/share"] = float(qa["question"].isin(blind["question"]).mean())
+    metrics["vqa/blind_questions/share"] = float(qa["answered_blind"].mean())
     if "cnn_bow" in baseline_answers:
         qa["cnn_bow_correct"] = intervals.answers_correct(answered["cnn_bow"], answered["answer"])
         metrics |= intervals.paired_difference(qa["correct"], qa["cnn_bow_correct"], qa["image_id"],
@@ -144,11 +145,12 @@ def vqa_section(split: TestSplit, baseline_answers: dict[str, list[str]]):
 
 def blind_finding(qa: pd.DataFrame, shown: int = 4) -> str:
     """What 04 says of the question texts the model answers alike for every image although their
-    answers vary (``metrics.vqa.blind_questions``): a model that reads the image has none."""
-    blind = blind_questions(qa)
-    if blind.empty:
+    answers vary: ``qa`` is ``vqa_section``'s frame, whose ``answered_blind`` column flags them
+    (``metrics.vqa.blind_questions``, applied once there); a model that reads the image has none."""
+    asked = qa["answered_blind"]
+    if not asked.any():
         return "no question text is answered blind (one answer for every image although the answers vary)"
-    asked = qa["question"].isin(blind["question"])
+    blind = blind_questions(qa[asked])  # the flagged texts' table: each text is judged on its own rows
     examples = "; ".join(f"'{r.question}' → always '{r.answered}' ({100 * r.exact_match:.0f}% right, {r.images} images)"
                          for r in blind.head(shown).itertuples())
     return (f"answered blind: {len(blind)} question texts ({asked.sum()} questions, {100 * asked.mean():.1f}%) get one "

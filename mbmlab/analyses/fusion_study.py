@@ -36,7 +36,7 @@ METRICS = {
     "caption/CIDEr": True, "asr/wer": False, "spoken_vqa/exact_match": True,
     "parameters/trainable": None, "parameters/total": None, "train/seconds": False,
     "generate/tokens_per_second": True, "train/steps": None, "train/target_tokens": None,
-    "train/decoder_positions_per_row": None, "train/final_loss": False,
+    "train/decoder_positions_per_row": None, "train/final_loss": False, "train/kept_epoch": None,
 }
 
 
@@ -110,7 +110,9 @@ def train_and_evaluate(run: Path, values: dict, out: Path | None = None) -> tupl
            "train/steps": float(sum(t.state.global_step for t in trainers.values())),
            "train/target_tokens": float(spent["target_tokens_per_epoch"] * epochs),
            "train/decoder_positions_per_row": spent["decoder_positions_per_row"],
-           "train/final_loss": float(history["loss"].dropna().iloc[-1])}
+           "train/final_loss": float(history["loss"].dropna().iloc[-1]),
+           # stage 2's epoch kept on validation (fuse_keep_best_epoch); NaN: its last
+           "train/kept_epoch": trainers.choice.kept["epoch"] if trainers.choice else float("nan")}
     processed = load_processed(load_json(run, "dataset.json")["path"])
     row |= headline_metrics(model, prepared.processor, processed, prepared.tasks, values["eval_batch_size"])
     chosen_on = headline_metrics(model, prepared.processor, processed, prepared.tasks, values["eval_batch_size"],

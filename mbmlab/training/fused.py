@@ -311,14 +311,29 @@ class KeepBestEpoch(T.TrainerCallback):
         return best
 
 
+@dataclass
+class EpochChoice:
+    """What ``KeepBestEpoch`` chose in a stage: the kept epoch's record (epoch, step, score, each
+    task's validation exact share, ``vqa/blind_texts``) and every scored epoch's."""
+    stage: str
+    kept: dict
+    scored: pd.DataFrame
+
+
+class TrainedStages(dict):
+    """``train_stages``' result: ``{stage name: Trainer}`` in training order, and ``choice``, the
+    last stage's ``EpochChoice`` (None when no epoch was scored or the stage did not finish)."""
+    choice: EpochChoice | None = None
+
+
 def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: list[Stage], output_dir: Path, *,
                  batch_size: int, seed: int, bf16: bool = False, resume: bool = False, eval_set: TaskUnits | None = None,
-                 callbacks: dict | None = None, keep_best: bool = False, **extra) -> dict:
-    """Run the stages in order; returns ``{stage name: Trainer}``. ``callbacks[stage]`` (a list)
+                 callbacks: dict | None = None, keep_best: bool = False, **extra) -> "TrainedStages":
+    """Run the stages in order; returns ``{stage name: Trainer}`` (a ``TrainedStages``). ``callbacks[stage]`` (a list)
     joins that stage's Trainer (the resume test interrupts a stage this way). ``keep_best`` (with
-    ``eval_set``): the last stage keeps its best epoch on the validation rows (``KeepBestEpoch``,
-    ``trainer.kept_epoch`` its record; its scores in ``<output_dir>/<stage>/selection/``)."""
-    trainers = {}
+    ``eval_set``): the last stage keeps its best epoch on the validation rows (``KeepBestEpoch``;
+    the result's ``choice`` holds its record, its scores also in ``<output_dir>/<stage>/selection/``)."""
+    trainers = TrainedStages()
     for stage in plan:
         set_trainable(model, stage.parts, stage.keep_reader)
         settings = dict(save_strategy="epoch", save_total_limit=1, bf16=bf16) | extra
@@ -330,8 +345,8 @@ def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: li
         trainers[stage.name] = T.train(model, args, train_set, collator, eval_dataset=eval_set, resume=resume,
                                        callbacks=[*(callbacks or {}).get(stage.name, []), *([chooser] if chooser else [])])
         if chooser is not None and trainers[stage.name].state.global_step >= trainers[stage.name].state.max_steps:
-            trainers[stage.name].kept_epoch = chooser.restore(model)
-            trainers[stage.name].scored_epochs = chooser.epochs
+            kept = chooser.restore(model)
+            trainers.choice = None if kept is None else EpochChoice(stage.name, kept, chooser.epochs)
         if eval_set is not None:  # the validation loss once per stage (each pass costs seconds on a CPU)
             trainers[stage.name].evaluate()
         if trainers[stage.name].control.should_training_stop and trainers[stage.name].state.global_step < \
@@ -342,16 +357,16 @@ def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: li
     return trainers
 
 
-def record_epoch_choice(trainers: dict, run: Path) -> str:
+def record_epoch_choice(trainers: TrainedStages, run: Path) -> str:
     """After ``train_stages(keep_best=True)``: the scored epochs to ``run/fuse_epochs.csv``, the kept
     one's validation shares to ``metrics.json`` (``fuse/kept_epoch``, ``fuse/validation/<task>/exact``),
     and a sentence saying which epoch was kept and why."""
     from .. import artifacts
 
-    last = list(trainers.values())[-1] if trainers else None
-    kept, scored = getattr(last, "kept_epoch", None), getattr(last, "scored_epochs", None)
-    if kept is None or scored is None or scored.empty:
+    choice = trainers.choice
+    if choice is None or choice.scored.empty:
         return "stage 2 kept its last epoch (no epoch scored on validation: fuse_keep_best_epoch=false or no rows to score)"
+    kept, scored = choice.kept, choice.scored
     scored.to_csv(Path(run) / "fuse_epochs.csv", index=False)
     shares = {k: v for k, v in kept.items() if k.endswith(("/exact", "/blind_texts"))}
     artifacts.log_metrics(run, {"fuse/kept_epoch": kept["epoch"], "fuse/epochs_scored": float(len(scored)),

@@ -289,11 +289,18 @@ def test_questions_asked_in_chinese_are_paired_with_the_same_questions_in_englis
 
 
 def test_blind_finding_names_the_texts_answered_blind_and_says_so_when_there_are_none():
-    blind_finding = evaluation.blind_finding
+    """Through ``vqa_section``, which flags each question (``answered_blind``, the column
+    ``vqa_predictions.csv`` keeps) once, and ``blind_finding``, which reads the flag. (Mutation:
+    the flag set for every question → the shape text is named too, the share reads 100%.)"""
     rows = [("is there a circle?", "yes" if i < 6 else "no", "no", f"i{i}") for i in range(20)]
     rows += [("what shape is it?", "circle" if i % 2 else "square", "circle" if i % 2 else "square", f"i{i}")
              for i in range(20)]
-    qa = pd.DataFrame(rows, columns=["question", "answer", "prediction", "image_id"])
-    assert blind_finding(qa).startswith("answered blind: 1 question texts (20 questions, 50.0%)")
-    assert "'is there a circle?' → always 'no' (70% right, 20 images)" in blind_finding(qa)
-    assert blind_finding(qa[qa["question"] != "is there a circle?"]).startswith("no question text is answered blind")
+    frame = pd.DataFrame(rows, columns=["question", "answer", "prediction", "image_id"]).assign(
+        source="easyvqa", question_type="shape")  # a type train() has, for the majority-per-type row
+    qa, _, metrics = evaluation.vqa_section(FakeSplit({"vqa": frame}, train()), {})
+    assert qa["answered_blind"].tolist() == [True] * 20 + [False] * 20
+    assert metrics["vqa/blind_questions/texts"] == 1 and metrics["vqa/blind_questions/share"] == 0.5
+    said = evaluation.blind_finding(qa)
+    assert said.startswith("answered blind: 1 question texts (20 questions, 50.0%)")
+    assert "'is there a circle?' → always 'no' (70% right, 20 images)" in said and "what shape" not in said
+    assert evaluation.blind_finding(qa[~qa["answered_blind"]]).startswith("no question text is answered blind")

@@ -384,6 +384,7 @@ def test_fusion_study_trains_every_strategy_at_one_budget_and_each_answers(tiny_
     rows = pd.read_csv(tiny_run / "fusion_study.csv")
     assert list(rows["fusion"]) == list(P.FUSIONS)
     assert rows["train/steps"].nunique() == 1 and rows["train/target_tokens"].nunique() == 1
+    assert rows["train/kept_epoch"].tolist() == [1.0] * len(P.FUSIONS)  # its one epoch, chosen on validation
     by = rows.set_index("fusion")
     # what differs by design: positions per row (one marker vs the media in the sequence), towers
     assert by.loc["cross_attention", "train/decoder_positions_per_row"] < by.loc["prefix", "train/decoder_positions_per_row"]

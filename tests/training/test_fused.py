@@ -385,7 +385,6 @@ def test_the_best_epoch_on_validation_is_the_one_kept(tokenizer, tmp_path, monke
     """Three stage-2 epochs scored 0.5, 0.9, 0.7 (``score_rows`` replaced): the model ends with the
     weights it had after epoch 2, ``epochs.csv`` lists all three, ``record_epoch_choice`` says so.
     (Mutations, each fails: ``restore`` not called; a worse score also saving.)"""
-    from types import SimpleNamespace
 
     import pandas as pd
     from transformers import TrainerCallback
@@ -405,27 +404,28 @@ def test_the_best_epoch_on_validation_is_the_one_kept(tokenizer, tmp_path, monke
     trainers = fused.train_stages(model, units_, fused.FusionCollator(processor), fused.stages(0, 0, 3, 1e-2, fused.PARTS),
                                   tmp_path, eval_set=units_, keep_best=True, callbacks={"stage2": [Snapshot()]},
                                   **run_args())
-    assert len(seen) == 3 and trainers["stage2"].kept_epoch["epoch"] == 2.0
+    assert len(seen) == 3 and trainers.choice.stage == "stage2" and trainers.choice.kept["epoch"] == 2.0
     final = model.state_dict()
     assert all(torch.equal(final[k], seen[1][k]) for k in final)
     assert any(not torch.equal(final[k], seen[2][k]) for k in final)
-    assert trainers["stage2"].scored_epochs["score"].tolist() == [0.5, 0.9, 0.7]
+    assert trainers.choice.scored["score"].tolist() == [0.5, 0.9, 0.7]
     said = fused.record_epoch_choice(trainers, tmp_path)
     assert "kept: epoch 2, not the last (3)" in said
     assert pd.read_csv(tmp_path / "fuse_epochs.csv")["epoch"].tolist() == [1.0, 2.0, 3.0]
     assert "warning" not in said
-    blind = SimpleNamespace(kept_epoch={"epoch": 1.0, "score": 0.9, "vqa/exact": 0.9, "vqa/blind_texts": 3},
-                            scored_epochs=pd.DataFrame([{"epoch": 1.0, "step": 5, "score": 0.9, "vqa/exact": 0.9,
-                                                         "vqa/blind_texts": 3}]))
+    blind = fused.TrainedStages()
+    blind.choice = fused.EpochChoice("stage2", {"epoch": 1.0, "score": 0.9, "vqa/exact": 0.9, "vqa/blind_texts": 3},
+                                     pd.DataFrame([{"epoch": 1.0, "step": 5, "score": 0.9, "vqa/exact": 0.9,
+                                                    "vqa/blind_texts": 3}]))
     (tmp_path / "blind").mkdir()
     assert "warning: at the kept epoch 3 validation question texts get one answer" in \
-        fused.record_epoch_choice({"stage2": blind}, tmp_path / "blind")
+        fused.record_epoch_choice(blind, tmp_path / "blind")
     assert json.loads((tmp_path / "blind" / "metrics.json").read_text())["fuse/validation/vqa/blind_texts"] == 3
     # without keep_best no epoch is scored and the last is kept
     model, processor = family.build(tokenizer, "gpt2", "resnet")
     plain = fused.train_stages(model, units_, fused.FusionCollator(processor), fused.stages(0, 0, 1, 1e-2, fused.PARTS),
                                tmp_path / "plain", eval_set=units_, **run_args())
-    assert not hasattr(plain["stage2"], "kept_epoch") and "kept its last epoch" in fused.record_epoch_choice(plain, tmp_path)
+    assert plain.choice is None and "kept its last epoch" in fused.record_epoch_choice(plain, tmp_path)
 
 
 def test_exactness_needs_every_target_token_and_the_end(tokenizer):
