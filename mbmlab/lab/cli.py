@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="continue a failed or interrupted run folder from the notebook that did not finish "
                           "(its trainings from their newest checkpoints), with its own parameters; with --set, "
                           "changed ones: every notebook from the first that reads one runs again")
+    run.add_argument("--from", dest="start_from", type=Path, default=None, metavar="RUN",
+                     help="start a new run with RUN's preset and parameters, changed by --set: the notebooks before "
+                          "the first that reads a changed parameter are copied from RUN as they are (whatever code "
+                          "made them), the rest run; run.json and index.html say what was taken")
     run.add_argument("--until", default=None, metavar="NOTEBOOK",
                      help="stop after this notebook (say 03_fuse); the run is marked stopped and --resume runs the rest")
     run.add_argument("--seeds", type=int, default=1, metavar="N",
@@ -189,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         print("mbmlab: error: --resume continues a run with its own preset; give no --preset or --seeds "
               "(--set changes a parameter: the notebooks that read it run again)", file=sys.stderr)
         return 2
+    if args.start_from is not None and (args.resume is not None or args.seeds > 1 or args.preset != "default"):
+        print("mbmlab: error: --from starts one new run with RUN's own preset; give no --resume, --preset or --seeds "
+              "(--set changes a parameter: the notebooks from the first that reads it run)", file=sys.stderr)
+        return 2
     try:
         if args.seeds > 1:
             run_seeds(args.preset, _overrides(args.overrides), args.seeds, reports=args.reports,
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run_series(args.preset, _overrides(args.overrides), reports=args.reports, notebooks_dir=args.notebooks,
                        progress=not args.no_progress, cell_timeout=args.cell_timeout, resume=args.resume,
-                       reuse=not args.no_reuse, until=args.until)
+                       reuse=not args.no_reuse, until=args.until, start_from=args.start_from)
     except (NotebookFailed, SeedsFailed) as err:
         print(f"mbmlab: error: {err}", file=sys.stderr)
         return 1

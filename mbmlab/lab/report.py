@@ -64,7 +64,8 @@ _INDEX = _ENV.from_string("""<!doctype html>
 <table><tr><th>notebook</th><th>status</th><th>seconds</th><th>executed notebook</th></tr>
 {% for nb in run.notebooks %}<tr><td><a href="#{{ nb.name }}">{{ nb.name }}</a></td><td class="{{ nb.status }}">{{ nb.status }}</td>
 <td class="num">{{ nb.seconds|num('%.1f') }}{% if nb.reused %} (reused: {{ nb.reused.seconds_then|num('%.0f') }} s in run
-<code>{{ nb.reused.from_run }}</code>){% endif %}</td>
+<code>{{ nb.reused.from_run }}</code>){% endif %}{% if nb.taken %} (taken from run <code>{{ nb.taken.from_run }}</code>;
+computed in {{ nb.taken.seconds_then|num('%.0f') }} s in run <code>{{ nb.taken.made_in }}</code>){% endif %}</td>
 <td>{% if nb.html %}<a href="{{ nb.html }}">{{ nb.html }}</a>{% endif %}
 {% if nb.notebook %} · <a href="{{ nb.notebook }}">.ipynb</a>{% endif %}</td></tr>{% endfor %}
 </table>
@@ -74,7 +75,10 @@ _INDEX = _ENV.from_string("""<!doctype html>
 {% if nb.html %} · <a href="{{ nb.html }}">the executed notebook</a>{% endif %}
 {% if nb.reused %} · <b>reused</b>: same parameters, inputs and code as run <code>{{ nb.reused.from_run }}</code>
 (<code>{{ nb.reused.from_path }}</code>), whose outputs were copied from <code>{{ nb.reused.cache }}</code>; the
-executed notebook is that run's{% endif %}</p>
+executed notebook is that run's{% endif %}
+{% if nb.taken %} · <b>taken</b> (<code>mbmlab run --from</code>): copied as it was from run <code>{{ nb.taken.from_run }}</code>
+(<code>{{ nb.taken.from_path }}</code>), whose parameters for it are this run's; the executed notebook is that run's,
+made with that run's code{% endif %}</p>
 {% if nb.metrics %}<table><tr><th>metric</th><th>value</th><th>95% interval</th></tr>
 {% for name, value, ci in nb.metrics %}<tr><td>{{ name }}</td><td class="num">{{ value|num }}</td><td class="num">{{ ci|ci }}</td></tr>{% endfor %}
 </table>{% endif %}
@@ -234,7 +238,8 @@ def write_index(run_dir: Path, run: dict) -> Path:
         placed.update(own)
         headline = [(n, metrics[n], interval(metrics, n)) for n in HEADLINE
                     if n in metrics and metric_notebook(n, names) == nb["name"]]
-        cells = cell_times(run_dir / nb["notebook"]) if nb.get("notebook") and not nb.get("reused") else []
+        ran_here = nb.get("notebook") and not nb.get("reused") and not nb.get("taken")  # copied: timed elsewhere
+        cells = cell_times(run_dir / nb["notebook"]) if ran_here else []
         sections.append(nb | {"figures": [{"name": f.stem, "src": data_uri(f)} for f in own], "metrics": headline,
                               "cells": cells})
     rest = [f for f in figures if f not in placed]

@@ -201,6 +201,19 @@ def _outside_files(notebook: str, run_dir: Path) -> dict[str, str]:
     return {str(p): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def adopt(notebook_file: Path, from_path: str, from_run: str, run_dir: Path, note: str) -> None:
+    """Make a copied executed notebook this run's: the earlier run's folder replaced by this one
+    (re-executed, it must write here, not into the earlier run), and a first cell (``note``, in
+    Markdown) saying where its outputs come from."""
+    import nbformat
+
+    text = Path(notebook_file).read_text(encoding="utf-8")
+    text = text.replace(from_path, str(Path(run_dir).resolve())).replace(from_run, Path(run_dir).name)
+    nb = nbformat.reads(text, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(note))
+    nbformat.write(nb, notebook_file)
+
+
 # ---------------------------------------------------------------- the cache
 class Cache:
     def __init__(self, root: Path | None = None, log=print):
@@ -273,21 +286,12 @@ class Cache:
         return manifest
 
     def adopt(self, notebook_file: Path, manifest: dict, run_dir: Path) -> None:
-        """Make a copied executed notebook this run's: the earlier run's folder replaced by this one
-        (re-executed, it must write here, not into the earlier run), and a first cell saying where
-        its outputs come from."""
-        import nbformat
-
-        text = Path(notebook_file).read_text(encoding="utf-8")
-        text = text.replace(manifest["from_path"], str(Path(run_dir).resolve())).replace(
-            manifest["from_run"], Path(run_dir).name)
-        nb = nbformat.reads(text, as_version=4)
-        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
-            f"**Reused.** This notebook was not run again: run `{manifest['from_run']}` ran it "
-            f"({manifest['seconds']:.0f} s) with the same parameters, inputs and code (key `{manifest['key']}`), "
-            f"and its outputs were copied here from the cache. The outputs below are that run's, with its "
-            f"folder name replaced by this run's."))
-        nbformat.write(nb, notebook_file)
+        """``adopt`` with the cache's note: same parameters, inputs and code."""
+        adopt(notebook_file, manifest["from_path"], manifest["from_run"], run_dir,
+              f"**Reused.** This notebook was not run again: run `{manifest['from_run']}` ran it "
+              f"({manifest['seconds']:.0f} s) with the same parameters, inputs and code (key `{manifest['key']}`), "
+              f"and its outputs were copied here from the cache. The outputs below are that run's, with its "
+              f"folder name replaced by this run's.")
 
     def store(self, notebook: str, key: str, covers: dict, run_dir: Path, before: dict, metrics_before: dict,
               seconds: float, replace: bool = False) -> Path | None:

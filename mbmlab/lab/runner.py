@@ -15,7 +15,7 @@ from .. import hardware
 from . import params as P
 from . import reuse as R
 from .paths import new_run_dir, project_root, reports_dir
-from ..artifacts import CorruptArtifactError, check_run_models, read_metrics, save_json
+from ..artifacts import CorruptArtifactError, check_run_models, log_metrics, read_metrics, save_json
 from .report import write_index
 
 # Offline unless the caller says otherwise (HF_HUB_OFFLINE=0 mbmlab run … lets hub names load).
@@ -206,10 +206,102 @@ def changed_on_resume(run: dict, values: dict) -> dict | None:
             "rerun": [nb["name"] for nb in notebooks[rerun_from:]]}
 
 
+@dataclass
+class Start:
+    """What ``mbmlab run --from RUN`` takes from RUN (``plan_from``)."""
+    source: Path  # RUN's folder
+    earlier: dict  # RUN's run.json
+    values: dict  # the new run's parameters: RUN's, with the --set changes
+    taken: list[str]  # RUN's notebooks whose outputs the new run copies instead of running them
+    changed: dict  # parameter → [RUN's value, the new one]
+
+
+def plan_from(source: Path, overrides: dict | None = None) -> Start:
+    """Check ``source`` (a finished or partial run folder) and say what a new run with its
+    parameters, changed by ``overrides``, takes from it: each notebook in order that ``source``
+    finished and that reads no changed parameter, up to the first that does (it and every later
+    one run again). Nothing is created; refused with ``FileNotFoundError``/``ValueError`` (a
+    damaged model: ``CorruptArtifactError``) when the run folder, a file a taken notebook wrote, or
+    01's dataset is gone, when nothing would be taken or nothing would run, or when ``source``
+    was made before runs recorded each notebook's outputs."""
+    source = Path(source).resolve()
+    if not (source / "run.json").exists():
+        raise FileNotFoundError(f"{source} has no run.json: not a run folder that `mbmlab run` started")
+    earlier = json.loads((source / "run.json").read_text())
+    preset = earlier["preset"]
+    values = anchored(P.resolve(preset, earlier["params"] | (overrides or {})))
+    changed = {k: [earlier["params"].get(k), v] for k, v in values.items() if earlier["params"].get(k) != v}
+    names = [nb["name"] for nb in earlier["notebooks"]]
+    if names != list(P.series(preset)):
+        raise ValueError(f"{source} ran {', '.join(names)}; the {preset} series is now "
+                         f"{', '.join(P.series(preset))}: run it anew")
+    taken = []
+    for nb in earlier["notebooks"]:
+        if nb["status"] != "ok" or set(changed) & set(P.for_notebook(nb["name"], values)):
+            break
+        if "outputs" not in nb:
+            raise ValueError(f"{source} does not record which files {nb['name']} wrote (made before runs recorded "
+                             f"them): `mbmlab run` reuses its cached notebooks by content instead")
+        missing = [rel for rel in nb["outputs"]["files"] if not (source / rel).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{source / missing[0]}, which {nb['name']} wrote, is gone: run the series "
+                                    f"without --from")
+        taken.append(nb["name"])
+    if not taken:
+        first = earlier["notebooks"][0]
+        why = "did not finish" if first["status"] != "ok" else \
+            f"reads {', '.join(sorted(set(changed) & set(P.for_notebook(first['name'], values))))}"
+        raise ValueError(f"nothing to take from {source}: its first notebook {first['name']} {why}")
+    if len(taken) == len(names):
+        raise ValueError(f"{source} ran every notebook with these parameters; change one with --set (the "
+                         f"notebooks that read it, and every one after, run again)")
+    check_run_models(source, taken)
+    if P.NB_COLLECT in taken and (source / "dataset.json").exists():
+        dataset = Path(json.loads((source / "dataset.json").read_text())["path"])
+        if not dataset.exists():
+            raise FileNotFoundError(f"{dataset}, the dataset {source.name}'s {P.NB_COLLECT} built, is gone: run the "
+                                    f"series without --from")
+    return Start(source, earlier, values, taken, changed)
+
+
+def take(start: Start, name: str, run_dir: Path) -> dict:
+    """Copy what ``start.source``'s notebook ``name`` wrote (its ``outputs``: files and metric
+    names) into ``run_dir``; its executed notebook is made this run's, with a first cell saying so.
+    Returns the notebook's entry for ``run.json``."""
+    import shutil
+
+    t0 = time.perf_counter()
+    entry = next(nb for nb in start.earlier["notebooks"] if nb["name"] == name)
+    for rel in entry["outputs"]["files"]:
+        target = run_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(start.source / rel, target)
+    metrics = read_metrics(start.source, missing_ok=True)
+    log_metrics(run_dir, {k: metrics[k] for k in entry["outputs"]["metrics"] if k in metrics})
+    # where it was computed: that run, or the run it had it from (reused from the cache, or taken)
+    origin = entry.get("taken") or entry.get("reused")
+    made_in, seconds = (origin.get("made_in", origin["from_run"]), origin["seconds_then"]) if origin else \
+        (start.source.name, entry["seconds"])
+    out = run_dir / f"{name}.ipynb"
+    if out.exists():
+        R.adopt(out, str(start.source), start.source.name, run_dir,
+                f"**Taken from run `{start.source.name}`** (`mbmlab run --from`): not run again. "
+                + (f"Run `{made_in}` computed it" if made_in != start.source.name else "That run ran it")
+                + f" ({seconds:.0f} s) with the parameters this notebook reads here, and its outputs were copied as "
+                f"they were, whatever code ran then. The outputs below are that run's, with its folder name "
+                f"replaced by this run's.")
+        html_for(out)
+    return {"name": name, "status": "ok", "seconds": time.perf_counter() - t0, "html": f"{name}.html",
+            "notebook": out.name, "key": entry.get("key"), "outputs": entry["outputs"],
+            "taken": {"from_run": start.source.name, "from_path": str(start.source), "made_in": made_in,
+                      "seconds_then": seconds}}
+
+
 def run_series(preset: str = "default", overrides: dict | None = None, *, reports: Path | None = None,
                notebooks_dir: Path | None = None, kernel_name: str = "python3", progress: bool = True,
                cell_timeout: int | None = None, resume: Path | None = None, reuse: bool = True,
-               until: str | None = None, experiment: str | None = None, log=print) -> Path:
+               until: str | None = None, experiment: str | None = None, start_from: Path | None = None,
+               log=print) -> Path:
     """Validate parameters, then execute every notebook in order; returns the run directory.
 
     ``resume``: an earlier run folder whose run failed or was interrupted; its parameters are
@@ -222,6 +314,11 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
     ``reuse``: a notebook whose key (``mbmlab.lab.reuse.key``) matches a whole cache entry is not
     run; its outputs are copied in and ``run.json`` says from which run (False: run every notebook,
     and refresh the cache).
+    ``start_from``: an earlier run folder; a new run with its preset and parameters, changed by
+    ``overrides``, copies the notebooks before the first that reads a changed parameter from it
+    as they are (``plan_from``), whatever code made them, and runs the rest (``preset`` unused).
+    Each notebook's entry in ``run.json`` records the files it wrote and the metrics it added
+    (``outputs``), which is what a later ``--from`` copies.
 
     Raises ``ParameterError`` before anything is created, ``NotebookFailed`` (after writing the
     partial notebook and index.html) when a notebook fails or its kernel dies, ``RunInterrupted``
@@ -232,6 +329,8 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
 
     from .kernels import execute_notebook
 
+    if resume is not None and start_from is not None:
+        raise ValueError("--resume continues a run in its own folder; --from starts a new one: give one of them")
     if resume is not None:
         run_dir = Path(resume).resolve()
         if not (run_dir / "run.json").exists():
@@ -254,6 +353,9 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
         except CorruptArtifactError:
             held.unlink(missing_ok=True)
             raise
+    elif start_from is not None:  # refuse what cannot be taken before any work starts
+        start = plan_from(start_from, overrides)
+        preset, values = start.earlier["preset"], start.values
     else:
         values = anchored(P.resolve(preset, overrides))  # refuse bad input before any work starts
     series = Series(Path(notebooks_dir or project_root() / "notebooks"), P.series(preset))
@@ -274,6 +376,14 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                "notebooks": [{"name": n, "status": "pending", "seconds": None, "html": None, "notebook": None}
                              for n in series.names]}
         save_json(run_dir, "params.json", values)
+        if start_from is not None:
+            run["from"] = {"run": start.source.name, "path": str(start.source), "params": start.changed,
+                           "taken": start.taken}
+            log(f"from {start.source}: taking {', '.join(start.taken)}"
+                + (f"; {', '.join(f'{k}={v[1]!r} (was {v[0]!r})' for k, v in start.changed.items())}"
+                   if start.changed else ""))
+            for i, name in enumerate(start.taken):
+                run["notebooks"][i] = take(start, name, run_dir)
         save_json(run_dir, "run.json", run)  # a run killed outright (SIGKILL, power loss) can still be resumed
     else:
         run.update(status="running", error=None)
@@ -324,7 +434,8 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                     html_for(out)
                 entry.update(status="ok", seconds=time.perf_counter() - t0, html=f"{name}.html",
                              reused={"from_run": manifest["from_run"], "from_path": manifest["from_path"],
-                                     "cache": str(hit), "seconds_then": manifest["seconds"]})
+                                     "cache": str(hit), "seconds_then": manifest["seconds"]},
+                             outputs={"files": sorted(manifest["files"]), "metrics": sorted(manifest["metrics"])})
                 save_json(run_dir, "run.json", run)
                 log(f"      {name} reused from run {manifest['from_run']} (same key {entry['key']}): "
                     f"{entry['seconds']:.1f} s instead of {manifest['seconds']:.0f} s")
@@ -366,6 +477,9 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                 run.update(status="failed", error=f"{failure}\ncontinue with `mbmlab run --resume {run_dir}`")
                 raise failure
             entry.update(status="ok", seconds=time.perf_counter() - t0)
+            metrics_after = read_metrics(run_dir, missing_ok=True)
+            entry["outputs"] = {"files": R.written(before, R.snapshot(run_dir)),  # what a later --from copies
+                                "metrics": sorted(k for k, v in metrics_after.items() if metrics_before.get(k) != v)}
             if entry["key"]:
                 cache.store(name, entry["key"], covers, run_dir, before, metrics_before, entry["seconds"],
                             replace=not reuse)

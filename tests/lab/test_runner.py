@@ -320,3 +320,71 @@ def test_until_stops_after_a_notebook_and_resume_runs_the_rest(tmp_path, capsys)
     capsys.readouterr()
     assert cli.main(["run", "--until", "09_nothing", "--reports", str(tmp_path / "r2")]) == 2
     assert "not a notebook of the default series" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+def test_from_starts_a_new_run_that_copies_the_notebooks_before_the_first_changed_one(tmp_path, capsys):
+    """`mbmlab run --from RUN --set fuse_learning_rate=…`: a new run folder; 01 and 02 (which do not
+    read it) are copied from RUN — their files, their metrics, their executed notebooks made this
+    run's — and only 03 onwards run; RUN is untouched; run.json, the notebook and index.html say what
+    was taken; the new run can itself be started from. Refused with exit 2, creating nothing: no
+    parameter changed, the first notebook changed, another preset, a run that does not record its
+    notebooks' outputs, a copied file gone. Mutations, each fails: the changed-parameter check
+    dropped (every notebook "taken" → refused); no ``outputs`` recorded after a notebook runs;
+    ``adopt`` not called."""
+    log = tmp_path / "ran.txt"  # outside the runs: which notebooks ran where
+    body = ("from mbmlab import artifacts\nimport pathlib\nartifacts.log_metrics(run_dir, {{'{0}/ran': 1}})\n"
+            "pathlib.Path('out').mkdir(exist_ok=True)\npathlib.Path('out/{0}.txt').write_text(run_dir)\n"
+            "open(" + repr(str(log)) + ", 'a').write('{0}:' + pathlib.Path(run_dir).name + '\\n')")
+    nb = _series(tmp_path / "nb", bodies={name: body.format(name) for name in P.NOTEBOOKS})
+    reports = tmp_path / "r"
+    first = run_series("tiny", {"fuse_learning_rate": 1e-3}, notebooks_dir=nb, reports=reports, progress=False,
+                       log=lambda *_: None)
+    before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    log.unlink()
+    assert cli.main(["run", "--from", str(first), "--set", "fuse_learning_rate=1e-4", "--notebooks", str(nb),
+                     "--reports", str(reports), "--no-progress"]) == 0
+    assert "taking 01_collect, 02_train; fuse_learning_rate=0.0001 (was 0.001)" in capsys.readouterr().out
+    second = next(p for p in reports.iterdir() if p != first and (p / "run.json").exists())
+    assert log.read_text().split() == [f"{n}:{second.name}" for n in P.NOTEBOOKS[2:]]  # 01, 02 did not run
+    assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before  # RUN untouched
+    run = json.loads((second / "run.json").read_text())
+    assert run["params"]["fuse_learning_rate"] == 1e-4 and run["preset"] == "tiny"
+    assert run["from"] == {"run": first.name, "path": str(first), "params": {"fuse_learning_rate": [1e-3, 1e-4]},
+                           "taken": ["01_collect", "02_train"]}
+    assert [nb_["taken"]["from_run"] for nb_ in run["notebooks"][:2]] == [first.name] * 2
+    assert not any("taken" in nb_ for nb_ in run["notebooks"][2:]) and run["status"] == "ok"
+    assert (second / "out" / "02_train.txt").read_text() == str(first)  # what 02 wrote there, as it was
+    assert (second / "out" / "03_fuse.txt").read_text() == str(second)
+    metrics = json.loads((second / "metrics.json").read_text())
+    assert all(metrics[f"{n}/ran"] == 1 for n in P.NOTEBOOKS)
+    taken = nbformat.read(second / "02_train.ipynb", as_version=4)
+    assert taken.cells[0].source.startswith(f"**Taken from run `{first.name}`**")
+    assert str(first) not in "".join(c.source for c in taken.cells[1:])  # its folder replaced by this run's
+    assert "taken</b>" in (second / "index.html").read_text() and (second / "02_train.html").exists()
+    # a run started --from records what it took, so it can be started from in turn
+    assert cli.main(["run", "--from", str(second), "--set", "fuse_learning_rate=1e-5", "--notebooks", str(nb),
+                     "--reports", str(reports), "--no-progress"]) == 0
+    assert "taking 01_collect, 02_train" in capsys.readouterr().out
+    third = next(p for p in reports.iterdir() if p not in (first, second) and (p / "run.json").exists())
+    assert [nb_["taken"]["made_in"] for nb_ in json.loads((third / "run.json").read_text())["notebooks"][:2]] == \
+        [first.name] * 2  # computed there, taken twice
+    assert nbformat.read(third / "01_collect.ipynb", as_version=4).cells[0].source.startswith(
+        f"**Taken from run `{second.name}`** (`mbmlab run --from`): not run again. Run `{first.name}` computed it")
+
+    made = set(reports.iterdir())
+    for argv, said in ((["--from", str(first)], "ran every notebook with these parameters"),
+                       (["--from", str(first), "--set", "seed=3"], "its first notebook 01_collect reads seed"),
+                       (["--from", str(first), "--preset", "scenes", "--set", "fuse_epochs=2"], "RUN's own preset"),
+                       (["--from", str(tmp_path / "nowhere"), "--set", "fuse_epochs=2"], "has no run.json")):
+        assert cli.main(["run", *argv, "--notebooks", str(nb), "--reports", str(reports)]) == 2, argv
+        assert said in capsys.readouterr().err, argv
+    (first / "out" / "01_collect.txt").unlink()
+    assert cli.main(["run", "--from", str(first), "--set", "fuse_epochs=2", "--reports", str(reports)]) == 2
+    assert "01_collect.txt, which 01_collect wrote, is gone" in capsys.readouterr().err
+    old = json.loads((first / "run.json").read_text())
+    for entry in old["notebooks"]:
+        entry.pop("outputs")
+    (first / "run.json").write_text(json.dumps(old))
+    assert cli.main(["run", "--from", str(first), "--set", "fuse_epochs=2", "--reports", str(reports)]) == 2
+    assert "does not record which files 01_collect wrote" in capsys.readouterr().err
+    assert set(reports.iterdir()) == made  # no refused start left a folder
