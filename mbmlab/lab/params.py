@@ -275,6 +275,10 @@ SCHEMA: dict[str, Param] = {p.name: p for p in [
     Param("fuse_stage0_mirror", bool, False, "stage 0 mirrors training images left to right at random, the answers "
           "a mirror changes changed (a spatial question's yes and no); images with questions of no known rule (a "
           "user's data) are never mirrored", (NB_FUSE,)),
+    Param("fuse_stage0_balance_types", bool, False, "stage 0 weighs every question type the same, in its loss (each "
+          "row by 1 / its type's share) and in the validation score it stops and chooses on (the types' mean exact "
+          "match): a rare type, such as the scenes' spatial questions (7.5% of the rows), is then not learned last "
+          "(docs/results.md)", (NB_FUSE,)),
     Param("fuse_stage0_keep_reader", bool, False, "after stage 0, stages 1–2 keep the attend connector's reading as "
           "stage 0 taught it (its word table, GRU, queries, keys and values; only its projection into the GPT "
           "learns); false: the reading trains on under the GPT's loss (measured better: docs/results.md)",

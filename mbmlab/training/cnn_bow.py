@@ -90,7 +90,8 @@ class EarlyStopped:
 def early_stopped(forward, rows: Rows, optimiser, train_mode, score, snapshot, *, images_per_batch: int,
                   generator: torch.Generator, max_epochs: int, patience: int) -> EarlyStopped:
     """Epochs of cross-entropy steps on batches of whole images (``forward(chosen, row_index,
-    image_index)`` → the batch's logits and the answer ids they are scored against), each followed
+    image_index)`` → the batch's logits and the answer ids they are scored against, and optionally
+    each row's weight in the batch's mean loss), each followed
     by ``score()`` on validation, until it has not improved for ``patience`` epochs (at most ``max_epochs``); ``snapshot()`` of the best epoch is returned.
     ``train_mode()`` is called before each epoch (``score`` may switch to evaluation)."""
     best, best_score, best_epoch, steps, history, since = None, -1.0, 0, 0, [], 0
@@ -98,7 +99,12 @@ def early_stopped(forward, rows: Rows, optimiser, train_mode, score, snapshot, *
         train_mode()
         losses = []
         for chosen, row_index, image_index in batches(rows, images_per_batch, generator):
-            loss = nn.functional.cross_entropy(*forward(chosen, row_index, image_index))
+            logits, answers, *weights = forward(chosen, row_index, image_index)
+            if weights:  # per-row weights: the batch's weighted mean
+                loss = (nn.functional.cross_entropy(logits, answers, reduction="none") * weights[0]).sum() / \
+                    weights[0].sum()
+            else:
+                loss = nn.functional.cross_entropy(logits, answers)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

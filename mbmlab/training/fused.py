@@ -400,11 +400,12 @@ def read_stage(prepared: "Prepared", values: dict, train: list[Example] | None =
                            prepared.pixel_values["train"], prepared.examples["validation"],
                            prepared.pixel_values["validation"], seed=values["seed"],
                            max_epochs=values["fuse_stage0_epochs"], patience=values["fuse_stage0_patience"],
-                           restarts=values["fuse_stage0_restarts"], mirror=values["fuse_stage0_mirror"])
+                           restarts=values["fuse_stage0_restarts"], mirror=values["fuse_stage0_mirror"],
+                           balance_types=values.get("fuse_stage0_balance_types", False))
 
 
 def train_quietly(model, train_set, collator, plan: list[Stage], output_dir: Path, values: dict,
-                  eval_set: TaskUnits | None = None) -> dict:
+                  eval_set: TaskUnits | None = None) -> TrainedStages:
     """``train_stages`` with 03_fuse's batch, seed and bf16 from ``values``, no checkpoints, no
     logging, no progress bars: the extra trainings that 04's baselines and 07's bias study run.
     With ``eval_set``, the last stage keeps its best epoch as 03 does (``fuse_keep_best_epoch``)."""

@@ -138,6 +138,23 @@ def exact_match_by_type(right: torch.Tensor, examples: list[Example]) -> dict[st
     return {kind: float(right.numpy()[(types == kind).to_numpy()].mean()) for kind in sorted(types.unique())}
 
 
+def type_weights(examples: list[Example]) -> torch.Tensor:
+    """Each row's weight so that every question type (untyped rows: one type) weighs the same in
+    a mean over the rows: 1 / (its type's share × the number of types); the weights average 1."""
+    kinds = pd.Series([e.question_type or "all" for e in examples])
+    share = kinds.map(kinds.value_counts(normalize=True))
+    return torch.tensor((1 / (share * kinds.nunique())).to_numpy(), dtype=torch.float32)
+
+
+def validation_score(right: torch.Tensor, examples: list[Example], balance_types: bool = False) -> float:
+    """What stage 0 stops and chooses on: the validation rows' exact match, or with
+    ``balance_types`` the mean of the question types' (``exact_match_by_type``)."""
+    if not balance_types:
+        return float(right.float().mean())
+    by_type = exact_match_by_type(right, examples)
+    return sum(by_type.values()) / len(by_type)
+
+
 def snapshot(parts: list[nn.Module]) -> list[dict]:
     return copy.deepcopy([part.state_dict() for part in parts])
 
@@ -150,7 +167,7 @@ def restore(parts: list[nn.Module], states: list[dict]) -> None:
 def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.Tensor, validation: list[Example],
                     validation_pixels: torch.Tensor, *, seed: int, max_epochs: int, patience: int = 3,
                     images_per_batch: int = 8, learning_rate: float = 1e-3, restarts: int = 1,
-                    mirror: bool = False) -> Reading:
+                    mirror: bool = False, balance_types: bool = False) -> Reading:
     """Train ``model``'s vision tower and attend connector (in place) with a classifier head on the
     VQA rows until the validation exact match has not improved for ``patience`` epochs (at most
     ``max_epochs``); the best epoch's tower and connector weights are kept. Nothing else of the
@@ -158,7 +175,11 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
     ``seed``, ``seed + 1``, …: the classifier's initialisation and the batch order), the best on
     validation kept — on the scenes the outcome is bimodal (spatial questions learned or at
     chance, by seed: docs/results.md). ``mirror``: training images mirrored at random (``Mirror``;
-    its own generator, seeded like the restart, so the batch order is the unmirrored run's)."""
+    its own generator, seeded like the restart, so the batch order is the unmirrored run's).
+    ``balance_types``: every question type weighs the same in the loss (each row weighted by
+    1 / its type's share of the training rows) and in the validation score that stops and
+    chooses (the mean of the types' exact matches), so a rare type (the scenes' spatial
+    questions, 7.5% of the rows) is not learned last."""
     if model.config.image_connector != "attend":
         raise ValueError(f"stage 0 trains the attend connector's reading; this model's image_connector is "
                          f"{model.config.image_connector!r} (set image_connector=attend, or fuse_stage0_epochs=0)")
@@ -171,6 +192,7 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
     vocabulary = Vocabulary([e.question for e in train], [e.target for e in train])
     rows, validation_rows = Rows.of(train, vocabulary), Rows.of(validation, vocabulary)
     (ids, mask), (validation_ids, validation_mask) = prompts(processor, train), prompts(processor, validation)
+    weights = type_weights(train) if balance_types else None
     tower, attend = model.model.vision_tower, model.model.image_projector.attend
     taught = taught_parts(model)  # what stage 0 teaches and keeps
     flags = {p: p.requires_grad for p in model.parameters()}
@@ -191,13 +213,13 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
             pixels, answers = train_pixels[chosen], rows.answers[rows_]
             if flips is not None:
                 pixels, answers = flips(pixels, chosen, rows_, images, answers)
-            return reader(pixels, ids[rows_], mask[rows_], images), answers
+            return reader(pixels, ids[rows_], mask[rows_], images), answers, *([] if weights is None else [weights[rows_]])
 
         def check(reader=reader):
             return _correct(reader, validation_rows, validation_ids, validation_mask, validation_pixels)
 
         runs.append(early_stopped(
-            forward, rows, optimiser, tower.train, lambda check=check: float(check().float().mean()),
+            forward, rows, optimiser, tower.train, lambda check=check: validation_score(check(), validation, balance_types),
             lambda reader=reader: snapshot(taught + [reader.head]), images_per_batch=images_per_batch,
             generator=torch.Generator().manual_seed(seed + restart), max_epochs=max_epochs, patience=patience))
         readers.append(reader)
@@ -211,4 +233,4 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
     model.eval()
     history = pd.concat([pd.DataFrame(r.history).assign(restart=k) for k, r in enumerate(runs)], ignore_index=True)
     return Reading(sum(r.epochs for r in runs), run.best_epoch, sum(r.steps for r in runs),
-                   time.perf_counter() - start, run.best_score, history, by_type, kept)
+                   time.perf_counter() - start, float(right.float().mean()), history, by_type, kept)

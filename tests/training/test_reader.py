@@ -243,3 +243,55 @@ def test_the_mixing_layer_is_stage0s_hidden_layer_starts_silent_and_survives_a_r
     fused.set_trainable(model, ["image_projector"], keep_reader=True)
     assert not projector.mix[0].weight.requires_grad and not projector.attend.embed.weight.requires_grad
     assert projector.mix[2].weight.requires_grad
+
+
+def test_balanced_types_weigh_each_question_type_the_same_in_the_loss_and_the_validation_score(tokenizer,
+                                                                                               monkeypatch):
+    """``fuse_stage0_balance_types``, by hand: types colour ×3 and spatial ×1 get weights 2/3 and 2
+    (each type's rows sum to 2, the weights average 1); the score of right = 1, 1, 1, 0 is 0.75
+    plain and (1 + 0) / 2 = 0.5 balanced. ``early_stopped`` with those weights on one shared pair of
+    logits over answers (3 rows say answer 0, 1 row answer 1): from equal logits the weighted loss's
+    gradient is 0 — one SGD step leaves them equal — while the plain mean moves them toward answer 0.
+    Through ``read_stage`` the parameter reaches stage 0, whose every epoch is scored by the types'
+    mean. Mutations, each fails: the weights ignored in ``early_stopped``; ``read_stage`` not passing
+    the parameter; ``validation_score`` ignoring ``balance_types``."""
+    from types import SimpleNamespace
+
+    from mbmlab.models.cnn_bow import Vocabulary
+    from mbmlab.training import cnn_bow, fused
+
+    rows_ = [Example("vqa", i, None, q, a, kind) for i, (q, a, kind) in
+             enumerate([("what colour?", "red", "colour")] * 3 + [("is it left?", "no", "spatial")])]
+    weights = reader.type_weights(rows_)
+    assert weights.tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0]) and float(weights.mean()) == pytest.approx(1.0)
+    right = torch.tensor([True, True, True, False])
+    assert reader.validation_score(right, rows_) == 0.75 and reader.validation_score(right, rows_, True) == 0.5
+
+    vocabulary = Vocabulary([e.question for e in rows_], [e.target for e in rows_])
+    rows = cnn_bow.Rows.of(rows_, vocabulary)
+    assert rows.answers.tolist() == [1, 1, 1, 0]  # "no" sorts before "red"
+    for weighted, moved in ((True, False), (False, True)):
+        logits = torch.nn.Parameter(torch.zeros(2))
+        optimiser = torch.optim.SGD([logits], lr=1.0)
+
+        def forward(chosen, index, images, logits=logits, weighted=weighted):
+            out = (logits.expand(len(index), 2), rows.answers[index])
+            return (*out, weights[index]) if weighted else out
+
+        cnn_bow.early_stopped(forward, rows, optimiser, lambda: None, lambda: 0.0, lambda: None, images_per_batch=4,
+                              generator=torch.Generator().manual_seed(0), max_epochs=1, patience=1)
+        assert (abs(float(logits[0] - logits[1])) > 0.1) == moved, (weighted, logits)
+
+    calls = []
+    monkeypatch.setattr(reader, "_correct", lambda _r, rows, *a: calls.append(1) or torch.arange(len(rows)) % 4 != 3)
+    model, processor = family.build(tokenizer, "gpt2", "resnet", with_audio=False, image_connector="attend",
+                                    attend_dim=16, image_prefix_length=2)
+    px = torch.zeros(4, 3, family.IMAGE_SIZE, family.IMAGE_SIZE)
+    prepared = SimpleNamespace(model=model, processor=processor, examples={"train": rows_, "validation": rows_},
+                               pixel_values={"train": px, "validation": px})
+    values = {"fuse_stage0_epochs": 2, "fuse_stage0_patience": 5, "fuse_stage0_restarts": 1, "fuse_stage0_mirror": False,
+              "resume": False, "seed": 0}
+    for balanced, score in ((True, 0.5), (False, 0.75)):
+        reading = fused.read_stage(prepared, values | {"fuse_stage0_balance_types": balanced})
+        assert reading.history["validation_exact_match"].tolist() == [score, score]  # what stopped and chose
+        assert reading.validation_exact_match == 0.75 and reading.by_type == {"colour": 1.0, "spatial": 0.0}
