@@ -51,6 +51,9 @@ _INDEX = _ENV.from_string("""<!doctype html>
 <span class="{{ run.status }}">{{ run.status }}</span>
 {% if run.total_seconds is not none %}· {{ '%.1f' % run.total_seconds }} s in all{% endif %}
 {% if run.environment.get('git commit') %}· commit <code>{{ run.environment['git commit'] }}</code>{% endif %}</p>
+{% if run.get('from') %}<p>Started from run <code>{{ run['from'].run }}</code> (<code>mbmlab run --from</code>):
+{{ run['from'].taken|join(', ') }} taken from it as they were;
+{% for name, change in run['from'].params.items() %}{{ name }} {{ change[0] }} → {{ change[1] }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>{% endif %}
 {% if run.error %}<pre class="failed">{{ run.error }}</pre>{% endif %}
 <nav>{% for nb in sections %}<a href="#{{ nb.name }}">{{ nb.name }}</a>{% endfor %}<a href="#metrics">all metrics</a>
 {% if trainings %}<a href="#trainings">trainings</a>{% endif %}<a href="#parameters">parameters</a><a href="#environment">environment</a></nav>

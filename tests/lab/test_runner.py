@@ -360,7 +360,9 @@ def test_from_starts_a_new_run_that_copies_the_notebooks_before_the_first_change
     taken = nbformat.read(second / "02_train.ipynb", as_version=4)
     assert taken.cells[0].source.startswith(f"**Taken from run `{first.name}`**")
     assert str(first) not in "".join(c.source for c in taken.cells[1:])  # its folder replaced by this run's
-    assert "taken</b>" in (second / "index.html").read_text() and (second / "02_train.html").exists()
+    index = (second / "index.html").read_text()
+    assert "taken</b>" in index and (second / "02_train.html").exists()
+    assert f"Started from run <code>{first.name}</code>" in index and "fuse_learning_rate 0.001 → 0.0001" in index
     # a run started --from records what it took, so it can be started from in turn
     assert cli.main(["run", "--from", str(second), "--set", "fuse_learning_rate=1e-5", "--notebooks", str(nb),
                      "--reports", str(reports), "--no-progress"]) == 0
