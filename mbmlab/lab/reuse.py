@@ -192,6 +192,22 @@ def written(before: dict, after: dict) -> list[str]:
                   and rel not in SHARED_FILES and not rel.startswith(NOT_CACHED_DIRS))
 
 
+def outputs(run_dir: Path, before: dict, metrics_before: dict) -> dict:
+    """What a notebook wrote into ``run_dir`` since ``before`` (a ``snapshot``) and
+    ``metrics_before``: ``files`` (``written``) and ``metrics`` (name → value, added or changed)."""
+    now = read_metrics(run_dir, missing_ok=True)
+    return {"files": written(before, snapshot(run_dir)),
+            "metrics": {k: v for k, v in now.items() if metrics_before.get(k) != v}}
+
+
+def copy_files(root: Path, files, run_dir: Path) -> None:
+    """Copy ``files`` (paths relative to ``root``) into ``run_dir`` at the same relative paths."""
+    for rel in files:
+        target = Path(run_dir) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(root) / rel, target)
+
+
 def _outside_files(notebook: str, run_dir: Path) -> dict[str, str]:
     """Files outside the run folder the outputs point at and later notebooks read: 01's dataset
     (``dataset.json``'s path), as path → sha256."""
@@ -278,10 +294,7 @@ class Cache:
     def restore(self, entry: Path, run_dir: Path) -> dict:
         """Copy the entry's files into ``run_dir`` and add its metrics; returns its manifest."""
         manifest = json.loads((entry / "manifest.json").read_text())
-        for rel in manifest["files"]:
-            target = Path(run_dir) / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(entry / "files" / rel, target)
+        copy_files(entry / "files", manifest["files"], run_dir)
         log_metrics(run_dir, manifest["metrics"])
         return manifest
 
@@ -293,10 +306,10 @@ class Cache:
               f"and its outputs were copied here from the cache. The outputs below are that run's, with its "
               f"folder name replaced by this run's.")
 
-    def store(self, notebook: str, key: str, covers: dict, run_dir: Path, before: dict, metrics_before: dict,
-              seconds: float, replace: bool = False) -> Path | None:
-        """Put what ``notebook`` wrote into ``run_dir`` since ``before`` into the cache (written to a
-        private folder, renamed into place). An entry already there is kept (another run of a
+    def store(self, notebook: str, key: str, covers: dict, run_dir: Path, made: dict, seconds: float,
+              replace: bool = False) -> Path | None:
+        """Put what ``notebook`` wrote into ``run_dir`` (``made``: its ``outputs``) into the cache
+        (written to a private folder, renamed into place). An entry already there is kept (another run of a
         sweep stored the same key first, and a third may be copying it) unless ``replace``
         (``--no-reuse``). A failure (disk full) is logged, never raised."""
         entry = self.entry(notebook, key)
@@ -304,16 +317,13 @@ class Cache:
             return entry
         tmp = entry.with_name(f"{key}.partial-{os.getpid()}")
         try:
-            files = written(before, snapshot(run_dir))
-            now = read_metrics(run_dir, missing_ok=True)
             manifest = {"notebook": notebook, "key": key, "covers": covers, "from_run": Path(run_dir).name,
                         "from_path": str(Path(run_dir).resolve()), "seconds": seconds,
-                        "stored": time.strftime("%Y-%m-%d %H:%M:%S"),
-                        "metrics": {k: v for k, v in now.items() if metrics_before.get(k) != v},
+                        "stored": time.strftime("%Y-%m-%d %H:%M:%S"), "metrics": made["metrics"],
                         "files": {}, "outside_files": _outside_files(notebook, Path(run_dir))}
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            for rel in files:
+            for rel in made["files"]:
                 (tmp / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(Path(run_dir) / rel, tmp / "files" / rel)
                 manifest["files"][rel] = sha256(tmp / "files" / rel)

@@ -184,16 +184,26 @@ def running_cell(notebook: Path) -> tuple[int | None, str]:
     return (started[-1] + 1, nb.cells[started[-1]].source) if started else (None, "")
 
 
+def changed_params(earlier: dict, values: dict) -> dict:
+    """The parameters whose value differs: name → [the earlier value, the new one]."""
+    return {k: [earlier.get(k), v] for k, v in values.items() if earlier.get(k) != v}
+
+
+def reads_changed(notebook: str, changed: dict, values: dict) -> set[str]:
+    """The changed parameters ``notebook`` reads (it must run again when any)."""
+    return set(changed) & set(P.for_notebook(notebook, values))
+
+
 def changed_on_resume(run: dict, values: dict) -> dict | None:
     """Before a resume with changed parameters: set ``run["params"]`` to ``values``, mark pending
     again every finished notebook from the first that reads a changed parameter on, and mark the
     notebook that stopped to continue its trainings from their newest checkpoints
     (``continue_training``) unless a notebook before it runs again. Returns what changed (None:
     nothing)."""
-    changed = {k: [run["params"].get(k), v] for k, v in values.items() if run["params"].get(k) != v}
+    changed = changed_params(run["params"], values)
     notebooks = run["notebooks"]
     stopped = next(i for i, nb in enumerate(notebooks) if nb["status"] != "ok")
-    reads = [i for i, nb in enumerate(notebooks) if set(changed) & set(P.for_notebook(nb["name"], values))]
+    reads = [i for i, nb in enumerate(notebooks) if reads_changed(nb["name"], changed, values)]
     rerun_from = min([stopped, *reads])
     for nb in notebooks[rerun_from:]:
         nb["status"] = "pending" if nb["status"] == "ok" else nb["status"]
@@ -230,14 +240,14 @@ def plan_from(source: Path, overrides: dict | None = None) -> Start:
     earlier = json.loads((source / "run.json").read_text())
     preset = earlier["preset"]
     values = anchored(P.resolve(preset, earlier["params"] | (overrides or {})))
-    changed = {k: [earlier["params"].get(k), v] for k, v in values.items() if earlier["params"].get(k) != v}
+    changed = changed_params(earlier["params"], values)
     names = [nb["name"] for nb in earlier["notebooks"]]
     if names != list(P.series(preset)):
         raise ValueError(f"{source} ran {', '.join(names)}; the {preset} series is now "
                          f"{', '.join(P.series(preset))}: run it anew")
     taken = []
     for nb in earlier["notebooks"]:
-        if nb["status"] != "ok" or set(changed) & set(P.for_notebook(nb["name"], values)):
+        if nb["status"] != "ok" or reads_changed(nb["name"], changed, values):
             break
         if "outputs" not in nb:
             raise ValueError(f"{source} does not record which files {nb['name']} wrote (made before runs recorded "
@@ -250,7 +260,7 @@ def plan_from(source: Path, overrides: dict | None = None) -> Start:
     if not taken:
         first = earlier["notebooks"][0]
         why = "did not finish" if first["status"] != "ok" else \
-            f"reads {', '.join(sorted(set(changed) & set(P.for_notebook(first['name'], values))))}"
+            f"reads {', '.join(sorted(reads_changed(first['name'], changed, values)))}"
         raise ValueError(f"nothing to take from {source}: its first notebook {first['name']} {why}")
     if len(taken) == len(names):
         raise ValueError(f"{source} ran every notebook with these parameters; change one with --set (the "
@@ -268,14 +278,9 @@ def take(start: Start, name: str, run_dir: Path) -> dict:
     """Copy what ``start.source``'s notebook ``name`` wrote (its ``outputs``: files and metric
     names) into ``run_dir``; its executed notebook is made this run's, with a first cell saying so.
     Returns the notebook's entry for ``run.json``."""
-    import shutil
-
     t0 = time.perf_counter()
     entry = next(nb for nb in start.earlier["notebooks"] if nb["name"] == name)
-    for rel in entry["outputs"]["files"]:
-        target = run_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(start.source / rel, target)
+    R.copy_files(start.source, entry["outputs"]["files"], run_dir)
     metrics = read_metrics(start.source, missing_ok=True)
     log_metrics(run_dir, {k: metrics[k] for k in entry["outputs"]["metrics"] if k in metrics})
     # where it was computed: that run, or the run it had it from (reused from the cache, or taken)
@@ -477,12 +482,10 @@ def run_series(preset: str = "default", overrides: dict | None = None, *, report
                 run.update(status="failed", error=f"{failure}\ncontinue with `mbmlab run --resume {run_dir}`")
                 raise failure
             entry.update(status="ok", seconds=time.perf_counter() - t0)
-            metrics_after = read_metrics(run_dir, missing_ok=True)
-            entry["outputs"] = {"files": R.written(before, R.snapshot(run_dir)),  # what a later --from copies
-                                "metrics": sorted(k for k, v in metrics_after.items() if metrics_before.get(k) != v)}
+            made = R.outputs(run_dir, before, metrics_before)
+            entry["outputs"] = {"files": made["files"], "metrics": sorted(made["metrics"])}  # what --from copies
             if entry["key"]:
-                cache.store(name, entry["key"], covers, run_dir, before, metrics_before, entry["seconds"],
-                            replace=not reuse)
+                cache.store(name, entry["key"], covers, run_dir, made, entry["seconds"], replace=not reuse)
             claim.close()
             save_json(run_dir, "run.json", run)
             log(f"      {name} done in {entry['seconds']:.1f} s")

@@ -328,7 +328,7 @@ class TrainedStages(dict):
 
 def train_stages(model, train_set: TaskUnits, collator: FusionCollator, plan: list[Stage], output_dir: Path, *,
                  batch_size: int, seed: int, bf16: bool = False, resume: bool = False, eval_set: TaskUnits | None = None,
-                 callbacks: dict | None = None, keep_best: bool = False, **extra) -> "TrainedStages":
+                 callbacks: dict | None = None, keep_best: bool = False, **extra) -> TrainedStages:
     """Run the stages in order; returns ``{stage name: Trainer}`` (a ``TrainedStages``). ``callbacks[stage]`` (a list)
     joins that stage's Trainer (the resume test interrupts a stage this way). ``keep_best`` (with
     ``eval_set``): the last stage keeps its best epoch on the validation rows (``KeepBestEpoch``;

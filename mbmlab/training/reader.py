@@ -178,8 +178,9 @@ def pretrain_reader(model, processor, train: list[Example], train_pixels: torch.
     its own generator, seeded like the restart, so the batch order is the unmirrored run's).
     ``balance_types``: every question type weighs the same in the loss (each row weighted by
     1 / its type's share of the training rows) and in the validation score that stops and
-    chooses (the mean of the types' exact matches), so a rare type (the scenes' spatial
-    questions, 7.5% of the rows) is not learned last."""
+    chooses (the mean of the types' exact matches; the history's ``validation_exact_match``
+    column then holds that mean), so a rare type (the scenes' spatial questions, 7.5% of the
+    rows) is not learned last."""
     if model.config.image_connector != "attend":
         raise ValueError(f"stage 0 trains the attend connector's reading; this model's image_connector is "
                          f"{model.config.image_connector!r} (set image_connector=attend, or fuse_stage0_epochs=0)")

@@ -106,7 +106,7 @@ def test_the_cache_stores_what_the_notebook_wrote_and_restores_it(tmp_path):
     before, metrics_before = R.snapshot(run), read_metrics(run, missing_ok=True)
     _fake_outputs(run)
     cache = R.Cache(tmp_path / "cache")
-    entry = cache.store("02_train", "k1", {"params": {}}, run, before, metrics_before, 12.0)
+    entry = cache.store("02_train", "k1", {"params": {}}, run, R.outputs(run, before, metrics_before), 12.0)
     manifest = json.loads((entry / "manifest.json").read_text())
     assert sorted(manifest["files"]) == ["model/weights.bin"]  # not checkpoints, not shared or earlier files
     assert manifest["metrics"] == {"train/loss": 2.5}
@@ -127,7 +127,7 @@ def test_a_damaged_cache_entry_is_deleted_never_used(tmp_path, damage):
     _fake_outputs(run)
     logged = []
     cache = R.Cache(tmp_path / "cache", log=logged.append)
-    entry = cache.store("02_train", "k1", {}, run, before, {}, 1.0)
+    entry = cache.store("02_train", "k1", {}, run, R.outputs(run, before, {}), 1.0)
     weights = entry / "files" / "model" / "weights.bin"
     if damage == "truncate":
         weights.write_bytes(b"w" * 10)
@@ -197,9 +197,9 @@ def test_a_second_store_of_a_key_keeps_the_first_unless_told_to_replace(tmp_path
         run.mkdir()
         before = R.snapshot(run)
         (run / "out.txt").write_text(name)
-        cache.store("02_train", "k", {}, run, before, {}, 1.0)
+        cache.store("02_train", "k", {}, run, R.outputs(run, before, {}), 1.0)
     assert json.loads((cache.entry("02_train", "k") / "manifest.json").read_text())["from_run"] == "run-a"
-    cache.store("02_train", "k", {}, tmp_path / "run-b", {}, {}, 1.0, replace=True)
+    cache.store("02_train", "k", {}, tmp_path / "run-b", R.outputs(tmp_path / "run-b", {}, {}), 1.0, replace=True)
     assert (cache.entry("02_train", "k") / "files" / "out.txt").read_text() == "run-b"
 
 
